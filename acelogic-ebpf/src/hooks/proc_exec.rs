@@ -1,0 +1,76 @@
+//! Process lineage: a governed task executed a new image.
+//!
+//! Tracepoint `sched/sched_process_exec`, fired after a successful exec.
+//! Its record layout is read from tracefs at load time
+//! (`events/sched/sched_process_exec/format`); the only field whose offset
+//! we need, `__data_loc char[] filename`, is handed to us in the global
+//! [`TP_EXEC_FILENAME_OFF`] so no kernel's layout is frozen here.
+
+use acelogic_common::{
+    codes::counter,
+    event::{self, ProcessExec, record_size},
+};
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext,
+    EbpfContext as _,
+};
+
+use crate::{maps::{EVENTS, count}, record, scope};
+
+/// Offset of the `filename` `__data_loc` word in the tracepoint record; set
+/// by the loader. Zero means "unknown": the record carries no file name.
+#[unsafe(no_mangle)]
+static TP_EXEC_FILENAME_OFF: u32 = 0;
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub(crate) fn proc_exec(ctx: TracePointContext) -> u32 {
+    if try_proc_exec(&ctx).is_err() {
+        count(counter::LINEAGE_LOST);
+    }
+    0
+}
+
+fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
+    let (cgroup_id, Some(_scope)) = scope::current() else {
+        return Ok(());
+    };
+    let mut entry = EVENTS.reserve::<ProcessExec>(0).ok_or(())?;
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points at a reserved, exclusively owned ring-buffer slot
+    // of `size_of::<ProcessExec>()` bytes; every field is written below
+    // before submit.
+    unsafe {
+        (*rec).header = record::header(
+            event::kind::PROCESS_EXEC,
+            record_size::<ProcessExec>(),
+            cgroup_id,
+        );
+        (*rec).comm = record::comm();
+        (*rec)._pad = 0;
+        (*rec).filename_len = 0;
+        (*rec).filename[0] = 0;
+    }
+
+    // SAFETY: reading a global the loader may have rewritten; volatile so the
+    // compiler does not fold the initial zero.
+    let off = unsafe { core::ptr::read_volatile(&raw const TP_EXEC_FILENAME_OFF) };
+    if off != 0 {
+        // SAFETY: the tracepoint record is readable at offsets taken from
+        // its own format description.
+        if let Ok(loc) = unsafe { ctx.read_at::<u32>(off as usize) } {
+            let data = (loc & 0xffff) as usize;
+            let src = ctx.as_ptr().cast::<u8>().wrapping_add(data);
+            // SAFETY: `src` lies inside the tracepoint record; the helper
+            // bounds the copy by the destination and faults safely.
+            if let Ok(name) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) } {
+                #[expect(clippy::cast_possible_truncation, reason = "bounded by FILENAME_LEN")]
+                // SAFETY: same exclusive slot as above.
+                unsafe {
+                    (*rec).filename_len = name.len() as u32;
+                };
+            }
+        }
+    }
+    entry.submit(0);
+    Ok(())
+}
