@@ -73,8 +73,9 @@ impl NodeReport {
             found: bpffs.map_or_else(|| "no bpf mount".to_owned(), |p| p.display().to_string()),
             fix: "mount -t bpf bpf /sys/fs/bpf",
         };
+        let probe = probe_lsm_load();
         Self {
-            checks: vec![bpf_lsm, btf, cgroup, bpffs],
+            checks: vec![bpf_lsm, probe, btf, cgroup, bpffs],
         }
     }
 
@@ -95,6 +96,40 @@ impl fmt::Display for NodeReport {
             }
         }
         Ok(())
+    }
+}
+
+/// Loads the exec gate without attaching it: the only reliable test that
+/// the kernel accepts BPF LSM programs (a kernel may list `bpf` as active
+/// and still refuse them with `EPERM`).
+fn probe_lsm_load() -> Check {
+    let name = "BPF LSM loads";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Check {
+            name,
+            ok: false,
+            found: "not checked: loading BPF needs root".to_owned(),
+            fix: "run this check as root",
+        };
+    }
+    let result = crate::kernel::Kernel::load()
+        .and_then(|mut k| k.probe(&crate::kernel::compat::EXEC_GATE));
+    match result {
+        Ok(()) => Check {
+            name,
+            ok: true,
+            found: "exec gate loaded".to_owned(),
+            fix: "",
+        },
+        Err(e) => Check {
+            name,
+            ok: false,
+            found: format!("{e:#}"),
+            fix: "the kernel refused a BPF LSM program: check `bpf` is in the LSM list, \
+                  that BPF trampolines are allowed (no lockdown=confidentiality, not a \
+                  restricted sandbox or hypervisor), and the kernel log (dmesg)",
+        },
     }
 }
 

@@ -119,38 +119,58 @@ impl Kernel {
         Ok(Self { ebpf })
     }
 
-    /// Loads and attaches one program of the compatibility table.
-    pub fn attach(&mut self, spec: &ProgramSpec) -> Result<(), KernelError> {
-        let program = self
-            .ebpf
-            .program_mut(spec.name)
-            .ok_or(KernelError::Missing {
-                what: "program",
-                name: spec.name,
-            })?;
+    /// Loads one program of the compatibility table into the kernel
+    /// without attaching it. For LSM programs this is the real test of
+    /// BPF LSM support: some kernels list `bpf` as an active LSM yet refuse
+    /// trampoline programs with `EPERM`.
+    pub fn probe(&mut self, spec: &ProgramSpec) -> Result<(), KernelError> {
         let load = |source| KernelError::Load {
             program: spec.name,
             source,
         };
-        let attach = |source| KernelError::Attach {
-            program: spec.name,
-            source,
-        };
+        let program = self.program(spec)?;
         match spec.attach {
             Attach::Lsm { hook } => {
                 let btf = Btf::from_sys_fs().map_err(KernelError::Btf)?;
                 let lsm: &mut Lsm = program.try_into().map_err(load)?;
-                lsm.load(hook, &btf).map_err(load)?;
+                lsm.load(hook, &btf).map_err(load)
+            }
+            Attach::TracePoint { .. } => {
+                let tp: &mut TracePoint = program.try_into().map_err(load)?;
+                tp.load().map_err(load)
+            }
+        }
+    }
+
+    /// Loads and attaches one program of the compatibility table.
+    pub fn attach(&mut self, spec: &ProgramSpec) -> Result<(), KernelError> {
+        self.probe(spec)?;
+        let attach = |source| KernelError::Attach {
+            program: spec.name,
+            source,
+        };
+        let program = self.program(spec)?;
+        match spec.attach {
+            Attach::Lsm { .. } => {
+                let lsm: &mut Lsm = program.try_into().map_err(attach)?;
                 lsm.attach().map_err(attach)?;
             }
             Attach::TracePoint { category, name } => {
-                let tp: &mut TracePoint = program.try_into().map_err(load)?;
-                tp.load().map_err(load)?;
+                let tp: &mut TracePoint = program.try_into().map_err(attach)?;
                 tp.attach(category, name).map_err(attach)?;
             }
         }
         tracing::debug!(program = spec.name, "attached");
         Ok(())
+    }
+
+    fn program(&mut self, spec: &ProgramSpec) -> Result<&mut aya::programs::Program, KernelError> {
+        self.ebpf
+            .program_mut(spec.name)
+            .ok_or(KernelError::Missing {
+                what: "program",
+                name: spec.name,
+            })
     }
 
     fn scopes(&mut self) -> Result<HashMap<&mut MapData, u64, ScopeEntry>, KernelError> {

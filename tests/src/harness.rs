@@ -1,0 +1,197 @@
+//! The runner: requirements, one subprocess per case, result lines.
+
+use std::{
+    io::Read as _,
+    process::{Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use acelogic_agent::kernel::{Kernel, compat};
+
+use crate::fixtures;
+
+/// Where the tests run. On the host a missing kernel feature skips the
+/// tests that need it; in the VM matrix every feature is required, so a
+/// missing one fails instead of silently skipping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Env {
+    Host,
+    Vm,
+}
+
+/// What a case needs from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// BPF LSM programs load (probed by loading the exec gate).
+    BpfLsm,
+    /// Tracepoints attach and tracefs describes their records.
+    Tracepoints,
+}
+
+/// One test.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    pub name: &'static str,
+    pub needs: &'static [Need],
+    pub run: fn() -> anyhow::Result<()>,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+/// Exit status of a child that skipped (automake's convention).
+const EXIT_SKIP: i32 = 77;
+/// Longest a single case may take before it is killed and failed.
+const CASE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs every case matching `filter`; returns the process exit code.
+pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && let Err(e) = fixtures::ensure_mounts() {
+        println!("acelogic-privtest: preparing mounts failed: {e:#}");
+    }
+    let lsm = if root { probe(Need::BpfLsm) } else { Err("not root".to_owned()) };
+    let tracepoints = if root { probe(Need::Tracepoints) } else { Err("not root".to_owned()) };
+
+    let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
+    for case in cases.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))) {
+        let missing = case.needs.iter().find_map(|need| {
+            let available = match need {
+                Need::BpfLsm => &lsm,
+                Need::Tracepoints => &tracepoints,
+            };
+            available.as_ref().err().map(|why| format!("{need:?} unavailable: {why}"))
+        });
+        let outcome = match (missing, env) {
+            (Some(why), Env::Host) => Outcome::Skip(format!("host kernel: {why}")),
+            (Some(why), Env::Vm) => Outcome::Fail(format!("required in the VM matrix: {why}")),
+            (None, _) => run_isolated(case, env),
+        };
+        let (word, detail) = match &outcome {
+            Outcome::Pass => {
+                passed += 1;
+                ("PASS", "")
+            }
+            Outcome::Fail(d) => {
+                failed += 1;
+                ("FAIL", d.as_str())
+            }
+            Outcome::Skip(d) => {
+                skipped += 1;
+                ("SKIP", d.as_str())
+            }
+        };
+        println!("ACELOGIC-TEST {} {word} {}", case.name, detail.replace('\n', " | "));
+    }
+    println!("ACELOGIC-SUMMARY {passed} passed, {failed} failed, {skipped} skipped");
+    i32::from(failed > 0)
+}
+
+/// Can this kernel do what `need` says? `Err` carries the reason.
+fn probe(need: Need) -> Result<(), String> {
+    let spec = match need {
+        Need::BpfLsm => compat::EXEC_GATE,
+        Need::Tracepoints => compat::PROCESS_LINEAGE,
+    };
+    let mut kernel = Kernel::load().map_err(|e| format!("{e:#}"))?;
+    kernel.probe(&spec).map_err(|e| match e.load_errno() {
+        Some(libc::EPERM) => format!(
+            "BPF_PROG_LOAD of `{}` returned EPERM (this kernel refuses BPF trampoline programs)",
+            spec.name
+        ),
+        _ => format!("{e:#}"),
+    })
+}
+
+/// Runs one case in a child process of this binary so that a crash, a
+/// leaked program or a stuck cgroup cannot affect the next case.
+fn run_isolated(case: &Case, env: Env) -> Outcome {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("cannot find own executable: {e}")),
+    };
+    let env_arg = match env {
+        Env::Host => "host",
+        Env::Vm => "vm",
+    };
+    let child = Command::new(exe)
+        .args(["--env", env_arg, "--run-one", case.name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Outcome::Fail(format!("spawning the case: {e}")),
+    };
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if started.elapsed() > CASE_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("timed out after {} s", CASE_TIMEOUT.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => break Err(format!("waiting for the case: {e}")),
+        }
+    };
+    let mut output = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut output);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut output);
+    }
+    let outcome = match status {
+        Ok(s) if s.success() => Outcome::Pass,
+        Ok(s) if s.code() == Some(EXIT_SKIP) => Outcome::Skip(last_line(&output)),
+        Ok(s) => Outcome::Fail(format!("{}: {}", describe(s), last_line(&output))),
+        Err(e) => Outcome::Fail(e),
+    };
+    if !matches!(outcome, Outcome::Pass) {
+        for line in output.lines() {
+            println!("    {} | {line}", case.name);
+        }
+    }
+    outcome
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown exit".to_owned(),
+    }
+}
+
+fn last_line(output: &str) -> String {
+    output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .to_owned()
+}
+
+/// Runs one case in this process (the child side of [`run_isolated`]).
+pub fn run_one(name: &str, cases: &[Case]) -> i32 {
+    let Some(case) = cases.iter().find(|c| c.name == name) else {
+        eprintln!("no test named {name}");
+        return 2;
+    };
+    match (case.run)() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e:#}");
+            1
+        }
+    }
+}
