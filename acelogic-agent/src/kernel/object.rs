@@ -3,3 +3,32 @@
 
 /// Bytes of the BPF ELF object.
 pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/acelogic"));
+
+#[cfg(test)]
+mod tests {
+    use acelogic_common::names;
+
+    use super::BPF_OBJECT;
+
+    /// Userspace spells map, program and global names from
+    /// `acelogic_common::names`; the BPF side names them by identifier.
+    /// This ties the two together without loading anything.
+    #[test]
+    fn object_defines_every_shared_name() {
+        let obj = aya_obj::Object::parse(BPF_OBJECT).expect("the embedded object parses");
+        for map in names::ALL_MAPS {
+            assert!(obj.maps.contains_key(map), "map {map} missing from the object");
+        }
+        for program in names::ALL_PROGRAMS {
+            assert!(
+                obj.programs.contains_key(program),
+                "program {program} missing from the object; it has {:?}",
+                obj.programs.keys().collect::<Vec<_>>()
+            );
+        }
+        // Data sections (`.rodata` holds the load-time globals) are maps
+        // too; every other map must be listed.
+        let named = obj.maps.keys().filter(|k| !k.starts_with('.')).count();
+        assert_eq!(named, names::ALL_MAPS.len(), "unlisted maps: {:?}", obj.maps.keys());
+    }
+}
