@@ -1,0 +1,497 @@
+//! The VM kernel matrix: Debian cloud kernels resolved at run time from the
+//! Debian mirror the system already uses, downloaded with `apt-get download`
+//! through a private apt configuration, cached per package version.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cache_dir, capture, is_root};
+
+/// One kernel of the matrix.
+#[derive(Debug, Clone)]
+pub(crate) struct Kernel {
+    /// The kernel release, as `uname -r` prints it in the guest.
+    pub(crate) label: String,
+    pub(crate) vmlinuz: PathBuf,
+}
+
+/// A kernel line of the matrix: which suite, which package names.
+struct Flavour {
+    suite: &'static str,
+    /// Package name with `{n}` for the number that changes.
+    pattern: &'static str,
+}
+
+const MATRIX: [Flavour; 2] = [
+    Flavour {
+        suite: "bookworm",
+        pattern: "linux-image-6.1.0-{n}-cloud-amd64-unsigned",
+    },
+    Flavour {
+        suite: "trixie",
+        pattern: "linux-image-6.12.{n}+deb13-cloud-amd64-unsigned",
+    },
+];
+
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+impl Flavour {
+    fn parts(&self) -> (&'static str, &'static str) {
+        self.pattern.split_once("{n}").unwrap_or((self.pattern, ""))
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        let (pre, post) = self.parts();
+        name.strip_prefix(pre)
+            .and_then(|r| r.strip_suffix(post))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// A POSIX regex for `apt-cache search --names-only`.
+    fn regex(&self) -> String {
+        let escape = |s: &str| s.replace('.', r"\.").replace('+', r"\+");
+        let (pre, post) = self.parts();
+        format!("^{}[0-9]+{}$", escape(pre), escape(post))
+    }
+}
+
+/// `linux-image-6.1.0-56-cloud-amd64-unsigned` → `6.1.0-56-cloud-amd64`.
+fn label_of(package: &str) -> String {
+    let s = package.strip_prefix("linux-image-").unwrap_or(package);
+    s.strip_suffix("-unsigned").unwrap_or(s).to_owned()
+}
+
+/// Orders package names and versions by their numbers.
+fn version_key(s: &str) -> Vec<u64> {
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The Debian mirror URIs the system uses: (main archive, security archive).
+fn system_mirrors() -> Result<(String, Option<String>)> {
+    let mut entries: Vec<(String, String)> = Vec::new(); // (uri, suite)
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("sources") => entries.extend(parse_deb822(&text)),
+            _ if file.ends_with("sources.list")
+                || file.extension().is_some_and(|e| e == "list") =>
+            {
+                entries.extend(parse_one_line(&text));
+            }
+            _ => {}
+        }
+    }
+    let is_security = |suite: &str| suite.ends_with("-security") || suite.ends_with("/updates");
+    let main = entries
+        .iter()
+        .find(|(_, s)| !is_security(s))
+        .map(|(u, _)| u.clone());
+    let security = entries
+        .iter()
+        .find(|(_, s)| is_security(s))
+        .map(|(u, _)| u.clone());
+    let Some(main) = main else {
+        bail!(
+            "found no Debian mirror (a `deb` entry) in /etc/apt/sources.list or \
+             /etc/apt/sources.list.d/; add the system's Debian sources so kernels can be downloaded"
+        );
+    };
+    Ok((main, security))
+}
+
+/// (uri, suite) pairs of the `deb` entries of a deb822 `.sources` file.
+fn parse_deb822(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in stanza.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = fields.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+            } else if let Some((k, v)) = line.split_once(':') {
+                fields.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+        let is_deb = get("types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
+        if !is_deb || get("enabled").is_some_and(|e| e.eq_ignore_ascii_case("no")) {
+            continue;
+        }
+        let (Some(uris), Some(suites)) = (get("uris"), get("suites")) else {
+            continue;
+        };
+        for uri in uris.split_whitespace() {
+            for suite in suites.split_whitespace() {
+                out.push((uri.to_owned(), suite.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// (uri, suite) pairs of the `deb` lines of a one-line-style sources file.
+fn parse_one_line(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let rest = match rest.strip_prefix('[') {
+            Some(r) => r.split_once(']').map_or("", |(_, r)| r),
+            None => rest,
+        };
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
+            out.push((uri.to_owned(), suite.to_owned()));
+        }
+    }
+    out
+}
+
+/// A private apt configuration for one suite: its own sources, lists and
+/// cache under `~/.cache/acelogic/apt-<suite>/`; the system's are untouched.
+struct Apt {
+    dir: PathBuf,
+    suite: &'static str,
+}
+
+impl Apt {
+    fn command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        let d = self.dir.display();
+        cmd.args(["-o", "Dir::Etc::SourceList=/dev/null"])
+            .args(["-o", &format!("Dir::Etc::SourceParts={d}/sources")])
+            .args(["-o", &format!("Dir::State::Lists={d}/lists")])
+            .args(["-o", &format!("Dir::Cache={d}/cache")])
+            // Some images turn apt's binary caches off; they make look-ups ~10x faster.
+            .args(["-o", "Dir::Cache::pkgcache=pkgcache.bin"])
+            .args(["-o", "Dir::Cache::srcpkgcache=srcpkgcache.bin"]);
+        if is_root() {
+            // Files live under root's home, which apt's `_apt` user cannot write.
+            cmd.args(["-o", "APT::Sandbox::User=root"]);
+        }
+        cmd
+    }
+
+    /// Writes the sources file and refreshes the lists at most once a day.
+    /// An error means no lists could be had at all.
+    fn refresh(&self, main: &str, security: Option<&str>) -> Result<()> {
+        for sub in ["sources", "lists/partial", "cache/archives/partial"] {
+            let d = self.dir.join(sub);
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let suite = self.suite;
+        let mut sources = format!(
+            "Types: deb\nURIs: {main}\nSuites: {suite}\nComponents: main\nSigned-By: {KEYRING}\n"
+        );
+        if let Some(sec) = security {
+            sources.push_str(&format!(
+                "\nTypes: deb\nURIs: {sec}\nSuites: {suite}-security\nComponents: main\nSigned-By: {KEYRING}\n"
+            ));
+        }
+        let file = self.dir.join("sources/acelogic.sources");
+        let changed = std::fs::read_to_string(&file).ok().as_deref() != Some(sources.as_str());
+        if changed {
+            std::fs::write(&file, &sources)
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        let stamp = self.dir.join("lists/.acelogic-updated");
+        let age = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        if let (false, Some(age)) = (changed, age) {
+            if age < LISTS_MAX_AGE {
+                println!(
+                    "setup: apt lists for {suite}: already fresh (updated {} h ago)",
+                    age.as_secs() / 3600
+                );
+                return Ok(());
+            }
+        }
+        println!(
+            "setup: apt lists for {suite}: refreshing (private apt config in {})",
+            self.dir.display()
+        );
+        let updated = capture(
+            self.command("apt-get")
+                .args(["-q", "-o", "APT::Update::Error-Mode=any", "update"]),
+            &format!("check that {main} is reachable"),
+        );
+        match (updated, age) {
+            (Ok(_), _) => {
+                std::fs::write(&stamp, b"").with_context(|| format!("writing {}", stamp.display()))
+            }
+            (Err(err), Some(_)) => {
+                println!(
+                    "setup: warning: refreshing the {suite} lists failed, using the old ones ({})",
+                    gist(&err)
+                );
+                Ok(())
+            }
+            (Err(err), None) => Err(err),
+        }
+    }
+
+    /// The newest package of `flavour` and its candidate version.
+    fn resolve(&self, flavour: &Flavour) -> Result<(String, String)> {
+        let hint = "delete the apt-<suite> directory in ~/.cache/acelogic and run `cargo xtask setup` again";
+        let found = capture(
+            self.command("apt-cache")
+                .args(["search", "--names-only", &flavour.regex()]),
+            hint,
+        )?;
+        let newest = found
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| flavour.matches(n))
+            .max_by_key(|n| version_key(n))
+            .with_context(|| format!("no package like {} in {}", flavour.pattern, self.suite))?
+            .to_owned();
+        let shown = capture(
+            self.command("apt-cache")
+                .args(["show", "--no-all-versions", &newest]),
+            hint,
+        )?;
+        let version = shown
+            .lines()
+            .find_map(|l| l.strip_prefix("Version: "))
+            .with_context(|| format!("`apt-cache show {newest}` printed no Version"))?
+            .trim()
+            .to_owned();
+        Ok((newest, version))
+    }
+
+    /// Downloads `package=version` and extracts its vmlinuz into `dest`.
+    fn download(&self, package: &str, version: &str, dest: &Path) -> Result<()> {
+        let parent = dest.parent().context("kernel cache dir has no parent")?;
+        let work = parent.join(format!(".download-{}", std::process::id()));
+        if work.exists() {
+            std::fs::remove_dir_all(&work).ok();
+        }
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let result = self.download_in(package, version, dest, &work);
+        std::fs::remove_dir_all(&work).ok();
+        result
+    }
+
+    fn download_in(&self, package: &str, version: &str, dest: &Path, work: &Path) -> Result<()> {
+        capture(
+            self.command("apt-get").current_dir(work).args([
+                "-q",
+                "download",
+                &format!("{package}={version}"),
+            ]),
+            "the mirror may have dropped this version; delete ~/.cache/acelogic/apt-* to force \
+             fresh lists, or check network access to the Debian mirror",
+        )?;
+        let deb = find_file(work, |n| n.ends_with(".deb"))?
+            .with_context(|| format!("`apt-get download {package}` produced no .deb"))?;
+        let root = work.join("x");
+        capture(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+            "the downloaded package may be corrupt; run `cargo xtask setup` again",
+        )?;
+        let boot = root.join("boot");
+        let vmlinuz = find_file(&boot, |n| n.starts_with("vmlinuz-"))?
+            .with_context(|| format!("{package} contains no boot/vmlinuz-*"))?;
+        std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+        if let Some(config) = find_file(&boot, |n| n.starts_with("config-"))? {
+            std::fs::copy(&config, dest.join("config")).context("copying the kernel config")?;
+        }
+        let part = dest.join("vmlinuz.part");
+        std::fs::copy(&vmlinuz, &part).with_context(|| format!("copying {}", vmlinuz.display()))?;
+        std::fs::rename(&part, dest.join("vmlinuz")).context("renaming vmlinuz.part")?;
+        Ok(())
+    }
+}
+
+fn find_file(dir: &Path, want: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    Ok(entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&want)))
+}
+
+/// The newest cached kernel of `flavour`, for working offline.
+fn cached(kernels: &Path, flavour: &Flavour) -> Option<Kernel> {
+    let entries = std::fs::read_dir(kernels).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (package, version) = name.split_once('_')?;
+            let vmlinuz = e.path().join("vmlinuz");
+            (flavour.matches(package) && vmlinuz.is_file()).then(|| {
+                (
+                    (version_key(package), version_key(version)),
+                    label_of(package),
+                    vmlinuz,
+                )
+            })
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, label, vmlinuz)| Kernel { label, vmlinuz })
+}
+
+/// The most telling line of a failed apt command, for one-line warnings.
+fn gist(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("E: "))
+        .or_else(|| text.lines().next())
+        .unwrap_or_default();
+    line.trim_start_matches("E: ").to_owned()
+}
+
+fn ensure(flavour: &Flavour, kernels: &Path, main: &str, security: Option<&str>) -> Result<Kernel> {
+    let apt = Apt {
+        dir: cache_dir()?.join(format!("apt-{}", flavour.suite)),
+        suite: flavour.suite,
+    };
+    let fetched = apt.refresh(main, security).and_then(|()| {
+        let (package, version) = apt.resolve(flavour)?;
+        let label = label_of(&package);
+        let dir = kernels.join(format!("{package}_{version}"));
+        let vmlinuz = dir.join("vmlinuz");
+        if vmlinuz.is_file() {
+            println!("setup: kernel {label} ({version}): already cached");
+        } else {
+            println!("setup: kernel {label} ({version}): downloading {package}");
+            apt.download(&package, &version, &dir)?;
+        }
+        Ok(Kernel { label, vmlinuz })
+    });
+    match fetched {
+        Ok(kernel) => Ok(kernel),
+        Err(err) => match cached(kernels, flavour) {
+            Some(kernel) => {
+                println!(
+                    "setup: warning: could not resolve or download the newest {} ({})",
+                    flavour.pattern,
+                    gist(&err)
+                );
+                println!("setup: kernel {}: using the cached copy", kernel.label);
+                Ok(kernel)
+            }
+            None => Err(err.context(format!(
+                "no {} kernel ({} from {}) could be downloaded and none is cached; check network \
+                 access to {main}, then run `cargo xtask setup` again",
+                flavour.suite, flavour.pattern, flavour.suite
+            ))),
+        },
+    }
+}
+
+/// Makes sure every kernel of the matrix is downloaded; oldest first.
+pub(crate) fn ensure_matrix() -> Result<Vec<Kernel>> {
+    let (main, security) = system_mirrors()?;
+    let kernels = cache_dir()?.join("kernels");
+    std::fs::create_dir_all(&kernels).with_context(|| format!("creating {}", kernels.display()))?;
+    MATRIX
+        .iter()
+        .map(|f| ensure(f, &kernels, &main, security.as_deref()))
+        .collect()
+}
+
+/// Whether `filter` occurs in `label` not inside a longer number, so that
+/// `6.1` picks `6.1.0-56-cloud-amd64` but not `6.12.117+deb13-cloud-amd64`.
+fn label_matches(label: &str, filter: &str) -> bool {
+    let digit_at = |i: usize| label.as_bytes().get(i).is_some_and(u8::is_ascii_digit);
+    let starts_digit = filter.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    let ends_digit = filter.as_bytes().last().is_some_and(u8::is_ascii_digit);
+    label.match_indices(filter).any(|(i, m)| {
+        let glued_before = starts_digit && i > 0 && digit_at(i - 1);
+        let glued_after = ends_digit && digit_at(i + m.len());
+        !glued_before && !glued_after
+    })
+}
+
+/// The kernels whose label contains `filter` (see [`label_matches`]) (all if `None`), oldest first.
+pub(crate) fn select(mut kernels: Vec<Kernel>, filter: Option<&str>) -> Result<Vec<Kernel>> {
+    kernels.sort_by_key(|k| version_key(&k.label));
+    let Some(filter) = filter else {
+        return Ok(kernels);
+    };
+    let labels: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
+    let chosen: Vec<Kernel> = kernels
+        .into_iter()
+        .filter(|k| label_matches(&k.label, filter))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "no kernel label contains `{filter}`; the matrix is: {}",
+            labels.join(", ")
+        );
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavours_match_names() {
+        assert!(MATRIX[0].matches("linux-image-6.1.0-56-cloud-amd64-unsigned"));
+        assert!(!MATRIX[0].matches("linux-image-6.1.0-56-cloud-amd64"));
+        assert!(MATRIX[1].matches("linux-image-6.12.107+deb13-cloud-amd64-unsigned"));
+        assert_eq!(
+            MATRIX[1].regex(),
+            r"^linux-image-6\.12\.[0-9]+\+deb13-cloud-amd64-unsigned$"
+        );
+        assert_eq!(
+            label_of("linux-image-6.1.0-56-cloud-amd64-unsigned"),
+            "6.1.0-56-cloud-amd64"
+        );
+        assert!(version_key("6.1.0-9-x") < version_key("6.1.0-56-x"));
+        assert!(label_matches("6.1.0-56-cloud-amd64", "6.1"));
+        assert!(!label_matches("6.12.117+deb13-cloud-amd64", "6.1"));
+        assert!(label_matches("6.12.117+deb13-cloud-amd64", "6.12"));
+        assert!(label_matches("6.12.117+deb13-cloud-amd64", "cloud"));
+        assert!(!label_matches("6.12.117+deb13-cloud-amd64", "11"));
+    }
+
+    #[test]
+    fn parses_sources() {
+        let deb822 = "Types: deb\n# c\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n\
+                      Components: main\n\nTypes: deb\nURIs: http://m.example/debian-security\n\
+                      Suites: bookworm-security\nComponents: main\n";
+        let e = parse_deb822(deb822);
+        assert_eq!(e[0], ("http://m.example/debian".into(), "bookworm".into()));
+        assert_eq!(
+            e[2],
+            (
+                "http://m.example/debian-security".into(),
+                "bookworm-security".into()
+            )
+        );
+        let one = "deb [arch=amd64] http://m.example/debian bookworm main\n# deb http://x y z\n";
+        assert_eq!(
+            parse_one_line(one),
+            [("http://m.example/debian".into(), "bookworm".into())]
+        );
+    }
+}

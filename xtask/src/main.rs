@@ -1,0 +1,55 @@
+//! `cargo xtask`: ACELOGIC's developer and CI tasks.
+//!
+//! - `setup`: nightly rust-src, bpf-linker, QEMU/busybox/cpio, VM kernels.
+//! - `test`: the one test command (unit, host privileged, one VM per kernel).
+//! - `demo`: boots the newest kernel with the agent and `assets/demo.sh`.
+//! - `vm`: boots kernels of the matrix with an ad-hoc payload.
+
+mod demo;
+mod kernels;
+mod setup;
+mod test;
+mod util;
+mod vm;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "ACELOGIC developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what builds and tests need (idempotent; also run by test and demo).
+    Setup,
+    /// Run every test suite: unit, privileged on the host, privileged in VMs.
+    Test(test::TestArgs),
+    /// Boot a VM with the agent and run the demo script.
+    Demo(demo::DemoArgs),
+    /// Boot kernels of the matrix with an ad-hoc payload, for poking around.
+    Vm(vm::VmArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Task::Setup => setup::setup().map(|_| true),
+        Task::Test(args) => test::test(args),
+        Task::Demo(args) => demo::demo(args).map(|()| true),
+        Task::Vm(args) => setup::setup()
+            .and_then(|ready| vm::vm_command(args, ready.kernels, &util::workspace()?.root)),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! `cargo xtask test`: unit tests on the host, the privileged test binary on
+//! the host and in a VM per kernel of the matrix, one summary line per suite
+//! and a `total:` line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::kernels::{self, Kernel};
+use crate::setup::{cargo_with_linker, setup};
+use crate::util::{StreamEnd, is_root, kernel_release, secs, stream_lines, workspace};
+use crate::vm::{self, VmSpec};
+
+/// Options of `cargo xtask test`. CI passes none.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    /// Only boot kernels whose label contains this (not inside a longer number: 6.1 is not 6.12).
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Skip the VM suites.
+    #[arg(long)]
+    skip_vm: bool,
+    /// Skip the privileged suite on the host.
+    #[arg(long)]
+    skip_host: bool,
+    /// Skip `cargo test` (unit tests).
+    #[arg(long)]
+    skip_unit: bool,
+    /// Only run privileged tests whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Seconds before a VM (or the host privileged run) counts as hung.
+    #[arg(long, default_value_t = 600)]
+    vm_timeout: u64,
+}
+
+/// One suite's counts and the reasons for its failures.
+#[derive(Debug, Default)]
+struct Suite {
+    name: &'static str,
+    place: String,
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    failures: Vec<String>,
+}
+
+impl Suite {
+    fn new(name: &'static str, place: String) -> Self {
+        Self {
+            name,
+            place,
+            ..Self::default()
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        self.failures.push(why);
+    }
+
+    fn print(&self) {
+        println!(
+            "{} ({}): {} passed, {} failed, {} skipped",
+            self.name, self.place, self.passed, self.failed, self.skipped
+        );
+    }
+}
+
+/// A suite that could not run at all counts as one failure.
+fn errored(name: &'static str, place: String, err: &anyhow::Error) -> Suite {
+    let mut suite = Suite::new(name, place);
+    suite.fail(format!("could not run: {err:#}"));
+    suite
+}
+
+/// The number written just before ` <word>` in `text` (`"3 passed"` → 3).
+fn count_before(text: &str, word: &str) -> Option<u32> {
+    let end = text.find(&format!(" {word}"))?;
+    text[..end]
+        .rsplit([' ', ',', ';', '.'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `test result: ok. 3 passed; 1 failed; 2 ignored; ...` → [3, 1, 2].
+fn parse_libtest(line: &str) -> Option<[u32; 3]> {
+    let rest = &line[line.find("test result: ")?..];
+    Some([
+        count_before(rest, "passed")?,
+        count_before(rest, "failed")?,
+        count_before(rest, "ignored")?,
+    ])
+}
+
+/// What `acelogic-privtest` printed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PrivReport {
+    counts: [u32; 3],
+    failures: Vec<String>,
+    summary: Option<[u32; 3]>,
+    kernel_panic: bool,
+}
+
+fn parse_privtest<'a>(lines: impl IntoIterator<Item = &'a str>) -> PrivReport {
+    let mut report = PrivReport::default();
+    for line in lines {
+        if let Some(i) = line.find("ACELOGIC-TEST ") {
+            let rest = line[i + "ACELOGIC-TEST ".len()..].trim_start();
+            let (name, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            let rest = rest.trim_start();
+            let (verdict, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+            match verdict {
+                "PASS" => report.counts[0] += 1,
+                "SKIP" => report.counts[2] += 1,
+                "FAIL" => {
+                    report.counts[1] += 1;
+                    report.failures.push(format!("{name}: {}", detail.trim()));
+                }
+                other => {
+                    report.counts[1] += 1;
+                    report
+                        .failures
+                        .push(format!("{name}: unknown verdict `{other}` in: {line}"));
+                }
+            }
+        } else if let Some(i) = line.find("ACELOGIC-SUMMARY ") {
+            let rest = &line[i..];
+            report.summary = (|| {
+                Some([
+                    count_before(rest, "passed")?,
+                    count_before(rest, "failed")?,
+                    count_before(rest, "skipped")?,
+                ])
+            })();
+        } else if line.contains("Kernel panic") {
+            report.kernel_panic = true;
+        }
+    }
+    report
+}
+
+/// Turns a privileged run into suite counts; `exit` is the binary's exit code.
+fn judge(suite: &mut Suite, report: &PrivReport, exit: Option<i32>, reported: bool) {
+    let [passed, failed, skipped] = report.counts;
+    suite.passed += passed;
+    suite.skipped += skipped;
+    suite.failed += failed;
+    suite.failures.extend(report.failures.iter().cloned());
+    if report.kernel_panic {
+        suite.fail("the kernel panicked (see `Kernel panic` in the console output)".to_owned());
+    }
+    if !reported {
+        return;
+    }
+    match report.summary {
+        None => suite
+            .fail("no ACELOGIC-SUMMARY line: acelogic-privtest crashed or was cut off".to_owned()),
+        Some(s) if s != report.counts => suite.fail(format!(
+            "ACELOGIC-SUMMARY says {} passed, {} failed, {} skipped but the ACELOGIC-TEST lines \
+             say {passed}, {failed}, {skipped}",
+            s[0], s[1], s[2]
+        )),
+        Some(_) => {}
+    }
+    match exit {
+        Some(0) if failed > 0 => {
+            suite.fail("acelogic-privtest exited 0 although tests failed".into());
+        }
+        Some(rc) if rc != 0 && failed == 0 => {
+            suite.fail(format!(
+                "acelogic-privtest exited {rc} although no test failed"
+            ));
+        }
+        None => suite.fail("acelogic-privtest was killed by a signal".into()),
+        Some(_) => {}
+    }
+}
+
+fn unit() -> Result<Suite> {
+    let mut suite = Suite::new("unit", format!("host {}", kernel_release()));
+    let ws = workspace()?;
+    let mut cmd = cargo_with_linker()?;
+    // The default members: the whole workspace except the BPF-only crate.
+    cmd.arg("test")
+        .arg("--manifest-path")
+        .arg(ws.root.join("Cargo.toml"))
+        .arg("--no-fail-fast");
+    let end = stream_lines(
+        &mut cmd,
+        None,
+        "run `cargo test` yourself to see why",
+        |line| {
+            println!("{line}");
+            if let Some([p, f, i]) = parse_libtest(line) {
+                suite.passed += p;
+                suite.failed += f;
+                suite.skipped += i;
+            }
+        },
+    )?;
+    if let StreamEnd::Exited(status) = end {
+        if !status.success() && suite.failed == 0 {
+            suite.fail(format!(
+                "`cargo test` exited with {status} (a build error? see above)"
+            ));
+        }
+    }
+    Ok(suite)
+}
+
+/// Builds one cargo target set in release mode; `Err` holds the reason.
+fn cargo_build(args: &[&str]) -> Result<(), String> {
+    let mut cmd = cargo_with_linker().map_err(|e| format!("{e:#}"))?;
+    cmd.args(["build", "--release"]).args(args);
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`cargo build --release {}` failed ({status})",
+            args.join(" ")
+        ))
+    }
+}
+
+/// Counts a build as passed or failed; returns whether it passed.
+fn record(suite: &mut Suite, result: Result<(), String>) -> bool {
+    match result {
+        Ok(()) => {
+            suite.passed += 1;
+            true
+        }
+        Err(why) => {
+            suite.fail(why);
+            false
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn host_privileged(bin: Option<&Path>, args: &TestArgs) -> Result<Suite> {
+    let mut suite = Suite::new("privileged", format!("host {}", kernel_release()));
+    let Some(bin) = bin else {
+        println!("privileged (host): skipped: acelogic-privtest did not build");
+        suite.skipped = 1;
+        return Ok(suite);
+    };
+    if !is_root() {
+        println!("privileged (host): skipped: not root (BPF needs root)");
+        suite.skipped = 1;
+        return Ok(suite);
+    }
+    let mut cmd = Command::new(bin);
+    cmd.args(["--env", "host"]).stderr(Stdio::piped());
+    if let Some(filter) = &args.filter {
+        cmd.args(["--filter", filter]);
+    }
+    let timeout = Duration::from_secs(args.vm_timeout);
+    let mut lines = Vec::new();
+    let end = stream_lines(
+        &mut cmd,
+        Some(timeout),
+        "build it with `cargo xtask test`",
+        |line| {
+            println!("  host| {line}");
+            lines.push(line.to_owned());
+        },
+    )?;
+    let report = parse_privtest(lines.iter().map(String::as_str));
+    match end {
+        StreamEnd::TimedOut => {
+            judge(&mut suite, &report, None, false);
+            suite.fail(format!(
+                "acelogic-privtest on the host never finished (timeout after {} s)",
+                args.vm_timeout
+            ));
+        }
+        StreamEnd::Exited(status) => judge(&mut suite, &report, status.code(), true),
+    }
+    Ok(suite)
+}
+
+fn vm_privileged(
+    kernel: &Kernel,
+    bin: Option<&Path>,
+    args: &TestArgs,
+    root: &Path,
+) -> Result<Suite> {
+    let mut suite = Suite::new("privileged", format!("vm {}", kernel.label));
+    let Some(bin) = bin else {
+        println!(
+            "privileged (vm {}): skipped: acelogic-privtest did not build",
+            kernel.label
+        );
+        suite.skipped = 1;
+        return Ok(suite);
+    };
+    let mut payload = "/acelogic-privtest --env vm".to_owned();
+    if let Some(filter) = &args.filter {
+        payload.push_str(&format!(" --filter {}", shell_quote(filter)));
+    }
+    let spec = VmSpec {
+        name: kernel.label.clone(),
+        kernel: kernel.clone(),
+        files: vec![(bin.to_path_buf(), "/acelogic-privtest".to_owned())],
+        payload,
+        timeout: Duration::from_secs(args.vm_timeout),
+    };
+    println!(
+        "vm {}: booting (QEMU TCG, timeout {} s)",
+        kernel.label, args.vm_timeout
+    );
+    let mut started = false;
+    let outcome = vm::run_vm(&spec, root, |line| {
+        started |= line.contains(vm::START_MARKER);
+        if started {
+            println!("  vm| {line}");
+        }
+    })?;
+    let report = parse_privtest(vm::after_start(&outcome.lines).iter().map(String::as_str));
+    let reported = outcome.exit.is_some() && !outcome.timed_out;
+    judge(&mut suite, &report, outcome.exit, reported);
+    if outcome.timed_out {
+        suite.fail(format!(
+            "VM {} never reported (timeout after {} s)",
+            kernel.label, args.vm_timeout
+        ));
+    } else if outcome.exit.is_none() {
+        suite.fail(format!(
+            "VM {} never reported (no ACELOGIC-VM-EXIT line)",
+            kernel.label
+        ));
+    }
+    if suite.failed > 0 {
+        if !started {
+            for line in &outcome.lines {
+                println!("  vm| {line}");
+            }
+        }
+        println!(
+            "vm {}: full console log: {}",
+            kernel.label,
+            outcome.log.display()
+        );
+    }
+    println!("vm {}: finished in {}", kernel.label, secs(outcome.elapsed));
+    Ok(suite)
+}
+
+/// Runs every suite; returns whether all passed.
+pub(crate) fn test(args: &TestArgs) -> Result<bool> {
+    let mut timings: Vec<(String, Duration)> = Vec::new();
+    let t = Instant::now();
+    let ready = setup()?;
+    timings.push(("setup".into(), t.elapsed()));
+    let matrix = kernels::select(ready.kernels, args.kernel.as_deref())?;
+    let ws = workspace()?;
+    let mut suites = Vec::new();
+
+    if args.skip_unit {
+        println!("unit: skipped (--skip-unit)");
+    } else {
+        let t = Instant::now();
+        let host = format!("host {}", kernel_release());
+        let suite = unit().unwrap_or_else(|e| errored("unit", host, &e));
+        suite.print();
+        suites.push(suite);
+        timings.push(("unit".into(), t.elapsed()));
+    }
+
+    let t = Instant::now();
+    let mut build = Suite::new("build", format!("host {}", kernel_release()));
+    let privtest_built = record(
+        &mut build,
+        cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-privtest"]),
+    );
+    record(&mut build, cargo_build(&["-p", "acelogic-agent", "--bins"]));
+    let bin = ws.target_dir.join("release/acelogic-privtest");
+    let privtest: Option<PathBuf> = (privtest_built && bin.is_file()).then_some(bin);
+    build.print();
+    suites.push(build);
+    timings.push(("build".into(), t.elapsed()));
+
+    if args.skip_host {
+        println!("privileged (host): skipped (--skip-host)");
+    } else {
+        let t = Instant::now();
+        let host = format!("host {}", kernel_release());
+        let suite = host_privileged(privtest.as_deref(), args)
+            .unwrap_or_else(|e| errored("privileged", host, &e));
+        suite.print();
+        suites.push(suite);
+        timings.push(("privileged host".into(), t.elapsed()));
+    }
+
+    if args.skip_vm {
+        println!("privileged (vm): skipped (--skip-vm)");
+    } else {
+        for kernel in &matrix {
+            let t = Instant::now();
+            let place = format!("vm {}", kernel.label);
+            let suite = vm_privileged(kernel, privtest.as_deref(), args, &ws.root)
+                .unwrap_or_else(|e| errored("privileged", place, &e));
+            suite.print();
+            suites.push(suite);
+            timings.push((format!("vm {}", kernel.label), t.elapsed()));
+        }
+    }
+
+    println!();
+    let failures: Vec<String> = suites
+        .iter()
+        .flat_map(|s| {
+            s.failures
+                .iter()
+                .map(move |f| format!("  {} ({}): {f}", s.name, s.place))
+        })
+        .collect();
+    if !failures.is_empty() {
+        println!("failures:");
+        for f in &failures {
+            println!("{f}");
+        }
+    }
+    let timing: Vec<String> = timings
+        .iter()
+        .map(|(n, d)| format!("{n} {}", secs(*d)))
+        .collect();
+    println!("timings: {}", timing.join(", "));
+    let (p, f, s) = suites.iter().fold((0, 0, 0), |(p, f, s), x| {
+        (p + x.passed, f + x.failed, s + x.skipped)
+    });
+    println!("total: {p} passed, {f} failed, {s} skipped");
+    Ok(f == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_lines() {
+        let line = "test result: FAILED. 12 passed; 2 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(parse_libtest(line), Some([12, 2, 3]));
+        assert_eq!(parse_libtest("running 3 tests"), None);
+    }
+
+    #[test]
+    fn parses_privtest_output() {
+        let out = "log line\nACELOGIC-TEST exec_denied PASS blocked /bin/true\n\
+                   [  1.0] noise ACELOGIC-TEST open_denied FAIL write-open succeeded\n\
+                   ACELOGIC-TEST needs_btf SKIP no BTF\n\
+                   ACELOGIC-SUMMARY 1 passed, 1 failed, 1 skipped\n";
+        let report = parse_privtest(out.lines());
+        assert_eq!(report.counts, [1, 1, 1]);
+        assert_eq!(report.summary, Some([1, 1, 1]));
+        assert_eq!(report.failures, ["open_denied: write-open succeeded"]);
+        let mut suite = Suite::new("privileged", "vm x".into());
+        judge(&mut suite, &report, Some(1), true);
+        assert_eq!((suite.passed, suite.failed, suite.skipped), (1, 1, 1));
+    }
+
+    #[test]
+    fn flags_missing_or_wrong_summary() {
+        let report = parse_privtest(["ACELOGIC-TEST a PASS ok", "thread 'main' panicked"]);
+        let mut suite = Suite::new("privileged", "host".into());
+        judge(&mut suite, &report, Some(101), true);
+        assert_eq!(suite.failed, 2, "{:?}", suite.failures);
+        let report = parse_privtest([
+            "ACELOGIC-TEST a PASS ok",
+            "ACELOGIC-SUMMARY 2 passed, 0 failed, 0 skipped",
+        ]);
+        let mut suite = Suite::new("privileged", "host".into());
+        judge(&mut suite, &report, Some(0), true);
+        assert_eq!(suite.failed, 1);
+        let report = parse_privtest(["Kernel panic - not syncing: x"]);
+        assert!(report.kernel_panic);
+    }
+}
