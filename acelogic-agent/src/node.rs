@@ -113,8 +113,8 @@ fn probe_lsm_load() -> Check {
             fix: "run this check as root",
         };
     }
-    let result = crate::kernel::Kernel::load()
-        .and_then(|mut k| k.probe(&crate::kernel::compat::EXEC_GATE));
+    let result =
+        crate::kernel::Kernel::load().and_then(|mut k| k.probe(&crate::kernel::compat::EXEC_GATE));
     match result {
         Ok(()) => Check {
             name,
@@ -165,7 +165,9 @@ fn unescape_mount_path(s: &str) -> String {
     let mut rest = s;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(b) => {
                 out.push(char::from(b));
@@ -187,7 +189,9 @@ mod tests {
 
     #[test]
     fn lsm_list_parsing_needs_the_exact_name() {
-        assert!(lsm_list_has_bpf("lockdown,capability,landlock,yama,apparmor,bpf\n"));
+        assert!(lsm_list_has_bpf(
+            "lockdown,capability,landlock,yama,apparmor,bpf\n"
+        ));
         assert!(lsm_list_has_bpf("bpf"));
         assert!(!lsm_list_has_bpf("lockdown,capability,apparmor"));
         assert!(!lsm_list_has_bpf("bpfx,xbpf"));

@@ -22,9 +22,17 @@ use anyhow::{Context as _, bail};
 /// them.
 pub fn ensure_mounts() -> anyhow::Result<()> {
     for (fstype, dir, probe) in [
-        ("tracefs", "/sys/kernel/tracing", "/sys/kernel/tracing/events"),
+        (
+            "tracefs",
+            "/sys/kernel/tracing",
+            "/sys/kernel/tracing/events",
+        ),
         ("bpf", "/sys/fs/bpf", ""),
-        ("securityfs", "/sys/kernel/security", "/sys/kernel/security/lsm"),
+        (
+            "securityfs",
+            "/sys/kernel/security",
+            "/sys/kernel/security/lsm",
+        ),
     ] {
         let present = if probe.is_empty() {
             mounted(fstype)
@@ -41,8 +49,10 @@ pub fn ensure_mounts() -> anyhow::Result<()> {
 }
 
 fn mounted(fstype: &str) -> bool {
-    fs::read_to_string("/proc/self/mounts")
-        .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some(fstype)))
+    fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(fstype))
+    })
 }
 
 fn mount(fstype: &str, dir: &str) -> anyhow::Result<()> {
@@ -50,7 +60,13 @@ fn mount(fstype: &str, dir: &str) -> anyhow::Result<()> {
     let (src, target, ty) = (c(fstype)?, c(dir)?, c(fstype)?);
     // SAFETY: all pointers are valid NUL-terminated strings or null.
     let rc = unsafe {
-        libc::mount(src.as_ptr(), target.as_ptr(), ty.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            ty.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error().into());
@@ -122,7 +138,11 @@ pub fn exit_code(mut child: Child) -> anyhow::Result<i32> {
 
 /// Collects records until `quiet` passes with none arriving (or `max`
 /// overall). Undecodable records fail the test: they would be lost lineage.
-pub fn collect(records: &mut Records, quiet: Duration, max: Duration) -> anyhow::Result<Vec<Event>> {
+pub fn collect(
+    records: &mut Records,
+    quiet: Duration,
+    max: Duration,
+) -> anyhow::Result<Vec<Event>> {
     let deadline = Instant::now() + max;
     let mut out = Vec::new();
     while Instant::now() < deadline {

@@ -55,17 +55,31 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
     if root && let Err(e) = fixtures::ensure_mounts() {
         println!("acelogic-privtest: preparing mounts failed: {e:#}");
     }
-    let lsm = if root { probe(Need::BpfLsm) } else { Err("not root".to_owned()) };
-    let tracepoints = if root { probe(Need::Tracepoints) } else { Err("not root".to_owned()) };
+    let lsm = if root {
+        probe(Need::BpfLsm)
+    } else {
+        Err("not root".to_owned())
+    };
+    let tracepoints = if root {
+        probe(Need::Tracepoints)
+    } else {
+        Err("not root".to_owned())
+    };
 
     let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
-    for case in cases.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))) {
+    for case in cases
+        .iter()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+    {
         let missing = case.needs.iter().find_map(|need| {
             let available = match need {
                 Need::BpfLsm => &lsm,
                 Need::Tracepoints => &tracepoints,
             };
-            available.as_ref().err().map(|why| format!("{need:?} unavailable: {why}"))
+            available
+                .as_ref()
+                .err()
+                .map(|why| format!("{need:?} unavailable: {why}"))
         });
         let outcome = match (missing, env) {
             (Some(why), Env::Host) => Outcome::Skip(format!("host kernel: {why}")),
@@ -86,7 +100,11 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
                 ("SKIP", d.as_str())
             }
         };
-        println!("ACELOGIC-TEST {} {word} {}", case.name, detail.replace('\n', " | "));
+        println!(
+            "ACELOGIC-TEST {} {word} {}",
+            case.name,
+            detail.replace('\n', " | ")
+        );
     }
     println!("ACELOGIC-SUMMARY {passed} passed, {failed} failed, {skipped} skipped");
     i32::from(failed > 0)

@@ -11,7 +11,7 @@ use clap::Parser;
 /// runs. Needs root (CAP_BPF, CAP_SYS_ADMIN) and a kernel with BPF LSM
 /// active; it refuses to start otherwise and says how to fix it.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "acelogic-agent", version)]
 struct Args {
     /// A cgroup v2 directory to govern (repeatable).
     #[arg(long, required = true, value_name = "CGROUP_DIR")]

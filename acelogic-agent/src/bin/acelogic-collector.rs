@@ -7,7 +7,7 @@ use clap::Parser;
 /// storage and queries arrive with issue 5. Running it starts nothing and
 /// exits with status 2.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "acelogic-collector", version)]
 struct Args {}
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 /// ACELOGIC control: node checks. (Keys, artifacts, `run` and policy
 /// commands arrive with the authorization work, issue 4.)
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "acelogicctl", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -17,8 +17,13 @@ pub enum Requirement {
 /// How a program attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
-    Lsm { hook: &'static str },
-    TracePoint { category: &'static str, name: &'static str },
+    Lsm {
+        hook: &'static str,
+    },
+    TracePoint {
+        category: &'static str,
+        name: &'static str,
+    },
 }
 
 /// One row of the table.

@@ -22,16 +22,16 @@ use aya::{
 use compat::{Attach, ProgramSpec};
 pub use records::Records;
 
-/// cgroup v2's filesystem magic (`CGROUP2_SUPER_MAGIC`).
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 /// Errors of the kernel module, each naming the object involved.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error("loading the BPF object: {0}")]
     Object(#[source] Box<aya::EbpfError>),
     #[error("the BPF object has no {what} `{name}` (build mismatch)")]
-    Missing { what: &'static str, name: &'static str },
+    Missing {
+        what: &'static str,
+        name: &'static str,
+    },
     #[error("reading kernel BTF from /sys/kernel/btf/vmlinux: {0}")]
     Btf(#[source] aya::BtfError),
     #[error("loading program `{program}` into the kernel: {source}")]
@@ -103,15 +103,12 @@ impl Kernel {
         raise_memlock_rlimit();
         // Without tracefs the lineage record carries no file name; that is
         // visible in the record, and attaching the tracepoint fails anyway.
-        let filename_off = match tracefs::field_offset(
-            names::TP_PROC_EXEC.0,
-            names::TP_PROC_EXEC.1,
-            "filename",
-        ) {
-            Ok(off) => off,
-            Err(tracefs::FormatError::NoTracefs) => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let filename_off =
+            match tracefs::field_offset(names::TP_PROC_EXEC.0, names::TP_PROC_EXEC.1, "filename") {
+                Ok(off) => off,
+                Err(tracefs::FormatError::NoTracefs) => 0,
+                Err(e) => return Err(e.into()),
+            };
         let ebpf = EbpfLoader::new()
             .override_global(names::GLOBAL_TP_EXEC_FILENAME_OFF, &filename_off, true)
             .load(object::BPF_OBJECT)
@@ -288,7 +285,7 @@ pub fn cgroup_id(path: &Path) -> Result<u64, KernelError> {
     if unsafe { libc::statfs(c_path.as_ptr(), &raw mut sfs) } != 0 {
         return Err(not_cgroup(io::Error::last_os_error().to_string()));
     }
-    if i64::from(sfs.f_type) != CGROUP2_SUPER_MAGIC {
+    if sfs.f_type != libc::CGROUP2_SUPER_MAGIC {
         return Err(not_cgroup(format!(
             "filesystem type {:#x} is not cgroup2",
             sfs.f_type

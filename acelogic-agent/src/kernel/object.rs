@@ -17,7 +17,10 @@ mod tests {
     fn object_defines_every_shared_name() {
         let obj = aya_obj::Object::parse(BPF_OBJECT).expect("the embedded object parses");
         for map in names::ALL_MAPS {
-            assert!(obj.maps.contains_key(map), "map {map} missing from the object");
+            assert!(
+                obj.maps.contains_key(map),
+                "map {map} missing from the object"
+            );
         }
         for program in names::ALL_PROGRAMS {
             assert!(
@@ -29,6 +32,11 @@ mod tests {
         // Data sections (`.rodata` holds the load-time globals) are maps
         // too; every other map must be listed.
         let named = obj.maps.keys().filter(|k| !k.starts_with('.')).count();
-        assert_eq!(named, names::ALL_MAPS.len(), "unlisted maps: {:?}", obj.maps.keys());
+        assert_eq!(
+            named,
+            names::ALL_MAPS.len(),
+            "unlisted maps: {:?}",
+            obj.maps.keys()
+        );
     }
 }

@@ -55,7 +55,6 @@ impl Records {
         }
         out
     }
-
 }
 
 impl std::os::fd::AsRawFd for Records {

@@ -17,7 +17,11 @@ pub fn render(event: &Event) -> String {
                 "decision hook={} verdict={} reason={} scope={} grant={}",
                 d.hook, d.verdict, d.reason, d.scope_id, d.grant_id
             );
-            let _ = write!(line, " comm={:?}", String::from_utf8_lossy(c_str_bytes(&d.comm)));
+            let _ = write!(
+                line,
+                " comm={:?}",
+                String::from_utf8_lossy(c_str_bytes(&d.comm))
+            );
         }
         Event::ProcessExec(p) => {
             let _ = write!(

@@ -11,11 +11,14 @@ use acelogic_common::{
     event::{self, ProcessExec, record_size},
 };
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext,
-    EbpfContext as _,
+    EbpfContext as _, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint,
+    programs::TracePointContext,
 };
 
-use crate::{maps::{EVENTS, count}, record, scope};
+use crate::{
+    maps::{EVENTS, count},
+    record, scope,
+};
 
 /// Offset of the `filename` `__data_loc` word in the tracepoint record; set
 /// by the loader. Zero means "unknown": the record carries no file name.
@@ -62,7 +65,8 @@ fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
             let src = ctx.as_ptr().cast::<u8>().wrapping_add(data);
             // SAFETY: `src` lies inside the tracepoint record; the helper
             // bounds the copy by the destination and faults safely.
-            if let Ok(name) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) } {
+            if let Ok(name) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) }
+            {
                 #[expect(clippy::cast_possible_truncation, reason = "bounded by FILENAME_LEN")]
                 // SAFETY: same exclusive slot as above.
                 unsafe {

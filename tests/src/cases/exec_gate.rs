@@ -46,7 +46,11 @@ fn exec_denied_in_governed_cgroup() -> anyhow::Result<()> {
     ensure!(code == 7, "ungoverned /bin/sh exited {code}, expected 7");
 
     // Exactly one record: the denial, naming the governed cgroup.
-    let events = collect(&mut records, Duration::from_millis(500), Duration::from_secs(10))?;
+    let events = collect(
+        &mut records,
+        Duration::from_millis(500),
+        Duration::from_secs(10),
+    )?;
     let [Event::Exec(d)] = events.as_slice() else {
         bail!("expected exactly one exec decision record, got {events:#?}");
     };

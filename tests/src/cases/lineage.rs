@@ -34,7 +34,11 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
     let outside_pid = outside.id();
     ensure!(exit_code(outside)? == 4, "ungoverned /bin/sh did not run");
 
-    let events = collect(&mut records, Duration::from_millis(500), Duration::from_secs(10))?;
+    let events = collect(
+        &mut records,
+        Duration::from_millis(500),
+        Duration::from_secs(10),
+    )?;
     let execs: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -45,8 +49,16 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
     let [rec] = execs.as_slice() else {
         bail!("expected exactly one process-exec record, got {events:#?}");
     };
-    ensure!(rec.header.tgid == inside_pid, "record pid {} != {inside_pid}", rec.header.tgid);
-    ensure!(rec.header.cgroup_id == governed.id, "record cgroup {}", rec.header.cgroup_id);
+    ensure!(
+        rec.header.tgid == inside_pid,
+        "record pid {} != {inside_pid}",
+        rec.header.tgid
+    );
+    ensure!(
+        rec.header.cgroup_id == governed.id,
+        "record cgroup {}",
+        rec.header.cgroup_id
+    );
     ensure!(
         rec.filename() == b"/bin/sh",
         "record file name {:?} (offset from tracefs wrong?)",

@@ -29,7 +29,9 @@ fn pinned_scopes_survive_the_loader() -> anyhow::Result<()> {
 
         let data = MapData::from_pin(dir.join(names::MAP_SCOPES))?;
         let scopes: HashMap<MapData, u64, ScopeEntry> = HashMap::try_from(Map::HashMap(data))?;
-        let entry = scopes.get(&cg.id, 0).context("scope missing from the pinned map")?;
+        let entry = scopes
+            .get(&cg.id, 0)
+            .context("scope missing from the pinned map")?;
         ensure!(entry == ScopeEntry::new(9), "pinned entry {entry:?}");
         Ok(())
     })();
