@@ -66,6 +66,15 @@ pub enum KernelError {
 }
 
 impl KernelError {
+    const fn missing_map(name: &'static str) -> Self {
+        Self::Missing { what: "map", name }
+    }
+
+    /// Wraps a map operation's error with the map's name.
+    fn on_map(map: &'static str) -> impl Fn(aya::maps::MapError) -> Self {
+        move |source| Self::Map { map, source }
+    }
+
     /// The OS error behind a failed program load, if any: `EPERM` from
     /// `BPF_PROG_LOAD` is how a kernel without usable BPF LSM answers.
     #[must_use]
@@ -174,14 +183,8 @@ impl Kernel {
         let map = self
             .ebpf
             .map_mut(names::MAP_SCOPES)
-            .ok_or(KernelError::Missing {
-                what: "map",
-                name: names::MAP_SCOPES,
-            })?;
-        HashMap::try_from(map).map_err(|source| KernelError::Map {
-            map: names::MAP_SCOPES,
-            source,
-        })
+            .ok_or(KernelError::missing_map(names::MAP_SCOPES))?;
+        HashMap::try_from(map).map_err(KernelError::on_map(names::MAP_SCOPES))
     }
 
     /// Governs the cgroup at `path` as part of scope `scope_id`. Returns the
@@ -190,10 +193,7 @@ impl Kernel {
         let id = cgroup_id(path)?;
         self.scopes()?
             .insert(id, ScopeEntry::new(scope_id), 0)
-            .map_err(|source| KernelError::Map {
-                map: names::MAP_SCOPES,
-                source,
-            })?;
+            .map_err(KernelError::on_map(names::MAP_SCOPES))?;
         tracing::info!(cgroup = %path.display(), cgroup_id = id, scope_id, "governed");
         Ok(id)
     }
@@ -202,10 +202,7 @@ impl Kernel {
     pub fn release(&mut self, id: u64) -> Result<(), KernelError> {
         self.scopes()?
             .remove(&id)
-            .map_err(|source| KernelError::Map {
-                map: names::MAP_SCOPES,
-                source,
-            })
+            .map_err(KernelError::on_map(names::MAP_SCOPES))
     }
 
     /// Takes the consumer side of the record ring buffer (once).
@@ -213,33 +210,21 @@ impl Kernel {
         let map = self
             .ebpf
             .take_map(names::MAP_EVENTS)
-            .ok_or(KernelError::Missing {
-                what: "map",
-                name: names::MAP_EVENTS,
-            })?;
-        let ring = RingBuf::try_from(map).map_err(|source| KernelError::Map {
-            map: names::MAP_EVENTS,
-            source,
-        })?;
+            .ok_or(KernelError::missing_map(names::MAP_EVENTS))?;
+        let ring = RingBuf::try_from(map).map_err(KernelError::on_map(names::MAP_EVENTS))?;
         Ok(Records::new(ring))
     }
 
     /// Current counter values, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, KernelError> {
-        let err = |source| KernelError::Map {
-            map: names::MAP_COUNTERS,
-            source,
-        };
+        let err = KernelError::on_map(names::MAP_COUNTERS);
         let map = self
             .ebpf
             .map(names::MAP_COUNTERS)
-            .ok_or(KernelError::Missing {
-                what: "map",
-                name: names::MAP_COUNTERS,
-            })?;
-        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(err)?;
+            .ok_or(KernelError::missing_map(names::MAP_COUNTERS))?;
+        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(&err)?;
         let sum = |index: u32| -> Result<u64, KernelError> {
-            Ok(array.get(&index, 0).map_err(err)?.iter().sum())
+            Ok(array.get(&index, 0).map_err(&err)?.iter().sum())
         };
         Ok(Counters {
             denied: sum(counter::DENIED)?,
