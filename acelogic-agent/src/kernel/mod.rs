@@ -98,6 +98,14 @@ pub struct Counters {
     pub lineage_lost: u64,
 }
 
+/// Load-time settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Size of the record ring buffer in bytes (a power of two, at least a
+    /// page); `None` keeps the object's 1 MiB.
+    pub ring_bytes: Option<u32>,
+}
+
 /// The loaded BPF object. Dropping it detaches every program it attached
 /// (pinning, so that enforcement outlives the agent, is issue 3).
 #[derive(Debug)]
@@ -109,6 +117,11 @@ impl Kernel {
     /// Loads the embedded object into the kernel, with tracepoint layouts
     /// resolved from this kernel's tracefs. Attaches nothing.
     pub fn load() -> Result<Self, KernelError> {
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// [`Kernel::load`] with non-default sizes.
+    pub fn load_with(options: &LoadOptions) -> Result<Self, KernelError> {
         raise_memlock_rlimit();
         // Without tracefs the lineage record carries no file name; that is
         // visible in the record, and attaching the tracepoint fails anyway.
@@ -118,8 +131,12 @@ impl Kernel {
                 Err(tracefs::FormatError::NoTracefs) => 0,
                 Err(e) => return Err(e.into()),
             };
-        let ebpf = EbpfLoader::new()
-            .override_global(names::GLOBAL_TP_EXEC_FILENAME_OFF, &filename_off, true)
+        let mut loader = EbpfLoader::new();
+        loader.override_global(names::GLOBAL_TP_EXEC_FILENAME_OFF, &filename_off, true);
+        if let Some(bytes) = options.ring_bytes {
+            loader.map_max_entries(names::MAP_EVENTS, bytes);
+        }
+        let ebpf = loader
             .load(object::BPF_OBJECT)
             .map_err(|e| KernelError::Object(Box::new(e)))?;
         Ok(Self { ebpf })

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use acelogic_agent::kernel::{Kernel, compat};
+use acelogic_agent::kernel::{Kernel, LoadOptions, compat};
 use acelogic_common::user::{Event, Hook, Reason, Verdict, c_str_bytes};
 use anyhow::{Context as _, bail, ensure};
 
@@ -12,11 +12,18 @@ use crate::{
     harness::{Case, Need},
 };
 
-pub(crate) const CASES: &[Case] = &[Case {
-    name: "exec_denied_in_governed_cgroup",
-    needs: &[Need::BpfLsm],
-    run: exec_denied_in_governed_cgroup,
-}];
+pub(crate) const CASES: &[Case] = &[
+    Case {
+        name: "exec_denied_in_governed_cgroup",
+        needs: &[Need::BpfLsm],
+        run: exec_denied_in_governed_cgroup,
+    },
+    Case {
+        name: "full_ring_buffer_still_denies_and_counts",
+        needs: &[Need::BpfLsm],
+        run: full_ring_buffer_still_denies_and_counts,
+    },
+];
 
 const SCOPE: u32 = 7;
 
@@ -84,5 +91,51 @@ fn exec_denied_in_governed_cgroup() -> anyhow::Result<()> {
         c.record_unavailable
     );
     kernel.release(governed.id).context("releasing the scope")?;
+    Ok(())
+}
+
+/// No record, no allow: with the ring buffer full and nobody draining it,
+/// every governed exec is still denied, and each one is accounted for,
+/// either as a record or in the `record_unavailable` counter.
+fn full_ring_buffer_still_denies_and_counts() -> anyhow::Result<()> {
+    // One page holds about 50 exec records; make twice as many attempts.
+    const ATTEMPTS: u64 = 100;
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        ring_bytes: Some(4096),
+    })?;
+    kernel.attach(&compat::EXEC_GATE)?;
+    let mut records = kernel.records()?;
+    let governed = TestCgroup::new("exec-flood")?;
+    kernel.govern(&governed.path, SCOPE)?;
+
+    for i in 0..ATTEMPTS {
+        match governed.command("/bin/sh", &["-c", "exit 7"])?.spawn() {
+            Ok(child) => bail!(
+                "attempt {i}: governed exec allowed (exit {})",
+                exit_code(child)?
+            ),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => bail!("attempt {i}: governed exec failed with {e}, expected EPERM"),
+        }
+    }
+
+    let c = kernel.counters()?;
+    let recorded = u64::try_from(records.drain().len())?;
+    ensure!(
+        c.record_unavailable > 0,
+        "the ring buffer never filled ({recorded} records); the test proves nothing"
+    );
+    ensure!(
+        recorded == c.denied,
+        "{recorded} records drained but the denied counter says {}",
+        c.denied
+    );
+    ensure!(
+        c.denied + c.record_unavailable == ATTEMPTS,
+        "{} recorded + {} unrecorded denials != {ATTEMPTS} attempts",
+        c.denied,
+        c.record_unavailable
+    );
+    ensure!(c.allowed == 0, "allowed counter {}", c.allowed);
     Ok(())
 }
