@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use crate::{
-    kernel::{Kernel, compat},
+    kernel::{Kernel, LoadOptions, scopes::Mode},
     lineage,
     node::NodeReport,
 };
@@ -20,8 +20,10 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Config {
     /// cgroup v2 directories to govern; scope ids are assigned in order,
-    /// starting at 1.
+    /// starting at 1, each enforcing with an empty baseline.
     pub govern: Vec<PathBuf>,
+    /// bpffs directory of the pinned state (adopted when present).
+    pub pin_dir: PathBuf,
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -30,23 +32,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !report.ready() {
         bail!("this node cannot enforce; refusing to start in enforce mode:\n{report}");
     }
-    let mut kernel = Kernel::load().context("loading the BPF object")?;
-    for spec in &compat::PROGRAMS {
-        kernel
-            .attach(spec)
-            .with_context(|| format!("attaching {}", spec.name))?;
-    }
-    let mut records = kernel.records()?;
-    // Records from before governing cannot exist; start clean anyway.
-    drop(records.drain());
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(config.pin_dir.clone()),
+        ..LoadOptions::default()
+    })
+    .context("loading the BPF object")?;
+    let attached = kernel.attach_all().context("attaching the programs")?;
+    println!(
+        "acelogic-agent: {} program(s) attached, {} adopted from {}",
+        attached.attached.len(),
+        attached.adopted.len(),
+        config.pin_dir.display()
+    );
+    let records = kernel.records()?;
     for (i, path) in config.govern.iter().enumerate() {
         let scope_id = u32::try_from(i + 1).context("too many cgroups")?;
+        kernel.define_scope(scope_id, Mode::Enforce)?;
         kernel
             .govern(path, scope_id)
             .with_context(|| format!("governing {}", path.display()))?;
     }
     println!(
-        "acelogic-agent: enforcing exec on {} cgroup(s); records follow",
+        "acelogic-agent: enforcing on {} cgroup(s); records follow",
         config.govern.len()
     );
 
@@ -74,9 +81,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let c = kernel.counters()?;
     println!(
-        "acelogic-agent: stopping; denied={} allowed={} record_unavailable={} lineage_lost={}; \
-         programs detach now (pinned enforcement is issue 3)",
-        c.denied, c.allowed, c.record_unavailable, c.lineage_lost
+        "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
+         lineage_lost={}; enforcement stays pinned at {} (`acelogic-agent uninstall` removes it)",
+        c.denied,
+        c.allowed,
+        c.audited,
+        c.record_unavailable,
+        c.lineage_lost,
+        config.pin_dir.display()
     );
     Ok(())
 }

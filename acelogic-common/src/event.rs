@@ -9,8 +9,17 @@ use core::mem::size_of;
 
 /// Record kinds.
 pub mod kind {
-    /// A decision of the exec gate: [`super::ExecDecision`].
-    pub const EXEC_DECISION: u16 = 0x0101;
+    /// A decision about a file (exec, executable mapping, write or path
+    /// change): [`super::FileDecision`].
+    pub const FILE_DECISION: u16 = 0x0101;
+    /// A decision about a network destination: [`super::NetDecision`].
+    pub const NET_DECISION: u16 = 0x0102;
+    /// A decision about another process (signal, ptrace):
+    /// [`super::TaskDecision`].
+    pub const TASK_DECISION: u16 = 0x0103;
+    /// A decision about a system operation (bpf, mount, clone into a
+    /// cgroup): [`super::SystemDecision`].
+    pub const SYSTEM_DECISION: u16 = 0x0104;
     /// A process executed a new image: [`super::ProcessExec`].
     pub const PROCESS_EXEC: u16 = 0x0201;
 }
@@ -19,6 +28,9 @@ pub mod kind {
 pub const COMM_LEN: usize = 16;
 /// Bytes of an exec'd file name kept in a lifecycle record.
 pub const FILENAME_LEN: usize = 256;
+/// Bytes of the name kept in a file decision: the path given to exec, or
+/// the last component of other files.
+pub const NAME_LEN: usize = 128;
 
 /// First bytes of every record.
 #[repr(C)]
@@ -42,36 +54,114 @@ pub struct EventHeader {
 
 const _: () = assert!(size_of::<EventHeader>() == 32);
 
-/// Common part of every decision.
+/// Common part of every decision, after the header.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// Scope (workload) the deciding cgroup belongs to.
     pub scope_id: u32,
+    /// Thread-group id of the task's parent; 0 when unreadable.
+    pub ppid: u32,
     /// One of [`crate::codes::hook`].
     pub hook: u16,
     /// One of [`crate::codes::verdict`].
     pub verdict: u16,
     /// One of [`crate::codes::reason`].
     pub reason: u16,
-    pub _pad: [u8; 6],
+    pub _pad: u16,
     /// Grant that allowed the action, 0 when none did.
     pub grant_id: u64,
-}
-
-const _: () = assert!(size_of::<Decision>() == 24);
-
-/// Record of [`kind::EXEC_DECISION`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExecDecision {
-    pub header: EventHeader,
-    pub decision: Decision,
-    /// `comm` of the task asking to exec (the name before the new image).
+    /// `comm` of the task.
     pub comm: [u8; COMM_LEN],
 }
 
-const _: () = assert!(size_of::<ExecDecision>() == 72);
+const _: () = assert!(size_of::<Decision>() == 40);
+
+/// A file by identity. All zero when not applicable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileId {
+    /// Kernel `dev_t` (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+const _: () = assert!(size_of::<FileId>() == 16);
+
+/// Record of [`kind::FILE_DECISION`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileDecision {
+    pub header: EventHeader,
+    pub decision: Decision,
+    /// The file decided on. For a new name (create, mkdir, symlink,
+    /// mknod) it is the directory the name is created in.
+    pub file: FileId,
+    /// Second object: the new location's directory for link and rename.
+    pub other: FileId,
+    /// Hook detail: `f_mode` for open, `prot` for mappings, 0 otherwise.
+    pub detail: u32,
+    /// Bytes of `name` used.
+    pub name_len: u32,
+    /// Path passed to exec, or the last component of the file's name;
+    /// NUL-terminated, truncated.
+    pub name: [u8; NAME_LEN],
+}
+
+const _: () = assert!(size_of::<FileDecision>() == 240);
+
+/// Record of [`kind::NET_DECISION`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetDecision {
+    pub header: EventHeader,
+    pub decision: Decision,
+    /// `AF_*` of the destination.
+    pub family: u16,
+    /// `IPPROTO_*` of the socket (0 for AF_UNIX).
+    pub protocol: u16,
+    /// Destination port, host byte order.
+    pub port: u16,
+    pub _pad: u16,
+    /// IPv4 in the first 4 bytes, or IPv6; zero for AF_UNIX.
+    pub addr: [u8; 16],
+    /// The bound socket file for AF_UNIX; zero otherwise.
+    pub unix: FileId,
+}
+
+const _: () = assert!(size_of::<NetDecision>() == 112);
+
+/// Record of [`kind::TASK_DECISION`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskDecision {
+    pub header: EventHeader,
+    pub decision: Decision,
+    /// Thread-group id of the target process.
+    pub target_tgid: u32,
+    /// Scope of the target, 0 when it is not governed.
+    pub target_scope_id: u32,
+    /// cgroup v2 id of the target.
+    pub target_cgroup_id: u64,
+    /// Signal number for `task_kill`, access mode for ptrace.
+    pub detail: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<TaskDecision>() == 96);
+
+/// Record of [`kind::SYSTEM_DECISION`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemDecision {
+    pub header: EventHeader,
+    pub decision: Decision,
+    /// bpf command, mount flags or clone flags.
+    pub detail: u64,
+}
+
+const _: () = assert!(size_of::<SystemDecision>() == 80);
 
 /// Record of [`kind::PROCESS_EXEC`].
 #[repr(C)]

@@ -1,22 +1,94 @@
-//! Names of maps and programs in the BPF object.
+//! Names of maps, programs and globals in the BPF object.
 //!
 //! The kernel truncates object names to 15 bytes silently, so every name is
 //! checked against that bound at compile time. BPF statics must carry the
 //! same identifiers (the `#[map]`/`#[lsm]` macros name objects after the
 //! static or function); a userspace test parses the built object and checks
-//! that each name below is present.
+//! that each name below is present, and that each gate sits on its hook.
 
-/// Governed cgroups: `cgroup id -> ScopeEntry`.
+/// Registered cgroups: `cgroup id -> ScopeEntry`.
 pub const MAP_SCOPES: &str = "SCOPES";
+/// Per-scope flags: `scope id -> ScopeState`.
+pub const MAP_SCOPE_STATE: &str = "SCOPE_STATE";
+/// Result of the ancestor walk per cgroup: `cgroup id -> CachedScope`.
+pub const MAP_SCOPE_CACHE: &str = "SCOPE_CACHE";
+/// One-slot array: the generation of `SCOPES` (bumped on every change).
+pub const MAP_SCOPE_GEN: &str = "SCOPE_GEN";
+/// Files a scope may use with no artifact: `FileKey -> FileRule`.
+pub const MAP_FILE_BASELINE: &str = "FILE_BASELINE";
+/// Files granted by artifacts: `FileKey -> Grant`.
+pub const MAP_FILE_GRANTS: &str = "FILE_GRANTS";
+/// Network destinations allowed with no artifact (LPM trie of `NetKey`).
+pub const MAP_NET_BASELINE: &str = "NET_BASELINE";
+/// Network destinations granted by artifacts (LPM trie of `NetKey`).
+pub const MAP_NET_GRANTS: &str = "NET_GRANTS";
 /// Ring buffer carrying every record (decisions and lifecycle) to userspace.
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters indexed by [`crate::codes::counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
-/// LSM program on `bprm_check_security`: the exec gate.
-pub const PROG_EXEC_GATE: &str = "exec_gate";
-/// The LSM hook the exec gate attaches to.
-pub const HOOK_EXEC_GATE: &str = "bprm_check_security";
+/// Every map name, for checks, pinning and uninstall.
+pub const ALL_MAPS: [&str; 10] = [
+    MAP_SCOPES,
+    MAP_SCOPE_STATE,
+    MAP_SCOPE_CACHE,
+    MAP_SCOPE_GEN,
+    MAP_FILE_BASELINE,
+    MAP_FILE_GRANTS,
+    MAP_NET_BASELINE,
+    MAP_NET_GRANTS,
+    MAP_EVENTS,
+    MAP_COUNTERS,
+];
+
+/// An LSM program and the hook it attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    /// Program name in the object.
+    pub program: &'static str,
+    /// LSM hook name (without the `bpf_lsm_` prefix).
+    pub hook: &'static str,
+}
+
+macro_rules! gates {
+    ($($(#[$m:meta])* $name:ident = $program:literal on $hook:literal;)+) => {
+        /// Every LSM gate.
+        pub mod gate {
+            use super::Gate;
+            $($(#[$m])* pub const $name: Gate = Gate { program: $program, hook: $hook };)+
+        }
+        /// Every gate, in attach order.
+        pub const ALL_GATES: &[Gate] = &[$(gate::$name),+];
+    };
+}
+
+gates! {
+    EXEC = "exec_gate" on "bprm_check_security";
+    MMAP = "mmap_gate" on "mmap_file";
+    MPROTECT = "mprotect_gate" on "file_mprotect";
+    OPEN = "open_gate" on "file_open";
+    UNLINK = "unlink_gate" on "path_unlink";
+    MKDIR = "mkdir_gate" on "path_mkdir";
+    RMDIR = "rmdir_gate" on "path_rmdir";
+    MKNOD = "mknod_gate" on "path_mknod";
+    TRUNCATE = "truncate_gate" on "path_truncate";
+    SYMLINK = "symlink_gate" on "path_symlink";
+    LINK = "link_gate" on "path_link";
+    RENAME = "rename_gate" on "path_rename";
+    CHMOD = "chmod_gate" on "path_chmod";
+    CHOWN = "chown_gate" on "path_chown";
+    CONNECT = "connect_gate" on "socket_connect";
+    SENDMSG = "sendmsg_gate" on "socket_sendmsg";
+    UNIX_CONNECT = "unix_conn_gate" on "unix_stream_connect";
+    UNIX_SEND = "unix_send_gate" on "unix_may_send";
+    BPF = "bpf_gate" on "bpf";
+    KILL = "kill_gate" on "task_kill";
+    PTRACE = "ptrace_gate" on "ptrace_access_check";
+    MOUNT = "mount_gate" on "sb_mount";
+    MOVE_MOUNT = "move_mount_gate" on "move_mount";
+    CLONE = "clone_gate" on "task_alloc";
+}
+
 /// Tracepoint program on `sched/sched_process_exec`: process lineage.
 pub const PROG_PROC_EXEC: &str = "proc_exec";
 /// Tracepoint category and name of [`PROG_PROC_EXEC`].
@@ -25,11 +97,8 @@ pub const TP_PROC_EXEC: (&str, &str) = ("sched", "sched_process_exec");
 /// Global set at load time: byte offset of the `filename` `__data_loc`
 /// field in the `sched_process_exec` tracepoint record, read from tracefs.
 pub const GLOBAL_TP_EXEC_FILENAME_OFF: &str = "TP_EXEC_FILENAME_OFF";
-
-/// Every map name, for checks that walk them all.
-pub const ALL_MAPS: [&str; 3] = [MAP_SCOPES, MAP_EVENTS, MAP_COUNTERS];
-/// Every program name.
-pub const ALL_PROGRAMS: [&str; 2] = [PROG_EXEC_GATE, PROG_PROC_EXEC];
+/// Global set at load time: the [`crate::offsets::KernelOffsets`] table.
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
 
 /// The kernel keeps 15 bytes of an object name plus the terminating NUL.
 pub const MAX_OBJ_NAME: usize = 15;
@@ -41,8 +110,9 @@ const _: () = {
         i += 1;
     }
     let mut i = 0;
-    while i < ALL_PROGRAMS.len() {
-        assert!(ALL_PROGRAMS[i].len() <= MAX_OBJ_NAME);
+    while i < ALL_GATES.len() {
+        assert!(ALL_GATES[i].program.len() <= MAX_OBJ_NAME);
         i += 1;
     }
+    assert!(PROG_PROC_EXEC.len() <= MAX_OBJ_NAME);
 };

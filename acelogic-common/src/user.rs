@@ -4,13 +4,36 @@ use core::{fmt, mem::size_of};
 
 use crate::{
     codes::{hook, reason, verdict},
-    event::{self, Decision, EventHeader, ExecDecision, ProcessExec},
-    scope::ScopeEntry,
+    event::{
+        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec,
+        SystemDecision, TaskDecision,
+    },
+    offsets::KernelOffsets,
+    rules::{FileKey, FileRule, Grant, NetKey, NetRule},
+    scope::{CachedScope, ScopeEntry, ScopeState},
 };
 
-// SAFETY: `ScopeEntry` is `repr(C)`, `Copy`, made of integers only, with
-// explicit padding, so every bit pattern is a valid value.
-unsafe impl aya::Pod for ScopeEntry {}
+// SAFETY (for every impl below): each type is `repr(C)`, `Copy`, made of
+// integers and integer arrays only, with explicit padding fields, so every
+// bit pattern is a valid value.
+macro_rules! pod {
+    ($($t:ty),+) => { $(
+        // SAFETY: see above.
+        unsafe impl aya::Pod for $t {}
+    )+ };
+}
+
+pod!(
+    ScopeEntry,
+    ScopeState,
+    CachedScope,
+    FileKey,
+    FileRule,
+    Grant,
+    NetKey,
+    NetRule,
+    KernelOffsets
+);
 
 /// A numeric code from the kernel that this build does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,15 +77,60 @@ macro_rules! code_enum {
 
 code_enum!(
     /// The hook that made a decision.
-    Hook, "hook", { Exec = hook::EXEC => "exec" }
+    Hook, "hook", {
+        Exec = hook::EXEC => "exec",
+        MmapExec = hook::MMAP_EXEC => "mmap-exec",
+        MprotectExec = hook::MPROTECT_EXEC => "mprotect-exec",
+        FileOpen = hook::FILE_OPEN => "file-open",
+        PathUnlink = hook::PATH_UNLINK => "unlink",
+        PathMkdir = hook::PATH_MKDIR => "mkdir",
+        PathRmdir = hook::PATH_RMDIR => "rmdir",
+        PathMknod = hook::PATH_MKNOD => "mknod",
+        PathTruncate = hook::PATH_TRUNCATE => "truncate",
+        PathSymlink = hook::PATH_SYMLINK => "symlink",
+        PathLink = hook::PATH_LINK => "link",
+        PathRename = hook::PATH_RENAME => "rename",
+        PathChmod = hook::PATH_CHMOD => "chmod",
+        PathChown = hook::PATH_CHOWN => "chown",
+        SocketConnect = hook::SOCKET_CONNECT => "connect",
+        SocketSendmsg = hook::SOCKET_SENDMSG => "sendmsg",
+        UnixConnect = hook::UNIX_CONNECT => "unix-connect",
+        UnixSend = hook::UNIX_SEND => "unix-send",
+        Bpf = hook::BPF => "bpf",
+        TaskKill = hook::TASK_KILL => "kill",
+        Ptrace = hook::PTRACE => "ptrace",
+        SbMount = hook::SB_MOUNT => "mount",
+        MoveMount = hook::MOVE_MOUNT => "move-mount",
+        CloneIntoCgroup = hook::CLONE_INTO_CGROUP => "clone-into-cgroup",
+    }
 );
 code_enum!(
     /// Outcome of a decision.
-    Verdict, "verdict", { Allow = verdict::ALLOW => "allow", Deny = verdict::DENY => "deny" }
+    Verdict, "verdict", {
+        Allow = verdict::ALLOW => "allow",
+        Deny = verdict::DENY => "deny",
+        Audit = verdict::AUDIT => "audit",
+    }
 );
 code_enum!(
     /// Why a decision came out as it did.
-    Reason, "reason", { NoGrant = reason::NO_GRANT => "no-grant" }
+    Reason, "reason", {
+        Baseline = reason::BASELINE => "baseline",
+        Grant = reason::GRANT => "grant",
+        OwnExecutable = reason::OWN_EXECUTABLE => "own-executable",
+        SameScope = reason::SAME_SCOPE => "same-scope",
+        UnnamedPeer = reason::UNNAMED_PEER => "unnamed-peer",
+        NoGrant = reason::NO_GRANT => "no-grant",
+        Frozen = reason::FROZEN => "frozen",
+        GrantExpired = reason::GRANT_EXPIRED => "grant-expired",
+        GrantUsedUp = reason::GRANT_USED_UP => "grant-used-up",
+        PathTooDeep = reason::PATH_TOO_DEEP => "path-too-deep",
+        ReadFailed = reason::READ_FAILED => "read-failed",
+        ScopeStateMissing = reason::SCOPE_STATE_MISSING => "scope-state-missing",
+        OutsideScope = reason::OUTSIDE_SCOPE => "outside-scope",
+        Forbidden = reason::FORBIDDEN => "forbidden",
+        UnsupportedFamily = reason::UNSUPPORTED_FAMILY => "unsupported-family",
+    }
 );
 
 /// A record read from the ring buffer could not be decoded.
@@ -86,20 +154,107 @@ pub enum DecodeError {
     reason = "records are decoded one at a time and moved on; boxing would allocate per record"
 )]
 pub enum Event {
-    Exec(ExecDecisionEvent),
+    File(FileDecisionEvent),
+    Net(NetDecisionEvent),
+    Task(TaskDecisionEvent),
+    System(SystemDecisionEvent),
     ProcessExec(ProcessExecEvent),
 }
 
-/// A checked exec decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecDecisionEvent {
-    pub header: EventHeader,
+/// The checked common part of every decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionInfo {
     pub scope_id: u32,
+    pub ppid: u32,
     pub hook: Hook,
     pub verdict: Verdict,
     pub reason: Reason,
     pub grant_id: u64,
     pub comm: [u8; event::COMM_LEN],
+}
+
+impl TryFrom<Decision> for DecisionInfo {
+    type Error = UnknownCode;
+    fn try_from(d: Decision) -> Result<Self, UnknownCode> {
+        Ok(Self {
+            scope_id: d.scope_id,
+            ppid: d.ppid,
+            hook: Hook::try_from(d.hook)?,
+            verdict: Verdict::try_from(d.verdict)?,
+            reason: Reason::try_from(d.reason)?,
+            grant_id: d.grant_id,
+            comm: d.comm,
+        })
+    }
+}
+
+/// A checked file decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDecisionEvent {
+    pub header: EventHeader,
+    pub decision: DecisionInfo,
+    pub file: FileId,
+    pub other: FileId,
+    pub detail: u32,
+    name: [u8; event::NAME_LEN],
+    name_len: usize,
+}
+
+impl FileDecisionEvent {
+    /// The exec path or the file's last name component (possibly
+    /// truncated), as raw bytes.
+    #[must_use]
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+}
+
+/// A checked network decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetDecisionEvent {
+    pub header: EventHeader,
+    pub decision: DecisionInfo,
+    pub family: u16,
+    pub protocol: u16,
+    pub port: u16,
+    pub addr: [u8; 16],
+    pub unix: FileId,
+}
+
+impl NetDecisionEvent {
+    /// The destination address, when the family has one.
+    #[must_use]
+    pub fn ip(&self) -> Option<core::net::IpAddr> {
+        match self.family {
+            2 => Some(core::net::IpAddr::from([
+                self.addr[0],
+                self.addr[1],
+                self.addr[2],
+                self.addr[3],
+            ])),
+            10 => Some(core::net::IpAddr::from(self.addr)),
+            _ => None,
+        }
+    }
+}
+
+/// A checked decision about another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDecisionEvent {
+    pub header: EventHeader,
+    pub decision: DecisionInfo,
+    pub target_tgid: u32,
+    pub target_scope_id: u32,
+    pub target_cgroup_id: u64,
+    pub detail: u32,
+}
+
+/// A checked decision about a system operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemDecisionEvent {
+    pub header: EventHeader,
+    pub decision: DecisionInfo,
+    pub detail: u64,
 }
 
 /// A checked process-exec lifecycle record.
@@ -117,6 +272,13 @@ impl ProcessExecEvent {
     pub fn filename(&self) -> &[u8] {
         &self.filename[..self.filename_len]
     }
+}
+
+/// The used part of a kernel string buffer: at most `len` bytes, cut at the
+/// first NUL.
+fn used(bytes: &[u8], len: u32) -> usize {
+    let len = usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len());
+    c_str_bytes(&bytes[..len]).len()
 }
 
 /// The part of a NUL-padded kernel string before the first NUL.
@@ -155,37 +317,56 @@ impl Event {
         }
         let header: EventHeader = read(0, bytes)?;
         match header.kind {
-            event::kind::EXEC_DECISION => {
-                let r: ExecDecision = read(header.kind, bytes)?;
-                let Decision {
-                    scope_id,
-                    hook,
-                    verdict,
-                    reason,
-                    grant_id,
-                    ..
-                } = r.decision;
-                Ok(Self::Exec(ExecDecisionEvent {
+            event::kind::FILE_DECISION => {
+                let r: FileDecision = read(header.kind, bytes)?;
+                Ok(Self::File(FileDecisionEvent {
                     header,
-                    scope_id,
-                    hook: Hook::try_from(hook)?,
-                    verdict: Verdict::try_from(verdict)?,
-                    reason: Reason::try_from(reason)?,
-                    grant_id,
-                    comm: r.comm,
+                    decision: r.decision.try_into()?,
+                    file: r.file,
+                    other: r.other,
+                    detail: r.detail,
+                    name: r.name,
+                    name_len: used(&r.name, r.name_len),
+                }))
+            }
+            event::kind::NET_DECISION => {
+                let r: NetDecision = read(header.kind, bytes)?;
+                Ok(Self::Net(NetDecisionEvent {
+                    header,
+                    decision: r.decision.try_into()?,
+                    family: r.family,
+                    protocol: r.protocol,
+                    port: r.port,
+                    addr: r.addr,
+                    unix: r.unix,
+                }))
+            }
+            event::kind::TASK_DECISION => {
+                let r: TaskDecision = read(header.kind, bytes)?;
+                Ok(Self::Task(TaskDecisionEvent {
+                    header,
+                    decision: r.decision.try_into()?,
+                    target_tgid: r.target_tgid,
+                    target_scope_id: r.target_scope_id,
+                    target_cgroup_id: r.target_cgroup_id,
+                    detail: r.detail,
+                }))
+            }
+            event::kind::SYSTEM_DECISION => {
+                let r: SystemDecision = read(header.kind, bytes)?;
+                Ok(Self::System(SystemDecisionEvent {
+                    header,
+                    decision: r.decision.try_into()?,
+                    detail: r.detail,
                 }))
             }
             event::kind::PROCESS_EXEC => {
                 let r: ProcessExec = read(header.kind, bytes)?;
-                let filename_len = usize::try_from(r.filename_len)
-                    .unwrap_or(usize::MAX)
-                    .min(event::FILENAME_LEN);
-                let filename_len = c_str_bytes(&r.filename[..filename_len]).len();
                 Ok(Self::ProcessExec(ProcessExecEvent {
                     header,
                     comm: r.comm,
                     filename: r.filename,
-                    filename_len,
+                    filename_len: used(&r.filename, r.filename_len),
                 }))
             }
             other => Err(DecodeError::UnknownKind(other)),
@@ -195,8 +376,25 @@ impl Event {
     #[must_use]
     pub const fn header(&self) -> &EventHeader {
         match self {
-            Self::Exec(e) => &e.header,
+            Self::File(e) => &e.header,
+            Self::Net(e) => &e.header,
+            Self::Task(e) => &e.header,
+            Self::System(e) => &e.header,
             Self::ProcessExec(e) => &e.header,
+        }
+    }
+}
+
+impl Event {
+    /// The decision part, for decision records.
+    #[must_use]
+    pub const fn decision(&self) -> Option<&DecisionInfo> {
+        match self {
+            Self::File(e) => Some(&e.decision),
+            Self::Net(e) => Some(&e.decision),
+            Self::Task(e) => Some(&e.decision),
+            Self::System(e) => Some(&e.decision),
+            Self::ProcessExec(_) => None,
         }
     }
 }

@@ -1,15 +1,29 @@
 //! ACELOGIC's BPF programs.
 //!
 //! LSM hooks decide; tracepoints record. Each hook lives in its own file
-//! under `hooks/`; all maps are in `maps.rs`; record emission is in
-//! `record.rs`. Names and types shared with userspace come from
+//! under `hooks/` and is a thin adapter onto the one decision flow in
+//! `gate.rs`: scope (`scope.rs`), object (`objects.rs`, `net.rs`, read
+//! through `kobj.rs` with offsets from the running kernel's BTF), rules
+//! (`rules.rs`: baseline, then grants), record (`record.rs`). All maps are
+//! in `maps.rs`. Names and types shared with userspace come from
 //! `acelogic-common`.
 #![no_std]
 #![no_main]
+// Atomic read-modify-write for grant uses (see `rules.rs`).
+#![expect(
+    internal_features,
+    reason = "the BPF target offers atomic RMW only through intrinsics"
+)]
+#![feature(core_intrinsics)]
 
+mod gate;
 mod hooks;
+mod kobj;
 mod maps;
+mod net;
+mod objects;
 mod record;
+mod rules;
 mod scope;
 mod verdict;
 

@@ -1,19 +1,57 @@
 //! Every map of the BPF object. Names are role-first and match the
-//! constants in `acelogic_common::names`.
+//! constants in `acelogic_common::names`; types come from
+//! `acelogic_common` so both sides agree on layouts.
 
-use acelogic_common::{codes::counter, scope::ScopeEntry};
+use acelogic_common::{
+    codes::counter,
+    rules::{FileKey, FileRule, Grant, NetKey, NetRule},
+    scope::{CachedScope, ScopeEntry, ScopeState},
+};
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 
-/// Governed cgroups: cgroup v2 id -> scope. Written by the agent; a cgroup
-/// absent from this map is not governed.
+/// Registered cgroups: cgroup v2 id -> scope. A cgroup is governed when it
+/// or an ancestor is in this map. Written by the agent.
 #[map]
 pub(crate) static SCOPES: HashMap<u64, ScopeEntry> = HashMap::with_max_entries(4096, 0);
 
+/// Per-scope flags (enforcing, frozen), keyed by scope id. A governed
+/// cgroup whose scope has no entry here is denied everything.
+#[map]
+pub(crate) static SCOPE_STATE: HashMap<u32, ScopeState> = HashMap::with_max_entries(1024, 0);
+
+/// cgroup id -> result of the ancestor walk, so the common case (an
+/// ungoverned process) costs one helper call and two lookups. Stale
+/// entries are recognised by their generation.
+#[map]
+pub(crate) static SCOPE_CACHE: LruHashMap<u64, CachedScope> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// Slot 0: generation of `SCOPES`, bumped by the agent after each change.
+#[map]
+pub(crate) static SCOPE_GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Files each scope may use with no artifact (exec, map, write, unix
+/// connect), by (scope, device, inode).
+#[map]
+pub(crate) static FILE_BASELINE: HashMap<FileKey, FileRule> = HashMap::with_max_entries(65536, 0);
+
+/// Files granted by verified artifacts, with expiry and uses.
+#[map]
+pub(crate) static FILE_GRANTS: HashMap<FileKey, Grant> = HashMap::with_max_entries(16384, 0);
+
+/// Network destinations each scope may reach with no artifact.
+#[map]
+pub(crate) static NET_BASELINE: LpmTrie<NetKey, NetRule> = LpmTrie::with_max_entries(16384, 0);
+
+/// Network destinations granted by verified artifacts.
+#[map]
+pub(crate) static NET_GRANTS: LpmTrie<NetKey, Grant> = LpmTrie::with_max_entries(16384, 0);
+
 /// All records to userspace. Sized for bursts of several thousand records;
-/// when it is full, governed decisions are denied (see `record.rs`).
+/// when it is full, governed decisions are denied (see `gate.rs`).
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 

@@ -1,22 +1,15 @@
-//! Building records in the ring buffer.
+//! Record bodies and their common parts.
 //!
-//! A decision record is reserved *before* the hook returns its verdict: if
-//! it cannot be reserved the action is denied and counted (no record, no
-//! allow). Records are written in place to keep large bodies off the
-//! 512-byte BPF stack.
+//! Decision records are reserved in the ring buffer *before* the decision
+//! (see `gate.rs`) and written in place, which keeps the large bodies off
+//! the 512-byte BPF stack.
 
-use acelogic_common::{
-    codes::{counter, hook, verdict},
-    event::{self, Decision, EventHeader, ExecDecision, record_size},
-    scope::ScopeEntry,
+use acelogic_common::event::{
+    self, COMM_LEN, Decision, EventHeader, FileDecision, FileId, NAME_LEN, NetDecision,
+    SystemDecision, TaskDecision,
 };
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-};
-
-use crate::{
-    maps::{EVENTS, count},
-    verdict::{Error, Reason},
 };
 
 /// The header for a record of `kind` and `size` about the current task.
@@ -42,34 +35,96 @@ pub(crate) fn header(kind: u16, size: u16, cgroup_id: u64) -> EventHeader {
 /// The current task's `comm`, or zeros when the helper fails (the record
 /// still carries pid and cgroup; userspace enriches from procfs).
 #[inline(always)]
-pub(crate) fn comm() -> [u8; event::COMM_LEN] {
-    bpf_get_current_comm().unwrap_or([0; event::COMM_LEN])
+pub(crate) fn comm() -> [u8; COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
 }
 
-/// Emits the record of an exec denial. `Err` when the ring buffer is full;
-/// the caller must then deny (it already does) and the loss is counted.
-#[inline(always)]
-pub(crate) fn exec_denial(scope: &ScopeEntry, cgroup_id: u64, why: Reason) -> Result<(), Error> {
-    let Some(mut entry) = EVENTS.reserve::<ExecDecision>(0) else {
-        count(counter::RECORD_UNAVAILABLE);
-        return Err(Error::RecordUnavailable);
+/// The part every decision record starts with.
+#[repr(C)]
+pub(crate) struct Prefix {
+    pub(crate) header: EventHeader,
+    pub(crate) decision: Decision,
+}
+
+/// A decision record body: its kind and an all-zero value to start from
+/// (ring-buffer memory is not cleared between records).
+pub(crate) trait Body: Sized {
+    const KIND: u16;
+    const EMPTY: Self;
+}
+
+const HEADER: EventHeader = EventHeader {
+    kind: 0,
+    size: 0,
+    pid: 0,
+    tgid: 0,
+    uid: 0,
+    boot_ns: 0,
+    cgroup_id: 0,
+};
+
+const DECISION: Decision = Decision {
+    scope_id: 0,
+    ppid: 0,
+    hook: 0,
+    verdict: 0,
+    reason: 0,
+    _pad: 0,
+    grant_id: 0,
+    comm: [0; COMM_LEN],
+};
+
+const NO_FILE: FileId = FileId {
+    dev: 0,
+    _pad: 0,
+    ino: 0,
+};
+
+impl Body for FileDecision {
+    const KIND: u16 = event::kind::FILE_DECISION;
+    const EMPTY: Self = Self {
+        header: HEADER,
+        decision: DECISION,
+        file: NO_FILE,
+        other: NO_FILE,
+        detail: 0,
+        name_len: 0,
+        name: [0; NAME_LEN],
     };
-    entry.write(ExecDecision {
-        header: header(
-            event::kind::EXEC_DECISION,
-            record_size::<ExecDecision>(),
-            cgroup_id,
-        ),
-        decision: Decision {
-            scope_id: scope.scope_id,
-            hook: hook::EXEC,
-            verdict: verdict::DENY,
-            reason: why.code(),
-            _pad: [0; 6],
-            grant_id: 0,
-        },
-        comm: comm(),
-    });
-    entry.submit(0);
-    Ok(())
+}
+
+impl Body for NetDecision {
+    const KIND: u16 = event::kind::NET_DECISION;
+    const EMPTY: Self = Self {
+        header: HEADER,
+        decision: DECISION,
+        family: 0,
+        protocol: 0,
+        port: 0,
+        _pad: 0,
+        addr: [0; 16],
+        unix: NO_FILE,
+    };
+}
+
+impl Body for TaskDecision {
+    const KIND: u16 = event::kind::TASK_DECISION;
+    const EMPTY: Self = Self {
+        header: HEADER,
+        decision: DECISION,
+        target_tgid: 0,
+        target_scope_id: 0,
+        target_cgroup_id: 0,
+        detail: 0,
+        _pad: 0,
+    };
+}
+
+impl Body for SystemDecision {
+    const KIND: u16 = event::kind::SYSTEM_DECISION;
+    const EMPTY: Self = Self {
+        header: HEADER,
+        decision: DECISION,
+        detail: 0,
+    };
 }

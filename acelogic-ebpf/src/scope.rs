@@ -1,18 +1,147 @@
-//! Is the current task governed, and by which scope?
+//! Is a task governed, and by which scope?
+//!
+//! A cgroup is governed when it or an ancestor is registered in `SCOPES`
+//! (deepest registration wins). The walk's answer is cached per cgroup id
+//! and stamped with `SCOPE_GEN`, which the agent bumps after every change
+//! to `SCOPES`: the ungoverned path costs one helper call and two lookups.
 
-use acelogic_common::scope::ScopeEntry;
-use aya_ebpf::helpers::bpf_get_current_cgroup_id;
+use acelogic_common::{
+    codes::reason,
+    scope::{CachedScope, MAX_SCOPE_LEVEL, flags},
+};
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
+};
 
-use crate::maps::SCOPES;
+use crate::{
+    kobj::{self, Kptr},
+    maps::{SCOPE_CACHE, SCOPE_GEN, SCOPE_STATE, SCOPES},
+    verdict::Error,
+};
 
-/// The scope governing the current task's cgroup, or `None` when the task
-/// is not governed. The ungoverned path is one helper call and one hash
-/// lookup.
+/// The current task is governed.
+#[derive(Clone, Copy)]
+pub(crate) struct Governed {
+    pub(crate) cgroup_id: u64,
+    pub(crate) scope_id: u32,
+    /// `ScopeState` flags; `None` when the scope has no state entry.
+    flags: Option<u32>,
+}
+
+impl Governed {
+    /// `Err` when the scope denies everything: frozen, or its state is
+    /// missing (fail closed). Every rule check starts here, before any
+    /// grant is consumed.
+    #[inline(always)]
+    pub(crate) fn open(&self) -> Result<(), Error> {
+        match self.flags {
+            None => Err(Error::Blocked(reason::SCOPE_STATE_MISSING)),
+            Some(f) if f & flags::FROZEN != 0 => Err(Error::Blocked(reason::FROZEN)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Denials take effect (otherwise the scope is in audit mode). A
+    /// scope without state enforces.
+    #[inline(always)]
+    pub(crate) fn enforcing(&self) -> bool {
+        self.flags.is_none_or(|f| f & flags::ENFORCING != 0)
+    }
+}
+
 #[inline(always)]
-pub(crate) fn current() -> (u64, Option<ScopeEntry>) {
+fn generation() -> u64 {
+    SCOPE_GEN.get(0).copied().unwrap_or(0)
+}
+
+/// The scope governing the current task, or `None` when it is ungoverned.
+#[inline(always)]
+pub(crate) fn current() -> Option<Governed> {
     // SAFETY: plain BPF helper call with no arguments.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let generation = generation();
     // SAFETY: the value is copied out of the map entry immediately.
-    let entry = unsafe { SCOPES.get(&cgroup_id) }.copied();
-    (cgroup_id, entry)
+    let scope_id = match unsafe { SCOPE_CACHE.get(&cgroup_id) }.copied() {
+        Some(c) if c.generation == generation => (c.governed != 0).then_some(c.scope_id),
+        _ => {
+            let found = walk_current();
+            let entry = CachedScope {
+                generation,
+                scope_id: found,
+                governed: u32::from(found != 0),
+            };
+            // A failed insert only costs the next call another walk.
+            let _ = SCOPE_CACHE.insert(&cgroup_id, &entry, 0);
+            (found != 0).then_some(found)
+        }
+    }?;
+    // SAFETY: the value is copied out of the map entry immediately.
+    let flags = unsafe { SCOPE_STATE.get(&scope_id) }.map(|s| s.flags);
+    Some(Governed {
+        cgroup_id,
+        scope_id,
+        flags,
+    })
+}
+
+/// Registered scope of the current cgroup or its nearest registered
+/// ancestor, 0 for none (scope ids start at 1). Level 0 (the root) is
+/// never registered. A plain integer, not an `Option`: the verifier
+/// rejects the uninitialised payload LLVM may read from a `None`.
+#[inline(always)]
+fn walk_current() -> u32 {
+    let mut found = 0;
+    let mut level = 1;
+    while level <= MAX_SCOPE_LEVEL {
+        #[expect(clippy::cast_possible_wrap, reason = "level <= MAX_SCOPE_LEVEL")]
+        // SAFETY: plain BPF helper call; an out-of-range level returns 0.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        if id == 0 {
+            break;
+        }
+        // SAFETY: the value is copied out of the map entry immediately.
+        if let Some(e) = unsafe { SCOPES.get(&id) } {
+            found = e.scope_id;
+        }
+        level += 1;
+    }
+    found
+}
+
+/// Levels walked up from another task's cgroup.
+const TASK_WALK: u32 = 32;
+
+/// Another task's cgroup id and governing scope (`None`: not governed, or
+/// deeper than the walk reaches, which callers treat as outside).
+#[inline(always)]
+pub(crate) fn of_task(task: Kptr) -> Result<(u64, Option<u32>), Error> {
+    let mut kn = kobj::task_cgroup_kn(task)?;
+    let cgroup_id = kobj::kernfs_id(kn)?;
+    // SAFETY: the value is copied out of the map entry immediately.
+    if let Some(c) = unsafe { SCOPE_CACHE.get(&cgroup_id) }.copied()
+        && c.generation == generation()
+    {
+        return Ok((cgroup_id, (c.governed != 0).then_some(c.scope_id)));
+    }
+    let mut i = 0;
+    while i < TASK_WALK {
+        let id = kobj::kernfs_id(kn)?;
+        // SAFETY: the value is copied out of the map entry immediately.
+        if let Some(e) = unsafe { SCOPES.get(&id) } {
+            return Ok((cgroup_id, Some(e.scope_id)));
+        }
+        kn = kobj::kernfs_parent(kn)?;
+        if kn.is_null() {
+            return Ok((cgroup_id, None));
+        }
+        i += 1;
+    }
+    Ok((cgroup_id, None))
+}
+
+/// The current task as a kernel pointer.
+#[inline(always)]
+pub(crate) fn current_task() -> Kptr {
+    // SAFETY: plain BPF helper call with no arguments.
+    unsafe { bpf_get_current_task() as Kptr }
 }

@@ -8,40 +8,39 @@ pub(crate) const EPERM: i32 = -1;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Verdict {
-    Allow,
-    Deny(Reason),
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Reason {
-    NoGrant,
-}
-
-impl Reason {
-    /// The `acelogic_common::codes::reason` code of this reason.
-    #[inline(always)]
-    pub(crate) const fn code(self) -> u16 {
-        match self {
-            Self::NoGrant => reason::NO_GRANT,
-        }
-    }
+    /// Allowed, with one of the allow reasons and the grant that allowed it
+    /// (0 for none).
+    Allow { reason: u16, grant_id: u64 },
+    /// Denied, with one of the deny reasons.
+    Deny(u16),
 }
 
 impl Verdict {
-    /// What the LSM hook returns.
-    #[inline(always)]
-    pub(crate) const fn errno(self) -> i32 {
-        match self {
-            Self::Allow => 0,
-            Self::Deny(_) => EPERM,
-        }
-    }
+    pub(crate) const BASELINE: Self = Self::Allow {
+        reason: reason::BASELINE,
+        grant_id: 0,
+    };
 }
 
-/// Why a program could not complete. For a governed task every error is a
-/// deny; the wrapper of each hook is the one place that conversion happens.
+/// Why a decision could not be completed. For a governed task every error
+/// is a deny, with the error's reason code.
 #[derive(Clone, Copy)]
 pub(crate) enum Error {
-    /// The ring buffer had no room for the record.
-    RecordUnavailable,
+    /// A kernel object could not be read.
+    Read,
+    /// The ancestor walk ran out before the filesystem root.
+    TooDeep,
+    /// The scope denies everything (frozen, or its state is missing).
+    Blocked(u16),
+}
+
+impl Error {
+    #[inline(always)]
+    pub(crate) const fn reason(self) -> u16 {
+        match self {
+            Self::Read => reason::READ_FAILED,
+            Self::TooDeep => reason::PATH_TOO_DEEP,
+            Self::Blocked(why) => why,
+        }
+    }
 }

@@ -11,11 +11,11 @@ use std::{
 };
 
 use acelogic_agent::{
-    kernel::{Records, cgroup_id},
-    node,
+    kernel::{Kernel, LoadOptions, Records, cgroup_id, scopes::Mode},
+    lineage, node,
 };
-use acelogic_common::user::Event;
-use anyhow::{Context as _, bail};
+use acelogic_common::user::{DecisionInfo, Event, Hook, Reason, Verdict};
+use anyhow::{Context as _, bail, ensure};
 
 /// Mounts tracefs, bpffs and securityfs where they are missing. Tests need
 /// the real kernel interfaces; a bare VM init or a minimal host may lack
@@ -158,4 +158,234 @@ pub fn collect(
 /// This process's `comm` as the kernel reports it.
 pub fn own_comm() -> anyhow::Result<String> {
     Ok(fs::read_to_string("/proc/self/comm")?.trim_end().to_owned())
+}
+
+/// Runs `f` in a forked child that first joins `cg`, and returns what `f`
+/// returned as the child's exit code. `f` runs in the child only: it
+/// should make raw system calls and return 0 for success or the `errno`
+/// of the failure under test.
+pub fn in_cgroup(cg: &TestCgroup, f: impl FnOnce() -> i32) -> anyhow::Result<i32> {
+    let procs = CString::new(cg.path.join("cgroup.procs").as_os_str().as_bytes())?;
+    // SAFETY: the test process is single-threaded (each case runs alone in
+    // its own process), so the child may run ordinary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: child side; only raw calls, then `_exit`.
+        unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(250);
+            }
+            libc::close(fd);
+            libc::_exit(f());
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid out-pointer.
+    if unsafe { libc::waitpid(pid, &raw mut status, 0) } != pid {
+        bail!("waitpid: {}", std::io::Error::last_os_error());
+    }
+    ensure!(
+        libc::WIFEXITED(status),
+        "child ended without exiting: {status:#x}"
+    );
+    let code = libc::WEXITSTATUS(status);
+    ensure!(
+        code != 250,
+        "the child could not join {}",
+        cg.path.display()
+    );
+    Ok(code)
+}
+
+/// The `errno` of a failed raw call (`rc < 0`), or 0 when it succeeded.
+#[must_use]
+pub fn errno_if(rc: i64) -> i32 {
+    if rc < 0 {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(255)
+    } else {
+        0
+    }
+}
+
+/// A NUL-terminated copy of a path for raw calls.
+#[must_use]
+pub fn c_path(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("test paths have no NUL")
+}
+
+/// Attached programs, a governed cgroup in an enforcing scope of its own,
+/// and an ungoverned twin. The programs are adopted from the run's shared
+/// pinned install when there is one (see `harness`), else loaded here and
+/// detached on drop.
+#[derive(Debug)]
+pub struct Setup {
+    pub kernel: Kernel,
+    pub records: Records,
+    pub governed: TestCgroup,
+    pub free: TestCgroup,
+    /// This case's scope id (unique in the run: the case's pid).
+    pub scope: u32,
+}
+
+/// The scope id of tests that load their own programs.
+pub const SCOPE: u32 = 7;
+
+impl Setup {
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        Self::with(name, &LoadOptions::default())
+    }
+
+    /// With non-default options the case loads its own programs.
+    pub fn with(name: &str, options: &LoadOptions) -> anyhow::Result<Self> {
+        let shared = std::env::var_os(crate::harness::SHARED_PIN_DIR);
+        let (options, scope) = match shared {
+            Some(dir) if *options == LoadOptions::default() => (
+                LoadOptions {
+                    pin_dir: Some(PathBuf::from(dir)),
+                    ..LoadOptions::default()
+                },
+                std::process::id(),
+            ),
+            _ => (options.clone(), SCOPE),
+        };
+        let mut kernel = Kernel::load_with(&options)?;
+        kernel.attach_all()?;
+        let mut records = kernel.records()?;
+        drop(records.drain());
+        let governed = TestCgroup::new(&format!("{name}-gov"))?;
+        let free = TestCgroup::new(&format!("{name}-free"))?;
+        kernel.define_scope(scope, Mode::Enforce)?;
+        kernel.govern(&governed.path, scope)?;
+        Ok(Self {
+            kernel,
+            records,
+            governed,
+            free,
+            scope,
+        })
+    }
+
+    /// Every decision of this case's scope recorded since the last call.
+    pub fn decisions(&mut self) -> anyhow::Result<Vec<Event>> {
+        let scope = self.scope;
+        Ok(collect(
+            &mut self.records,
+            Duration::from_millis(300),
+            Duration::from_secs(10),
+        )?
+        .into_iter()
+        .filter(|e| e.decision().is_some_and(|d| d.scope_id == scope))
+        .collect())
+    }
+
+    /// Runs `f` governed and ungoverned; the ungoverned run must succeed
+    /// (return 0). Returns the governed result.
+    pub fn governed_and_free(&self, f: impl Fn() -> i32) -> anyhow::Result<i32> {
+        let free = in_cgroup(&self.free, &f)?;
+        ensure!(
+            free == 0,
+            "the same action failed ungoverned (errno {free}): the test proves nothing"
+        );
+        in_cgroup(&self.governed, &f)
+    }
+}
+
+/// How a process started by [`exec_in`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exec {
+    /// The exec succeeded and the program exited with this code.
+    Ran(i32),
+    /// The exec itself failed with this errno.
+    Refused(i32),
+}
+
+/// Executes `program args` in `cg` (joining it between fork and exec).
+pub fn exec_in(cg: &TestCgroup, program: &str, args: &[&str]) -> anyhow::Result<Exec> {
+    match cg.command(program, args)?.spawn() {
+        Ok(child) => Ok(Exec::Ran(exit_code(child)?)),
+        Err(e) => Ok(Exec::Refused(e.raw_os_error().unwrap_or(-1))),
+    }
+}
+
+/// The only decision in `events` made by `hook`, failing otherwise.
+pub fn one_decision(events: &[Event], hook: Hook) -> anyhow::Result<&Event> {
+    let mut it = events
+        .iter()
+        .filter(|e| e.decision().is_some_and(|d| d.hook == hook));
+    let (Some(first), None) = (it.next(), it.next()) else {
+        bail!(
+            "expected exactly one {hook} decision, got {}",
+            render_all(events)
+        );
+    };
+    Ok(first)
+}
+
+/// Every decision with `hook`, verdict and reason.
+pub fn decisions_of(events: &[Event], hook: Hook) -> Vec<&DecisionInfo> {
+    events
+        .iter()
+        .filter_map(Event::decision)
+        .filter(|d| d.hook == hook)
+        .collect()
+}
+
+/// Asserts a decision's verdict and reason.
+pub fn expect_decision(
+    event: &Event,
+    verdict: Verdict,
+    reason: Reason,
+) -> anyhow::Result<&DecisionInfo> {
+    let d = event.decision().context("not a decision")?;
+    ensure!(
+        d.verdict == verdict && d.reason == reason,
+        "expected {verdict}/{reason}, got {}",
+        lineage::render(event)
+    );
+    Ok(d)
+}
+
+/// The records, one per line, for failure messages.
+#[must_use]
+pub fn render_all(events: &[Event]) -> String {
+    let lines: Vec<String> = events.iter().map(lineage::render).collect();
+    format!("[{}]", lines.join(" | "))
+}
+
+/// The resolved path of an executable on PATH-less systems: follows
+/// symlinks (`/bin/sh` is a link to busybox in the VM).
+pub fn real(path: &str) -> anyhow::Result<PathBuf> {
+    fs::canonicalize(path).with_context(|| format!("resolving {path}"))
+}
+
+/// A fresh scratch directory under /tmp, removed when dropped.
+#[derive(Debug)]
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let path = PathBuf::from(format!("/tmp/acelogic-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path)?;
+        Ok(Self { path })
+    }
+
+    #[must_use]
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
 }

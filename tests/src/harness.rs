@@ -66,6 +66,16 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
         Err("not root".to_owned())
     };
 
+    // Verifying two dozen LSM programs takes seconds under emulation, so
+    // they are loaded and pinned once per run; cases adopt them (and use
+    // their own scope ids and cgroups, so their rules cannot meet).
+    let shared = lsm.is_ok().then(install_shared).and_then(|r| {
+        r.map_err(|e| {
+            println!("acelogic-privtest: shared install failed, cases load their own: {e:#}")
+        })
+        .ok()
+    });
+
     let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
     for case in cases
         .iter()
@@ -84,7 +94,7 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
         let outcome = match (missing, env) {
             (Some(why), Env::Host) => Outcome::Skip(format!("host kernel: {why}")),
             (Some(why), Env::Vm) => Outcome::Fail(format!("required in the VM matrix: {why}")),
-            (None, _) => run_isolated(case, env),
+            (None, _) => run_isolated(case, env, shared.as_deref()),
         };
         let (word, detail) = match &outcome {
             Outcome::Pass => {
@@ -106,8 +116,31 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
             detail.replace('\n', " | ")
         );
     }
+    if let Some(dir) = &shared
+        && let Err(e) = acelogic_agent::kernel::uninstall(dir)
+    {
+        println!("acelogic-privtest: removing the shared install: {e:#}");
+        failed += 1;
+    }
     println!("ACELOGIC-SUMMARY {passed} passed, {failed} failed, {skipped} skipped");
     i32::from(failed > 0)
+}
+
+/// Environment variable naming the pinned install cases adopt.
+pub const SHARED_PIN_DIR: &str = "ACELOGIC_TEST_PIN_DIR";
+
+/// Loads, attaches and pins every program once for the whole run.
+fn install_shared() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/acelogic-privtest-{}",
+        std::process::id()
+    ));
+    let mut kernel = Kernel::load_with(&acelogic_agent::kernel::LoadOptions {
+        pin_dir: Some(dir.clone()),
+        ..Default::default()
+    })?;
+    kernel.attach_all()?;
+    Ok(dir)
 }
 
 /// Can this kernel do what `need` says? `Err` carries the reason.
@@ -128,7 +161,7 @@ fn probe(need: Need) -> Result<(), String> {
 
 /// Runs one case in a child process of this binary so that a crash, a
 /// leaked program or a stuck cgroup cannot affect the next case.
-fn run_isolated(case: &Case, env: Env) -> Outcome {
+fn run_isolated(case: &Case, env: Env, shared: Option<&std::path::Path>) -> Outcome {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => return Outcome::Fail(format!("cannot find own executable: {e}")),
@@ -137,7 +170,11 @@ fn run_isolated(case: &Case, env: Env) -> Outcome {
         Env::Host => "host",
         Env::Vm => "vm",
     };
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(dir) = shared {
+        command.env(SHARED_PIN_DIR, dir);
+    }
+    let child = command
         .args(["--env", env_arg, "--run-one", case.name])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

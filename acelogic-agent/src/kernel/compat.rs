@@ -1,8 +1,14 @@
 //! The kernel compatibility table: every program of the BPF object, how it
 //! attaches, and what the running kernel must offer for it. Decisions about
 //! which hook runs where live here, not in scattered `if`s.
+//!
+//! Each LSM gate reads the previous program's return value at the index
+//! after the hook's last parameter, so the parameter count is part of the
+//! program's contract with the kernel. It is checked against the running
+//! kernel's BTF (`bpf_lsm_<hook>`) before loading: a kernel that changed a
+//! prototype is refused with a precise error, never mis-read.
 
-use acelogic_common::names;
+use acelogic_common::names::{self, Gate, gate};
 
 /// What a program needs from the running kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +25,8 @@ pub enum Requirement {
 pub enum Attach {
     Lsm {
         hook: &'static str,
+        /// Parameters of the hook on the kernels we support.
+        params: usize,
     },
     TracePoint {
         category: &'static str,
@@ -37,15 +45,20 @@ pub struct ProgramSpec {
     pub enforcing: bool,
 }
 
-/// The exec gate.
-pub const EXEC_GATE: ProgramSpec = ProgramSpec {
-    name: names::PROG_EXEC_GATE,
-    attach: Attach::Lsm {
-        hook: names::HOOK_EXEC_GATE,
-    },
-    needs: Requirement::BpfLsm,
-    enforcing: true,
-};
+const fn gate(g: Gate, params: usize) -> ProgramSpec {
+    ProgramSpec {
+        name: g.program,
+        attach: Attach::Lsm {
+            hook: g.hook,
+            params,
+        },
+        needs: Requirement::BpfLsm,
+        enforcing: true,
+    }
+}
+
+/// The exec gate; also the program that probes for BPF LSM support.
+pub const EXEC_GATE: ProgramSpec = gate(gate::EXEC, 1);
 
 /// Process lineage (exec of a governed task).
 pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
@@ -58,9 +71,42 @@ pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
     enforcing: false,
 };
 
-/// Every program, in attach order: recorders before gates, so a gate never
-/// decides while its lineage is not yet being recorded.
-pub const PROGRAMS: [ProgramSpec; 2] = [PROCESS_LINEAGE, EXEC_GATE];
+/// Every LSM gate with its hook's parameter count.
+pub const GATES: [ProgramSpec; 24] = [
+    EXEC_GATE,
+    gate(gate::MMAP, 4),
+    gate(gate::MPROTECT, 3),
+    gate(gate::OPEN, 1),
+    gate(gate::UNLINK, 2),
+    gate(gate::MKDIR, 3),
+    gate(gate::RMDIR, 2),
+    gate(gate::MKNOD, 4),
+    gate(gate::TRUNCATE, 1),
+    gate(gate::SYMLINK, 3),
+    gate(gate::LINK, 3),
+    gate(gate::RENAME, 5),
+    gate(gate::CHMOD, 2),
+    gate(gate::CHOWN, 3),
+    gate(gate::CONNECT, 3),
+    gate(gate::SENDMSG, 3),
+    gate(gate::UNIX_CONNECT, 3),
+    gate(gate::UNIX_SEND, 2),
+    gate(gate::BPF, 3),
+    gate(gate::KILL, 4),
+    gate(gate::PTRACE, 2),
+    gate(gate::MOUNT, 5),
+    gate(gate::MOVE_MOUNT, 2),
+    gate(gate::CLONE, 2),
+];
+
+/// Every program, in attach order: the recorder first, so no gate decides
+/// while lineage is not yet recorded.
+#[must_use]
+pub fn programs() -> Vec<ProgramSpec> {
+    let mut all = vec![PROCESS_LINEAGE];
+    all.extend_from_slice(&GATES);
+    all
+}
 
 #[cfg(test)]
 mod tests {
@@ -68,8 +114,9 @@ mod tests {
 
     #[test]
     fn table_covers_every_program_of_the_object() {
-        let mut in_table: Vec<_> = PROGRAMS.iter().map(|p| p.name).collect();
-        let mut named: Vec<_> = names::ALL_PROGRAMS.to_vec();
+        let mut in_table: Vec<_> = programs().iter().map(|p| p.name).collect();
+        let mut named: Vec<_> = names::ALL_GATES.iter().map(|g| g.program).collect();
+        named.push(names::PROG_PROC_EXEC);
         in_table.sort_unstable();
         named.sort_unstable();
         assert_eq!(in_table, named);

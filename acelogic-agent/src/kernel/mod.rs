@@ -1,10 +1,17 @@
-//! The kernel half of ACELOGIC as seen from userspace: load the BPF object,
-//! attach its programs, register governed cgroups, read records and
-//! counters.
+//! The kernel half of ACELOGIC as seen from userspace: load (or adopt) the
+//! BPF object, attach its programs, and the API the daemon drives it with:
+//! scopes (`scopes.rs`), baselines and grants (`rules.rs`), records and
+//! counters. Pinned state under a bpffs directory (`pins.rs`) keeps
+//! enforcement alive when the loader exits.
 
+pub mod btf;
 pub mod compat;
 pub mod object;
+pub mod offsets;
+mod pins;
 mod records;
+pub mod rules;
+pub mod scopes;
 pub mod tracefs;
 
 use std::{
@@ -13,13 +20,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use acelogic_common::{codes::counter, names, scope::ScopeEntry};
+use acelogic_common::{codes::counter, names};
 use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, TracePoint},
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{
+        Lsm, TracePoint,
+        links::{FdLink, PinnedLink},
+    },
 };
 use compat::{Attach, ProgramSpec};
+pub use pins::{DEFAULT_PIN_DIR, Uninstalled, uninstall};
 pub use records::Records;
 
 /// Errors of the kernel module, each naming the object involved.
@@ -34,6 +45,20 @@ pub enum KernelError {
     },
     #[error("reading kernel BTF from /sys/kernel/btf/vmlinux: {0}")]
     Btf(#[source] aya::BtfError),
+    #[error(transparent)]
+    KernelBtf(#[from] btf::BtfError),
+    #[error(transparent)]
+    Offsets(#[from] offsets::OffsetError),
+    #[error(
+        "LSM hook `{hook}` takes {found} parameters on this kernel, program `{program}` was \
+         built for {expected}; this kernel is not supported by this build"
+    )]
+    HookChanged {
+        program: &'static str,
+        hook: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("loading program `{program}` into the kernel: {source}")]
     Load {
         program: &'static str,
@@ -52,15 +77,27 @@ pub enum KernelError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("pinning map `{map}` at {path}: {source}")]
+    #[error("program `{program}` has no pinnable link on this kernel: {source}")]
+    Link {
+        program: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("pinning `{name}` at {path}: {source}")]
     Pin {
-        map: &'static str,
+        name: &'static str,
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
     },
+    #[error("pinned state at {path}: {why}")]
+    Pinned { path: PathBuf, why: String },
     #[error("{path} is not a cgroup v2 directory: {why}")]
     NotCgroup { path: PathBuf, why: String },
+    #[error(transparent)]
+    Scope(#[from] scopes::ScopeError),
+    #[error(transparent)]
+    Rule(#[from] rules::RuleError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::FormatError),
 }
@@ -96,33 +133,58 @@ pub struct Counters {
     pub allowed: u64,
     pub record_unavailable: u64,
     pub lineage_lost: u64,
+    pub audited: u64,
 }
 
 /// Load-time settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Size of the record ring buffer in bytes (a power of two, at least a
-    /// page); `None` keeps the object's 1 MiB.
+    /// page); `None` keeps the object's 1 MiB. Ignored for a ring buffer
+    /// adopted from pinned state.
     pub ring_bytes: Option<u32>,
+    /// bpffs directory for pinned state ([`DEFAULT_PIN_DIR`] in
+    /// production). Maps pinned there are reused, links pinned there are
+    /// adopted, and everything attached is pinned, so enforcement outlives
+    /// this process. `None`: nothing is pinned and dropping the `Kernel`
+    /// detaches everything (tests, probes).
+    pub pin_dir: Option<PathBuf>,
 }
 
-/// The loaded BPF object. Dropping it detaches every program it attached
-/// (pinning, so that enforcement outlives the agent, is issue 3).
+/// What [`Kernel::attach_all`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attached {
+    /// Programs this process attached.
+    pub attached: Vec<&'static str>,
+    /// Programs found attached through pinned links and kept as they were.
+    pub adopted: Vec<&'static str>,
+}
+
+/// The loaded BPF object.
 #[derive(Debug)]
 pub struct Kernel {
     ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    /// Links pinned by this process, kept open for its lifetime.
+    pinned: Vec<PinnedLink>,
 }
 
 impl Kernel {
-    /// Loads the embedded object into the kernel, with tracepoint layouts
-    /// resolved from this kernel's tracefs. Attaches nothing.
+    /// Loads the embedded object into the kernel, with member offsets from
+    /// this kernel's BTF and tracepoint layouts from its tracefs. Nothing
+    /// is pinned; attaches nothing.
     pub fn load() -> Result<Self, KernelError> {
         Self::load_with(&LoadOptions::default())
     }
 
-    /// [`Kernel::load`] with non-default sizes.
+    /// [`Kernel::load`] with options (sizes, pinned state).
     pub fn load_with(options: &LoadOptions) -> Result<Self, KernelError> {
         raise_memlock_rlimit();
+        let kernel_btf = btf::Btf::from_sys_fs()?;
+        let offsets = offsets::resolve(&kernel_btf)?;
+        for spec in compat::GATES {
+            check_hook(&kernel_btf, &spec)?;
+        }
         // Without tracefs the lineage record carries no file name; that is
         // visible in the record, and attaching the tracepoint fails anyway.
         let filename_off =
@@ -133,13 +195,25 @@ impl Kernel {
             };
         let mut loader = EbpfLoader::new();
         loader.override_global(names::GLOBAL_TP_EXEC_FILENAME_OFF, &filename_off, true);
+        loader.override_global(names::GLOBAL_OFFSETS, &offsets, true);
         if let Some(bytes) = options.ring_bytes {
             loader.map_max_entries(names::MAP_EVENTS, bytes);
+        }
+        let map_pins: Vec<(&str, PathBuf)> = match &options.pin_dir {
+            Some(dir) => pins::prepare(dir)?,
+            None => Vec::new(),
+        };
+        for (name, path) in &map_pins {
+            loader.map_pin_path(name, path.as_path());
         }
         let ebpf = loader
             .load(object::BPF_OBJECT)
             .map_err(|e| KernelError::Object(Box::new(e)))?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            pin_dir: options.pin_dir.clone(),
+            pinned: Vec::new(),
+        })
     }
 
     /// Loads one program of the compatibility table into the kernel
@@ -153,8 +227,8 @@ impl Kernel {
         };
         let program = self.program(spec)?;
         match spec.attach {
-            Attach::Lsm { hook } => {
-                let btf = Btf::from_sys_fs().map_err(KernelError::Btf)?;
+            Attach::Lsm { hook, .. } => {
+                let btf = aya::Btf::from_sys_fs().map_err(KernelError::Btf)?;
                 let lsm: &mut Lsm = program.try_into().map_err(load)?;
                 lsm.load(hook, &btf).map_err(load)
             }
@@ -165,26 +239,67 @@ impl Kernel {
         }
     }
 
-    /// Loads and attaches one program of the compatibility table.
-    pub fn attach(&mut self, spec: &ProgramSpec) -> Result<(), KernelError> {
+    /// Loads and attaches one program of the compatibility table. With a
+    /// pin directory the link is pinned there (or, if one is already
+    /// pinned, adopted: the attached program is left as it is and `false`
+    /// is returned).
+    pub fn attach(&mut self, spec: &ProgramSpec) -> Result<bool, KernelError> {
+        if let Some(dir) = &self.pin_dir
+            && pins::link_pinned(dir, spec.name)
+        {
+            tracing::debug!(program = spec.name, "adopted pinned link");
+            return Ok(false);
+        }
         self.probe(spec)?;
         let attach = |source| KernelError::Attach {
             program: spec.name,
             source,
         };
+        let pin_dir = self.pin_dir.clone();
         let program = self.program(spec)?;
-        match spec.attach {
+        let link: Option<FdLink> = match spec.attach {
             Attach::Lsm { .. } => {
                 let lsm: &mut Lsm = program.try_into().map_err(attach)?;
-                lsm.attach().map_err(attach)?;
+                let id = lsm.attach().map_err(attach)?;
+                match pin_dir {
+                    Some(_) => Some(lsm.take_link(id).map_err(attach)?.into()),
+                    None => None,
+                }
             }
             Attach::TracePoint { category, name } => {
                 let tp: &mut TracePoint = program.try_into().map_err(attach)?;
-                tp.attach(category, name).map_err(attach)?;
+                let id = tp.attach(category, name).map_err(attach)?;
+                match pin_dir {
+                    Some(_) => {
+                        let link = tp.take_link(id).map_err(attach)?;
+                        Some(FdLink::try_from(link).map_err(|source| KernelError::Link {
+                            program: spec.name,
+                            source,
+                        })?)
+                    }
+                    None => None,
+                }
             }
+        };
+        if let (Some(link), Some(dir)) = (link, &self.pin_dir) {
+            self.pinned.push(pins::pin_link(dir, spec.name, link)?);
         }
         tracing::debug!(program = spec.name, "attached");
-        Ok(())
+        Ok(true)
+    }
+
+    /// Attaches (or adopts) every program of the compatibility table, the
+    /// recorder first.
+    pub fn attach_all(&mut self) -> Result<Attached, KernelError> {
+        let mut done = Attached::default();
+        for spec in compat::programs() {
+            if self.attach(&spec)? {
+                done.attached.push(spec.name);
+            } else {
+                done.adopted.push(spec.name);
+            }
+        }
+        Ok(done)
     }
 
     fn program(&mut self, spec: &ProgramSpec) -> Result<&mut aya::programs::Program, KernelError> {
@@ -196,30 +311,14 @@ impl Kernel {
             })
     }
 
-    fn scopes(&mut self) -> Result<HashMap<&mut MapData, u64, ScopeEntry>, KernelError> {
-        let map = self
-            .ebpf
-            .map_mut(names::MAP_SCOPES)
-            .ok_or(KernelError::missing_map(names::MAP_SCOPES))?;
-        HashMap::try_from(map).map_err(KernelError::on_map(names::MAP_SCOPES))
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, KernelError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(KernelError::missing_map(name))
     }
 
-    /// Governs the cgroup at `path` as part of scope `scope_id`. Returns the
-    /// cgroup id the kernel will see.
-    pub fn govern(&mut self, path: &Path, scope_id: u32) -> Result<u64, KernelError> {
-        let id = cgroup_id(path)?;
-        self.scopes()?
-            .insert(id, ScopeEntry::new(scope_id), 0)
-            .map_err(KernelError::on_map(names::MAP_SCOPES))?;
-        tracing::info!(cgroup = %path.display(), cgroup_id = id, scope_id, "governed");
-        Ok(id)
-    }
-
-    /// Stops governing cgroup `id`.
-    pub fn release(&mut self, id: u64) -> Result<(), KernelError> {
-        self.scopes()?
-            .remove(&id)
-            .map_err(KernelError::on_map(names::MAP_SCOPES))
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, KernelError> {
+        self.ebpf.map(name).ok_or(KernelError::missing_map(name))
     }
 
     /// Takes the consumer side of the record ring buffer (once).
@@ -235,11 +334,8 @@ impl Kernel {
     /// Current counter values, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, KernelError> {
         let err = KernelError::on_map(names::MAP_COUNTERS);
-        let map = self
-            .ebpf
-            .map(names::MAP_COUNTERS)
-            .ok_or(KernelError::missing_map(names::MAP_COUNTERS))?;
-        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(&err)?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map(names::MAP_COUNTERS)?).map_err(&err)?;
         let sum = |index: u32| -> Result<u64, KernelError> {
             Ok(array.get(&index, 0).map_err(&err)?.iter().sum())
         };
@@ -248,23 +344,27 @@ impl Kernel {
             allowed: sum(counter::ALLOWED)?,
             record_unavailable: sum(counter::RECORD_UNAVAILABLE)?,
             lineage_lost: sum(counter::LINEAGE_LOST)?,
+            audited: sum(counter::AUDITED)?,
         })
     }
+}
 
-    /// Pins every map that is still owned by this object under `dir` (a
-    /// bpffs directory), each under its name.
-    pub fn pin_maps(&self, dir: &Path) -> Result<(), KernelError> {
-        for name in names::ALL_MAPS {
-            if let Some(map) = self.ebpf.map(name) {
-                let path = dir.join(name);
-                map.pin(&path).map_err(|source| KernelError::Pin {
-                    map: name,
-                    path,
-                    source,
-                })?;
-            }
-        }
+/// Checks that the running kernel's hook has the parameter count the
+/// program reads the previous return value after.
+fn check_hook(btf: &btf::Btf, spec: &ProgramSpec) -> Result<(), KernelError> {
+    let Attach::Lsm { hook, params } = spec.attach else {
+        return Ok(());
+    };
+    let found = btf.func_param_count(&format!("bpf_lsm_{hook}"))?;
+    if found == params {
         Ok(())
+    } else {
+        Err(KernelError::HookChanged {
+            program: spec.name,
+            hook,
+            expected: params,
+            found,
+        })
     }
 }
 
@@ -279,21 +379,26 @@ pub fn cgroup_id(path: &Path) -> Result<u64, KernelError> {
     if !meta.is_dir() {
         return Err(not_cgroup("not a directory".into()));
     }
+    let fs_type = statfs_type(path).map_err(|e| not_cgroup(e.to_string()))?;
+    if fs_type != libc::CGROUP2_SUPER_MAGIC {
+        return Err(not_cgroup(format!(
+            "filesystem type {fs_type:#x} is not cgroup2"
+        )));
+    }
+    Ok(meta.ino())
+}
+
+/// The filesystem type (`f_type` of statfs) of `path`.
+fn statfs_type(path: &Path) -> io::Result<i64> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| not_cgroup("path contains a NUL byte".into()))?;
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
     // SAFETY: `statfs` is plain old data; zeroed is a valid initial value.
     let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c_path` is NUL-terminated and `sfs` is a valid out-pointer.
     if unsafe { libc::statfs(c_path.as_ptr(), &raw mut sfs) } != 0 {
-        return Err(not_cgroup(io::Error::last_os_error().to_string()));
+        return Err(io::Error::last_os_error());
     }
-    if sfs.f_type != libc::CGROUP2_SUPER_MAGIC {
-        return Err(not_cgroup(format!(
-            "filesystem type {:#x} is not cgroup2",
-            sfs.f_type
-        )));
-    }
-    Ok(meta.ino())
+    Ok(sfs.f_type)
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it so a

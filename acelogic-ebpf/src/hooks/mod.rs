@@ -1,4 +1,28 @@
 //! One file per hook. LSM gates decide; tracepoints record lifecycle.
+//! Each gate is a thin adapter from its kernel prototype to `gate::run`.
 
+mod bpf;
+mod chmod;
+mod chown;
+mod clone;
+mod connect;
 mod exec;
+mod kill;
+mod link;
+mod mkdir;
+mod mknod;
+mod mmap;
+mod mount;
+mod move_mount;
+mod mprotect;
+mod open;
 mod proc_exec;
+mod ptrace;
+mod rename;
+mod rmdir;
+mod sendmsg;
+mod symlink;
+mod truncate;
+mod unix_connect;
+mod unix_send;
+mod unlink;

@@ -34,9 +34,10 @@ pub(crate) fn proc_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
-    let (cgroup_id, Some(_scope)) = scope::current() else {
+    let Some(governed) = scope::current() else {
         return Ok(());
     };
+    let cgroup_id = governed.cgroup_id;
     let mut entry = EVENTS.reserve::<ProcessExec>(0).ok_or(())?;
     let rec = entry.as_mut_ptr();
     // SAFETY: `rec` points at a reserved, exclusively owned ring-buffer slot

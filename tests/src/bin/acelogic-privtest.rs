@@ -15,10 +15,20 @@ struct Args {
     /// Internal: run one test in this process.
     #[arg(long, hide = true)]
     run_one: Option<String>,
+    /// Internal: install pinned enforcement on a cgroup and wait to be
+    /// killed (PIN_DIR CGROUP_DIR).
+    #[arg(long, hide = true, num_args = 2)]
+    hold: Option<Vec<std::path::PathBuf>>,
 }
 
 fn main() {
     let args = Args::parse();
+    if let Some(paths) = args.hold {
+        if let Err(e) = acelogic_tests::cases::hold(&paths[0], &paths[1]) {
+            println!("hold failed: {e:#}");
+        }
+        std::process::exit(1);
+    }
     let cases = acelogic_tests::cases::all();
     let code = match args.run_one {
         Some(name) => acelogic_tests::harness::run_one(&name, &cases),

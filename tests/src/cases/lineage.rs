@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use acelogic_agent::kernel::{Kernel, compat};
+use acelogic_agent::kernel::{Kernel, compat, scopes::Mode};
 use acelogic_common::user::Event;
 use anyhow::{bail, ensure};
 
@@ -25,6 +25,7 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
     let mut records = kernel.records()?;
     let governed = TestCgroup::new("lineage-governed")?;
     let free = TestCgroup::new("lineage-free")?;
+    kernel.define_scope(3, Mode::Enforce)?;
     kernel.govern(&governed.path, 3)?;
 
     let inside = governed.command("/bin/sh", &["-c", "exit 3"])?.spawn()?;
@@ -43,7 +44,7 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
         .iter()
         .filter_map(|e| match e {
             Event::ProcessExec(p) => Some(p),
-            Event::Exec(_) => None,
+            _ => None,
         })
         .collect();
     let [rec] = execs.as_slice() else {

@@ -1,43 +1,138 @@
-//! Kernel state outlives its loader: maps pinned in bpffs keep the
-//! governed scopes after the loading process let go of them.
+//! Kernel state outlives its loader: with programs, links and maps pinned,
+//! a loader killed with SIGKILL leaves enforcement in place, a restarted
+//! loader adopts it with no gap, and only an explicit uninstall ends it.
 
-use std::fs;
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
-use acelogic_agent::kernel::Kernel;
-use acelogic_common::{names, scope::ScopeEntry};
-use anyhow::{Context as _, ensure};
-use aya::maps::{HashMap, Map, MapData};
+use acelogic_agent::kernel::{self, Kernel, LoadOptions, compat, scopes::Mode};
+use acelogic_common::user::{Event, Hook, Reason, Verdict};
+use anyhow::{Context as _, bail, ensure};
 
-use crate::{fixtures::TestCgroup, harness::Case};
+use crate::{
+    fixtures::{Exec, SCOPE, TestCgroup, collect, exec_in, render_all},
+    harness::{Case, Need},
+};
 
 pub(crate) const CASES: &[Case] = &[Case {
-    name: "pinned_scopes_survive_the_loader",
-    needs: &[],
-    run: pinned_scopes_survive_the_loader,
+    name: "enforcement_outlives_killed_loader",
+    needs: &[Need::BpfLsm],
+    run: enforcement_outlives_killed_loader,
 }];
 
-fn pinned_scopes_survive_the_loader() -> anyhow::Result<()> {
-    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/acelogic-test-{}", std::process::id()));
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = (|| {
-        let cg = TestCgroup::new("pinned")?;
-        {
-            let mut kernel = Kernel::load()?;
-            kernel.govern(&cg.path, 9)?;
-            kernel.pin_maps(&dir)?;
-        } // The loader's handles are closed here.
-
-        let data = MapData::from_pin(dir.join(names::MAP_SCOPES))?;
-        let scopes: HashMap<MapData, u64, ScopeEntry> = HashMap::try_from(Map::HashMap(data))?;
-        let entry = scopes
-            .get(&cg.id, 0)
-            .context("scope missing from the pinned map")?;
-        ensure!(entry == ScopeEntry::new(9), "pinned entry {entry:?}");
-        Ok(())
-    })();
-    for name in names::ALL_MAPS {
-        let _ = fs::remove_file(dir.join(name));
+/// The hidden `--hold` mode of the test binary: install pinned enforcement
+/// on `cgroup`, say READY, and wait to be killed.
+pub fn hold(pin_dir: &Path, cgroup: &Path) -> anyhow::Result<()> {
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(pin_dir.to_path_buf()),
+        ..LoadOptions::default()
+    })?;
+    kernel.attach_all()?;
+    kernel.define_scope(SCOPE, Mode::Enforce)?;
+    kernel.govern(cgroup, SCOPE)?;
+    println!("READY");
+    loop {
+        std::thread::park();
     }
-    let _ = fs::remove_dir(&dir);
+}
+
+fn exec_denials(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter_map(Event::decision)
+        .filter(|d| {
+            d.hook == Hook::Exec && d.verdict == Verdict::Deny && d.reason == Reason::NoGrant
+        })
+        .count()
+}
+
+fn enforcement_outlives_killed_loader() -> anyhow::Result<()> {
+    let dir = PathBuf::from(format!("/sys/fs/bpf/acelogic-test-{}", std::process::id()));
+    let cg = TestCgroup::new("pinned")?;
+    let result = outlives(&dir, &cg);
+    // Whatever happened, leave no enforcement behind.
+    let _ = kernel::uninstall(&dir);
     result
+}
+
+fn outlives(dir: &Path, cg: &TestCgroup) -> anyhow::Result<()> {
+    let mut loader = Command::new(std::env::current_exe()?)
+        .arg("--hold")
+        .arg(dir)
+        .arg(&cg.path)
+        .args(["--env", "vm"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(loader.stdout.take().context("loader stdout")?).read_line(&mut line)?;
+    ensure!(line.trim() == "READY", "loader said {line:?}");
+
+    let before = exec_in(cg, "/bin/sh", &["-c", "exit 7"])?;
+    ensure!(
+        before == Exec::Refused(libc::EPERM),
+        "with the loader alive: {before:?}"
+    );
+    loader.kill()?;
+    loader.wait()?;
+    let orphaned = exec_in(cg, "/bin/sh", &["-c", "exit 7"])?;
+    ensure!(
+        orphaned == Exec::Refused(libc::EPERM),
+        "after SIGKILL of the loader: {orphaned:?}; enforcement did not outlive it"
+    );
+
+    // A new loader adopts everything: nothing is attached twice, nothing
+    // was ever detached, and the records made meanwhile are still there.
+    let mut k = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(dir.to_path_buf()),
+        ..LoadOptions::default()
+    })?;
+    let attached = k.attach_all()?;
+    ensure!(
+        attached.attached.is_empty() && attached.adopted.len() == compat::programs().len(),
+        "restart did not adopt every program: {attached:?}"
+    );
+    ensure!(
+        k.governed()?.contains(&(cg.id, SCOPE)),
+        "the governed cgroup is not in the adopted state"
+    );
+    let mut records = k.records()?;
+    let again = exec_in(cg, "/bin/sh", &["-c", "exit 7"])?;
+    ensure!(
+        again == Exec::Refused(libc::EPERM),
+        "after adoption: {again:?}"
+    );
+    let events = collect(
+        &mut records,
+        std::time::Duration::from_millis(300),
+        std::time::Duration::from_secs(10),
+    )?;
+    ensure!(
+        exec_denials(&events) == 3,
+        "expected the 3 denials (alive, orphaned, adopted) in the pinned ring buffer, got {}",
+        render_all(&events)
+    );
+
+    let removed = kernel::uninstall(dir)?;
+    ensure!(
+        removed.links.len() == compat::programs().len(),
+        "uninstall removed {removed:?}"
+    );
+    drop(records);
+    drop(k);
+    // The kernel releases the last link reference asynchronously on some
+    // versions (6.12: after an RCU grace period); allow it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let after = exec_in(cg, "/bin/sh", &["-c", "exit 7"])?;
+        if after == Exec::Ran(7) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("10 s after uninstall the cgroup is still enforced: {after:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,46 @@
+//! Kernel struct member offsets the BPF programs read through.
+//!
+//! No offset is frozen from one kernel's headers: the loader resolves each
+//! from the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and hands the
+//! whole table to the programs as one read-only global before loading.
+
+use core::mem::size_of;
+
+/// Byte offsets of the kernel struct members the gates read. Field names
+/// are `<struct>_<member path>`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub binprm_file: u32,
+    pub binprm_filename: u32,
+    pub file_f_inode: u32,
+    pub file_f_mode: u32,
+    pub file_f_path_dentry: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_inode: u32,
+    pub dentry_d_name_name: u32,
+    pub path_dentry: u32,
+    pub vma_vm_file: u32,
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    /// A `u16` member (checked by the loader).
+    pub sock_sk_protocol: u32,
+    pub msghdr_msg_name: u32,
+    pub msghdr_msg_namelen: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_cgroups: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    pub kernfs_node_parent: u32,
+    pub unix_sock_path_dentry: u32,
+    pub unix_sock_addr: u32,
+}
+
+const _: () = assert!(size_of::<KernelOffsets>() == 116);

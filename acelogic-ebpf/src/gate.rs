@@ -1,0 +1,72 @@
+//! The one decision flow every LSM gate goes through.
+//!
+//! Ungoverned task: allow, having touched only the scope cache. Governed
+//! task: reserve the record first (no room: deny and count, no record no
+//! allow), let the hook decide, turn any error into a deny, write the
+//! verdict into the record, submit, count. A scope that is not enforcing
+//! records would-be denials as `audit` and lets them through.
+
+use acelogic_common::{
+    codes::{counter, verdict},
+    event::{Decision, record_size},
+};
+
+use crate::{
+    kobj,
+    maps::{EVENTS, count},
+    record::{self, Body, Prefix},
+    scope::{self, Governed},
+    verdict::{EPERM, Error, Verdict},
+};
+
+/// Runs a gate. `prev` is the previous BPF LSM program's return value on
+/// this hook, kept when non-zero. `decide` fills the object part of the
+/// record (it starts zeroed) and returns the verdict.
+#[inline(always)]
+pub(crate) fn run<B: Body + 'static>(
+    prev: i32,
+    hook: u16,
+    decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
+) -> i32 {
+    if prev != 0 {
+        return prev;
+    }
+    let Some(g) = scope::current() else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<B>(0) else {
+        count(counter::RECORD_UNAVAILABLE);
+        return EPERM;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` is an exclusively owned, reserved ring-buffer slot of
+    // `size_of::<B>()` bytes.
+    unsafe { rec.write(B::EMPTY) };
+    let decided = decide(&g, rec).unwrap_or_else(|e| Verdict::Deny(e.reason()));
+    let (code, reason, grant_id, ret, which) = match decided {
+        Verdict::Allow { reason, grant_id } => {
+            (verdict::ALLOW, reason, grant_id, 0, counter::ALLOWED)
+        }
+        Verdict::Deny(why) if g.enforcing() => (verdict::DENY, why, 0, EPERM, counter::DENIED),
+        Verdict::Deny(why) => (verdict::AUDIT, why, 0, 0, counter::AUDITED),
+    };
+    let prefix = rec.cast::<Prefix>();
+    // SAFETY: every body starts with the header and the decision (`Prefix`
+    // is their layout); same exclusive slot as above.
+    unsafe {
+        (*prefix).header = record::header(B::KIND, record_size::<B>(), g.cgroup_id);
+        (*prefix).decision = Decision {
+            scope_id: g.scope_id,
+            ppid: kobj::task_ppid(scope::current_task()).unwrap_or(0),
+            hook,
+            verdict: code,
+            reason,
+            _pad: 0,
+            grant_id,
+            comm: record::comm(),
+        };
+    }
+    entry.submit(0);
+    count(which);
+    ret
+}

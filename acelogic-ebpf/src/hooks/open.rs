@@ -1,0 +1,35 @@
+//! Opening a file for writing.
+//!
+//! Kernel prototype: `LSM_HOOK(int, 0, file_open, struct file *file)`;
+//! previous return value at index 1. Runs after path resolution, with
+//! symlinks followed: a symlink inside a writable directory pointing
+//! outside is decided by its target. Read-only opens are not governed.
+
+use acelogic_common::{codes::hook, event::FileDecision};
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+
+use crate::{
+    gate,
+    kobj::{self, Kptr},
+    objects,
+};
+
+/// `FMODE_WRITE` in `file->f_mode`.
+const FMODE_WRITE: u32 = 2;
+
+#[lsm(hook = "file_open")]
+pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
+    let file: Kptr = ctx.arg(0);
+    let prev: i32 = ctx.arg(1);
+    // An unreadable mode is treated as a write (governed: decided, and
+    // `objects::write` fails closed on the same unreadable file).
+    let mode = kobj::file_mode(file).unwrap_or(FMODE_WRITE);
+    if mode & FMODE_WRITE == 0 {
+        return prev;
+    }
+    gate::run::<FileDecision>(prev, hook::FILE_OPEN, |g, rec| {
+        // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
+        unsafe { (*rec).detail = mode };
+        objects::write(g, rec, kobj::file_dentry(file)?)
+    })
+}

@@ -1,0 +1,18 @@
+//! Removing a directory.
+//!
+//! Kernel prototype: `LSM_HOOK(int, 0, path_rmdir, const struct path *dir, struct dentry *dentry)`; previous
+//! return value at index 2. Allowed when the object or a directory
+//! above it is writable (`objects::write`).
+
+use acelogic_common::{codes::hook, event::FileDecision};
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+
+use crate::{gate, kobj::Kptr, objects};
+
+#[lsm(hook = "path_rmdir")]
+pub(crate) fn rmdir_gate(ctx: LsmContext) -> i32 {
+    let dentry: Kptr = ctx.arg(1);
+    gate::run::<FileDecision>(ctx.arg(2), hook::PATH_RMDIR, |g, rec| {
+        objects::write(g, rec, dentry)
+    })
+}
