@@ -149,10 +149,6 @@ pub enum DecodeError {
 /// A decoded record. The match in [`Event::decode`] is exhaustive over
 /// kinds, so adding a kind does not compile until it is handled here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "records are decoded one at a time and moved on; boxing would allocate per record"
-)]
 pub enum Event {
     File(FileDecisionEvent),
     Net(NetDecisionEvent),

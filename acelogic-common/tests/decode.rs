@@ -5,7 +5,10 @@ use core::mem::size_of;
 
 use acelogic_common::{
     codes::{hook, reason, verdict},
-    event::{self, Decision, EventHeader, ExecDecision, ProcessExec, record_size},
+    event::{
+        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec,
+        SystemDecision, TaskDecision, record_size,
+    },
     user::{DecodeError, Event, Hook, Reason, UnknownCode, Verdict},
 };
 
@@ -26,35 +29,122 @@ fn header(kind: u16, size: u16) -> EventHeader {
     }
 }
 
-fn exec_decision(verdict: u16, reason: u16) -> ExecDecision {
+fn decision(hook: u16, verdict: u16, reason: u16) -> Decision {
     let mut comm = [0u8; event::COMM_LEN];
     comm[..4].copy_from_slice(b"bash");
-    ExecDecision {
-        header: header(event::kind::EXEC_DECISION, record_size::<ExecDecision>()),
-        decision: Decision {
-            scope_id: 7,
-            hook: hook::EXEC,
-            verdict,
-            reason,
-            _pad: [0; 6],
-            grant_id: 0,
-        },
+    Decision {
+        scope_id: 7,
+        ppid: 39,
+        hook,
+        verdict,
+        reason,
+        _pad: 0,
+        grant_id: 11,
         comm,
     }
 }
 
+fn exec_decision(verdict: u16, reason: u16) -> FileDecision {
+    let mut name = [0u8; event::NAME_LEN];
+    name[..7].copy_from_slice(b"/bin/sh");
+    FileDecision {
+        header: header(event::kind::FILE_DECISION, record_size::<FileDecision>()),
+        decision: decision(hook::EXEC, verdict, reason),
+        file: FileId {
+            dev: (8 << 20) | 1,
+            _pad: 0,
+            ino: 1234,
+        },
+        other: FileId::default(),
+        detail: 0,
+        name_len: 7,
+        name,
+    }
+}
+
 #[test]
-fn exec_decision_round_trips() {
+fn file_decision_round_trips() {
     let rec = exec_decision(verdict::DENY, reason::NO_GRANT);
-    let Event::Exec(e) = Event::decode(&bytes_of(&rec)).unwrap() else {
+    let Event::File(e) = Event::decode(&bytes_of(&rec)).unwrap() else {
         panic!("wrong kind");
     };
     assert_eq!(e.header, rec.header);
-    assert_eq!(e.scope_id, 7);
-    assert_eq!(e.hook, Hook::Exec);
-    assert_eq!(e.verdict, Verdict::Deny);
-    assert_eq!(e.reason, Reason::NoGrant);
-    assert_eq!(acelogic_common::user::c_str_bytes(&e.comm), b"bash");
+    assert_eq!(e.decision.scope_id, 7);
+    assert_eq!(e.decision.ppid, 39);
+    assert_eq!(e.decision.hook, Hook::Exec);
+    assert_eq!(e.decision.verdict, Verdict::Deny);
+    assert_eq!(e.decision.reason, Reason::NoGrant);
+    assert_eq!(e.decision.grant_id, 11);
+    assert_eq!(e.file.ino, 1234);
+    assert_eq!(e.name(), b"/bin/sh");
+    assert_eq!(
+        acelogic_common::user::c_str_bytes(&e.decision.comm),
+        b"bash"
+    );
+}
+
+#[test]
+fn net_task_and_system_decisions_round_trip() {
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    let net = NetDecision {
+        header: header(event::kind::NET_DECISION, record_size::<NetDecision>()),
+        decision: decision(hook::SOCKET_CONNECT, verdict::ALLOW, reason::GRANT),
+        family: 2,
+        protocol: 6,
+        port: 443,
+        _pad: 0,
+        addr,
+        unix: FileId::default(),
+    };
+    let Event::Net(n) = Event::decode(&bytes_of(&net)).unwrap() else {
+        panic!("wrong kind");
+    };
+    assert_eq!(n.ip(), Some(std::net::Ipv4Addr::LOCALHOST.into()));
+    assert_eq!((n.port, n.decision.reason), (443, Reason::Grant));
+
+    let task = TaskDecision {
+        header: header(event::kind::TASK_DECISION, record_size::<TaskDecision>()),
+        decision: decision(hook::TASK_KILL, verdict::DENY, reason::OUTSIDE_SCOPE),
+        target_tgid: 1,
+        target_scope_id: 0,
+        target_cgroup_id: 1,
+        detail: 15,
+        _pad: 0,
+    };
+    let Event::Task(t) = Event::decode(&bytes_of(&task)).unwrap() else {
+        panic!("wrong kind");
+    };
+    assert_eq!((t.target_tgid, t.detail), (1, 15));
+    assert_eq!(t.decision.hook, Hook::TaskKill);
+
+    let sys = SystemDecision {
+        header: header(
+            event::kind::SYSTEM_DECISION,
+            record_size::<SystemDecision>(),
+        ),
+        decision: decision(hook::BPF, verdict::AUDIT, reason::FORBIDDEN),
+        detail: 5,
+    };
+    let Event::System(y) = Event::decode(&bytes_of(&sys)).unwrap() else {
+        panic!("wrong kind");
+    };
+    assert_eq!((y.detail, y.decision.verdict), (5, Verdict::Audit));
+}
+
+/// Every code constant converts to its enum and back to the same number,
+/// and nothing else converts: no code is silently mapped.
+#[test]
+fn every_code_is_known_exactly_once() {
+    let count = |f: fn(u16) -> bool| (0..=u16::MAX).filter(|&c| f(c)).count();
+    assert_eq!(count(|c| Hook::try_from(c).is_ok()), 24);
+    assert_eq!(count(|c| Verdict::try_from(c).is_ok()), 3);
+    assert_eq!(count(|c| Reason::try_from(c).is_ok()), 15);
+    assert_eq!(
+        acelogic_common::names::ALL_GATES.len(),
+        24,
+        "one hook code per gate"
+    );
 }
 
 #[test]
@@ -92,8 +182,8 @@ fn short_and_truncated_records_are_rejected() {
     assert_eq!(
         Event::decode(&full[..40]),
         Err(DecodeError::Size {
-            kind: event::kind::EXEC_DECISION,
-            need: size_of::<ExecDecision>(),
+            kind: event::kind::FILE_DECISION,
+            need: size_of::<FileDecision>(),
             got: 40
         })
     );

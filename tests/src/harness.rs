@@ -71,7 +71,7 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
     // their own scope ids and cgroups, so their rules cannot meet).
     let shared = lsm.is_ok().then(install_shared).and_then(|r| {
         r.map_err(|e| {
-            println!("acelogic-privtest: shared install failed, cases load their own: {e:#}")
+            println!("acelogic-privtest: shared install failed, cases load their own: {e:#}");
         })
         .ok()
     });

@@ -5,6 +5,7 @@
 //! - `demo`: boots the newest kernel with the agent and `assets/demo.sh`.
 //! - `vm`: boots kernels of the matrix with an ad-hoc payload.
 
+mod bench;
 mod demo;
 mod kernels;
 mod setup;
@@ -31,6 +32,8 @@ enum Task {
     Test(test::TestArgs),
     /// Boot a VM with the agent and run the demo script.
     Demo(demo::DemoArgs),
+    /// Run the benchmarks (kernel hook overhead in a VM) and report ratios.
+    Bench(bench::BenchArgs),
     /// Boot kernels of the matrix with an ad-hoc payload, for poking around.
     Vm(vm::VmArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::setup().map(|_| true),
         Task::Test(args) => test::test(args),
         Task::Demo(args) => demo::demo(args).map(|()| true),
+        Task::Bench(args) => bench::bench(args).map(|()| true),
         Task::Vm(args) => setup::setup()
             .and_then(|ready| vm::vm_command(args, ready.kernels, &util::workspace()?.root)),
     };

@@ -22,7 +22,11 @@ mod tests {
                 "map {map} missing from the object"
             );
         }
-        for program in names::ALL_PROGRAMS {
+        let programs = names::ALL_GATES
+            .iter()
+            .map(|g| g.program)
+            .chain([names::PROG_PROC_EXEC]);
+        for program in programs {
             assert!(
                 obj.programs.contains_key(program),
                 "program {program} missing from the object; it has {:?}",

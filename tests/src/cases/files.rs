@@ -264,17 +264,19 @@ fn hardlink_and_rename_across_boundary_denied() -> anyhow::Result<()> {
 fn truncate_unlink_mkdir_chmod_checked() -> anyhow::Result<()> {
     let mut t = Tree::new("w-ops")?;
     let (outside, inside) = (t.p("outside/file"), t.p("inside/file"));
-    // SAFETY (closures below): raw calls with valid NUL-terminated paths.
     let truncate = |p: &Path| {
         let c = c_path(p);
+        // SAFETY: valid NUL-terminated path.
         errno_if(i64::from(unsafe { libc::truncate(c.as_ptr(), 0) }))
     };
     let chmod = |p: &Path| {
         let c = c_path(p);
+        // SAFETY: valid NUL-terminated path.
         errno_if(i64::from(unsafe { libc::chmod(c.as_ptr(), 0o600) }))
     };
     let mkdir = |p: &Path| {
         let c = c_path(p);
+        // SAFETY: valid NUL-terminated path.
         let e = errno_if(i64::from(unsafe { libc::mkdir(c.as_ptr(), 0o755) }));
         let _ = fs::remove_dir(p);
         e
