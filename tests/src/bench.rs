@@ -14,6 +14,11 @@ use std::{
     net::{Ipv4Addr, TcpListener},
     os::fd::{FromRawFd as _, OwnedFd},
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
     time::Instant,
 };
 
@@ -48,7 +53,7 @@ impl Workload {
 
     const fn iterations(self) -> u32 {
         match self {
-            Self::OpenClose => 20_000,
+            Self::OpenClose => 5_000,
             Self::ForkExec => 200,
             Self::Connect => 2_000,
         }
@@ -93,9 +98,10 @@ fn measure(b: &Bench, cg: &TestCgroup, w: Workload) -> anyhow::Result<f64> {
             }
             libc::close(fd);
             let start = Instant::now();
-            let ok = run(w, &file, &shell, b.port);
-            let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-            let out = if ok { ns } else { u64::MAX };
+            let out = match run(w, &file, &shell, b.port) {
+                Ok(()) => u64::try_from(start.elapsed().as_nanos()).unwrap_or(1 << 62),
+                Err(errno) => FAILED | u64::from(errno.unsigned_abs()),
+            };
             libc::write(fds[1], (&raw const out).cast(), 8);
             libc::_exit(0);
         }
@@ -112,15 +118,34 @@ fn measure(b: &Bench, cg: &TestCgroup, w: Workload) -> anyhow::Result<f64> {
     // SAFETY: our own child.
     unsafe { libc::waitpid(pid, &raw mut status, 0) };
     let ns = u64::from_ne_bytes(buf);
-    if ns == u64::MAX {
-        bail!("{} failed in the child (denied?)", w.name());
+    if ns & FAILED != 0 {
+        bail!(
+            "{} failed in {}: errno {}",
+            w.name(),
+            cg.path.display(),
+            ns & !FAILED
+        );
     }
     #[expect(clippy::cast_precision_loss, reason = "a ratio of timings")]
     Ok(ns as f64 / f64::from(w.iterations()))
 }
 
-/// The workload loop. `false` when an operation failed.
-unsafe fn run(w: Workload, file: &std::ffi::CStr, shell: &std::ffi::CStr, port: u16) -> bool {
+/// Marks a failed measurement; the low bits carry the errno.
+const FAILED: u64 = 1 << 63;
+
+/// The errno of the last failed call.
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+}
+
+/// The workload loop; `Err(errno)` when an operation failed (for exec, the
+/// child's exit status).
+unsafe fn run(
+    w: Workload,
+    file: &std::ffi::CStr,
+    shell: &std::ffi::CStr,
+    port: u16,
+) -> Result<(), i32> {
     // SAFETY: raw calls with valid pointers and lengths throughout.
     unsafe {
         match w {
@@ -128,14 +153,14 @@ unsafe fn run(w: Workload, file: &std::ffi::CStr, shell: &std::ffi::CStr, port: 
                 for _ in 0..w.iterations() {
                     let fd = libc::open(file.as_ptr(), libc::O_WRONLY);
                     if fd < 0 {
-                        return false;
+                        return Err(last_errno());
                     }
                     libc::close(fd);
                 }
             }
             Workload::ForkExec => {
                 let argv = [
-                    shell.as_ptr(),
+                    c"sh".as_ptr(),
                     c"-c".as_ptr(),
                     c"exit 0".as_ptr(),
                     std::ptr::null(),
@@ -150,7 +175,7 @@ unsafe fn run(w: Workload, file: &std::ffi::CStr, shell: &std::ffi::CStr, port: 
                     let mut st = 0;
                     libc::waitpid(pid, &raw mut st, 0);
                     if st != 0 {
-                        return false;
+                        return Err(st);
                     }
                 }
             }
@@ -170,15 +195,16 @@ unsafe fn run(w: Workload, file: &std::ffi::CStr, shell: &std::ffi::CStr, port: 
                         (&raw const addr).cast(),
                         libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap_or(16),
                     );
+                    let errno = last_errno();
                     libc::close(s);
                     if rc != 0 {
-                        return false;
+                        return Err(errno);
                     }
                 }
             }
         }
     }
-    true
+    Ok(())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -223,17 +249,41 @@ pub fn main() -> anyhow::Result<()> {
     {
         let mut kernel = Kernel::load()?;
         kernel.attach_all()?;
-        let mut records = kernel.records()?;
+        let records = kernel.records()?;
         setup_scopes(&mut kernel, &b, &base, &grant)?;
-        for _ in 0..ROUNDS {
-            for (i, w) in Workload::ALL.iter().enumerate() {
-                for (c, cg) in [(1, &free), (2, &base), (3, &grant)] {
-                    samples[i][c].push(measure(&b, cg, *w)?);
-                    // Keep the ring buffer drained, as the daemon would.
-                    drop(records.drain());
+        // Drain the ring buffer while measuring, as the daemon does: an
+        // undrained buffer fills and then governed actions are denied.
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainer = {
+            let stop = Arc::clone(&stop);
+            let mut records = records;
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if records.next_within(Duration::from_millis(5)).is_some() {
+                        seen += 1;
+                    }
+                }
+                seen += records.drain().len() as u64;
+                seen
+            })
+        };
+        let measured = (|| -> anyhow::Result<()> {
+            for _ in 0..ROUNDS {
+                for (i, w) in Workload::ALL.iter().enumerate() {
+                    for (c, cg) in [(1, &free), (2, &base), (3, &grant)] {
+                        samples[i][c].push(measure(&b, cg, *w)?);
+                    }
                 }
             }
-        }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let seen = drainer
+            .join()
+            .map_err(|_| anyhow::anyhow!("drain thread panicked"))?;
+        measured?;
+        println!("records drained during the benchmark: {seen}");
         let counters = kernel.counters()?;
         ensure!(
             counters.denied == 0 && counters.record_unavailable == 0,
@@ -288,7 +338,7 @@ fn setup_scopes(
     kernel.allow_file(1, &b.dir, rights::WRITE)?;
     kernel.allow_file(1, &b.shell, rights::EXEC)?;
     kernel.allow_net(1, &target)?;
-    let expires = boot_ns_in(std::time::Duration::from_secs(3600));
+    let expires = boot_ns_in(Duration::from_secs(3600));
     let g = |id, object| GrantSpec {
         grant_id: id,
         scope_id: 2,

@@ -63,7 +63,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             let v: serde_json::Value =
                 serde_json::from_str(json).with_context(|| format!("bench output {json}"))?;
             results.push(v);
-        } else if line.starts_with("acelogic-bench failed") {
+        } else if line.starts_with("acelogic-bench failed") || line.starts_with("record: ") {
             println!("{line}");
         }
     }

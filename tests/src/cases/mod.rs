@@ -1,8 +1,13 @@
 //! Every privileged test, one module per area.
 
+mod escape;
 mod exec_gate;
+mod files;
 mod lineage;
+mod network;
 mod pinning;
+
+pub use pinning::hold;
 
 use crate::harness::Case;
 
@@ -11,7 +16,10 @@ use crate::harness::Case;
 pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend_from_slice(exec_gate::CASES);
+    cases.extend_from_slice(files::CASES);
     cases.extend_from_slice(lineage::CASES);
     cases.extend_from_slice(pinning::CASES);
+    cases.extend_from_slice(network::CASES);
+    cases.extend_from_slice(escape::CASES);
     cases
 }
