@@ -57,7 +57,8 @@ macro_rules! gates {
             use super::Gate;
             $($(#[$m])* pub const $name: Gate = Gate { program: $program, hook: $hook };)+
         }
-        /// Every gate, in attach order.
+        /// Every gate of the object. Some hooks have one program per kernel
+        /// prototype; the loader attaches the one that matches.
         pub const ALL_GATES: &[Gate] = &[$(gate::$name),+];
     };
 }
@@ -82,6 +83,8 @@ gates! {
     UNIX_CONNECT = "unix_conn_gate" on "unix_stream_connect";
     UNIX_SEND = "unix_send_gate" on "unix_may_send";
     BPF = "bpf_gate" on "bpf";
+    /// The bpf gate for Linux 6.14+, whose hook gained a parameter.
+    BPF_K = "bpf_gate_k" on "bpf";
     KILL = "kill_gate" on "task_kill";
     PTRACE = "ptrace_gate" on "ptrace_access_check";
     MOUNT = "mount_gate" on "sb_mount";

@@ -32,7 +32,7 @@ pub(crate) struct TestArgs {
     #[arg(long)]
     filter: Option<String>,
     /// Seconds before a VM (or the host privileged run) counts as hung.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1200)]
     vm_timeout: u64,
 }
 

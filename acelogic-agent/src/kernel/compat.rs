@@ -71,8 +71,9 @@ pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
     enforcing: false,
 };
 
-/// Every LSM gate with its hook's parameter count.
-pub const GATES: [ProgramSpec; 24] = [
+/// Every LSM gate with its hook's parameter count. A hook listed twice has
+/// one program per prototype; [`select`] keeps the one that matches.
+pub const GATES: [ProgramSpec; 25] = [
     EXEC_GATE,
     gate(gate::MMAP, 4),
     gate(gate::MPROTECT, 3),
@@ -92,6 +93,7 @@ pub const GATES: [ProgramSpec; 24] = [
     gate(gate::UNIX_CONNECT, 3),
     gate(gate::UNIX_SEND, 2),
     gate(gate::BPF, 3),
+    gate(gate::BPF_K, 4),
     gate(gate::KILL, 4),
     gate(gate::PTRACE, 2),
     gate(gate::MOUNT, 5),
@@ -99,8 +101,7 @@ pub const GATES: [ProgramSpec; 24] = [
     gate(gate::CLONE, 2),
 ];
 
-/// Every program, in attach order: the recorder first, so no gate decides
-/// while lineage is not yet recorded.
+/// Every program of the object, variants included.
 #[must_use]
 pub fn programs() -> Vec<ProgramSpec> {
     let mut all = vec![PROCESS_LINEAGE];
@@ -108,9 +109,103 @@ pub fn programs() -> Vec<ProgramSpec> {
     all
 }
 
+/// A hook whose prototype on the running kernel no program was built for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "LSM hook `{hook}` takes {found} parameters on this kernel; this build has programs for \
+     {expected:?}, so this kernel is not supported by this build"
+)]
+pub struct HookChanged {
+    pub hook: &'static str,
+    pub expected: Vec<usize>,
+    pub found: usize,
+}
+
+/// The programs to attach on a kernel, in attach order (the recorder
+/// first, so no gate decides while lineage is not yet recorded):
+/// `params(hook)` is the hook's parameter count on that kernel, from BTF.
+/// For each hook the one program built for that count is chosen.
+pub fn select(
+    mut params: impl FnMut(&'static str) -> Option<usize>,
+) -> Result<Vec<ProgramSpec>, HookChanged> {
+    let mut chosen = vec![PROCESS_LINEAGE];
+    let mut seen: Vec<&'static str> = Vec::new();
+    for spec in GATES {
+        let Attach::Lsm { hook, .. } = spec.attach else {
+            continue;
+        };
+        if seen.contains(&hook) {
+            continue;
+        }
+        seen.push(hook);
+        let variants: Vec<&ProgramSpec> = GATES
+            .iter()
+            .filter(|g| matches!(g.attach, Attach::Lsm { hook: h, .. } if h == hook))
+            .collect();
+        let found = params(hook).unwrap_or(0);
+        let pick = variants
+            .iter()
+            .find(|g| matches!(g.attach, Attach::Lsm { params: p, .. } if p == found));
+        match pick {
+            Some(p) => chosen.push(**p),
+            None => {
+                return Err(HookChanged {
+                    hook,
+                    expected: variants
+                        .iter()
+                        .filter_map(|g| match g.attach {
+                            Attach::Lsm { params, .. } => Some(params),
+                            Attach::TracePoint { .. } => None,
+                        })
+                        .collect(),
+                    found,
+                });
+            }
+        }
+    }
+    Ok(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn select_picks_the_variant_matching_the_prototype() {
+        let old = select(|hook| Some(if hook == "bpf" { 3 } else { param_count(hook) })).unwrap();
+        let new = select(|hook| Some(if hook == "bpf" { 4 } else { param_count(hook) })).unwrap();
+        assert!(
+            old.iter().any(|p| p.name == "bpf_gate") && !old.iter().any(|p| p.name == "bpf_gate_k")
+        );
+        assert!(
+            new.iter().any(|p| p.name == "bpf_gate_k") && !new.iter().any(|p| p.name == "bpf_gate")
+        );
+        assert_eq!(old.len(), 25, "the recorder and one program per hook");
+        assert_eq!(old[0], PROCESS_LINEAGE, "the recorder attaches first");
+        let err = select(|hook| {
+            Some(if hook == "path_rename" {
+                6
+            } else {
+                param_count(hook)
+            })
+        })
+        .unwrap_err();
+        assert_eq!(
+            (err.hook, err.found, err.expected),
+            ("path_rename", 6, vec![5])
+        );
+    }
+
+    /// The parameter count the first program of `hook` was built for.
+    fn param_count(hook: &str) -> usize {
+        GATES
+            .iter()
+            .find_map(|g| match g.attach {
+                Attach::Lsm { hook: h, params } if h == hook => Some(params),
+                _ => None,
+            })
+            .unwrap()
+    }
 
     #[test]
     fn table_covers_every_program_of_the_object() {

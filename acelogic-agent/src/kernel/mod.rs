@@ -49,16 +49,8 @@ pub enum KernelError {
     KernelBtf(#[from] btf::BtfError),
     #[error(transparent)]
     Offsets(#[from] offsets::OffsetError),
-    #[error(
-        "LSM hook `{hook}` takes {found} parameters on this kernel, program `{program}` was \
-         built for {expected}; this kernel is not supported by this build"
-    )]
-    HookChanged {
-        program: &'static str,
-        hook: &'static str,
-        expected: usize,
-        found: usize,
-    },
+    #[error(transparent)]
+    HookChanged(#[from] compat::HookChanged),
     #[error("loading program `{program}` into the kernel: {source}")]
     Load {
         program: &'static str,
@@ -167,6 +159,8 @@ pub struct Kernel {
     pin_dir: Option<PathBuf>,
     /// Links pinned by this process, kept open for its lifetime.
     pinned: Vec<PinnedLink>,
+    /// The programs that match this kernel (`compat::select`).
+    selected: Vec<ProgramSpec>,
 }
 
 impl Kernel {
@@ -182,9 +176,8 @@ impl Kernel {
         raise_memlock_rlimit();
         let kernel_btf = btf::Btf::from_sys_fs()?;
         let offsets = offsets::resolve(&kernel_btf)?;
-        for spec in compat::GATES {
-            check_hook(&kernel_btf, &spec)?;
-        }
+        let selected =
+            compat::select(|hook| kernel_btf.func_param_count(&format!("bpf_lsm_{hook}")).ok())?;
         // Without tracefs the lineage record carries no file name; that is
         // visible in the record, and attaching the tracepoint fails anyway.
         let filename_off =
@@ -213,6 +206,7 @@ impl Kernel {
             ebpf,
             pin_dir: options.pin_dir.clone(),
             pinned: Vec::new(),
+            selected,
         })
     }
 
@@ -288,11 +282,17 @@ impl Kernel {
         Ok(true)
     }
 
-    /// Attaches (or adopts) every program of the compatibility table, the
+    /// The programs chosen for this kernel, in attach order.
+    #[must_use]
+    pub fn programs(&self) -> &[ProgramSpec] {
+        &self.selected
+    }
+
+    /// Attaches (or adopts) every program chosen for this kernel, the
     /// recorder first.
     pub fn attach_all(&mut self) -> Result<Attached, KernelError> {
         let mut done = Attached::default();
-        for spec in compat::programs() {
+        for spec in self.selected.clone() {
             if self.attach(&spec)? {
                 done.attached.push(spec.name);
             } else {
@@ -345,25 +345,6 @@ impl Kernel {
             record_unavailable: sum(counter::RECORD_UNAVAILABLE)?,
             lineage_lost: sum(counter::LINEAGE_LOST)?,
             audited: sum(counter::AUDITED)?,
-        })
-    }
-}
-
-/// Checks that the running kernel's hook has the parameter count the
-/// program reads the previous return value after.
-fn check_hook(btf: &btf::Btf, spec: &ProgramSpec) -> Result<(), KernelError> {
-    let Attach::Lsm { hook, params } = spec.attach else {
-        return Ok(());
-    };
-    let found = btf.func_param_count(&format!("bpf_lsm_{hook}"))?;
-    if found == params {
-        Ok(())
-    } else {
-        Err(KernelError::HookChanged {
-            program: spec.name,
-            hook,
-            expected: params,
-            found,
         })
     }
 }

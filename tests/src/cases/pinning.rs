@@ -8,7 +8,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use acelogic_agent::kernel::{self, Kernel, LoadOptions, compat, scopes::Mode};
+use acelogic_agent::kernel::{self, Kernel, LoadOptions, scopes::Mode};
 use acelogic_common::user::{Event, Hook, Reason, Verdict};
 use anyhow::{Context as _, bail, ensure};
 
@@ -91,7 +91,7 @@ fn outlives(dir: &Path, cg: &TestCgroup) -> anyhow::Result<()> {
     })?;
     let attached = k.attach_all()?;
     ensure!(
-        attached.attached.is_empty() && attached.adopted.len() == compat::programs().len(),
+        attached.attached.is_empty() && attached.adopted.len() == k.programs().len(),
         "restart did not adopt every program: {attached:?}"
     );
     ensure!(
@@ -115,9 +115,10 @@ fn outlives(dir: &Path, cg: &TestCgroup) -> anyhow::Result<()> {
         render_all(&events)
     );
 
+    let expected_links = k.programs().len();
     let removed = kernel::uninstall(dir)?;
     ensure!(
-        removed.links.len() == compat::programs().len(),
+        removed.links.len() == expected_links,
         "uninstall removed {removed:?}"
     );
     drop(records);
