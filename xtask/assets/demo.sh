@@ -16,6 +16,19 @@ step() {
     echo
     echo "== $*"
 }
+# Starts the agent on $GOVERNED in the background, logging to $LOG, and
+# waits until it enforces.
+start_agent() {
+    acelogic-agent --govern "$GOVERNED" >"$LOG" 2>&1 &
+    AGENT=$!
+    i=0
+    until grep -q "enforcing on" "$LOG" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -gt 300 ] && { cat "$LOG"; fail "agent did not start"; }
+        kill -0 "$AGENT" 2>/dev/null || { cat "$LOG"; fail "agent exited"; }
+        sleep 0.1
+    done
+}
 
 # A real ELF binary (not a busybox applet, which a busybox shell may run
 # without any exec) is the command the "AI agent" tries to run.
@@ -28,15 +41,7 @@ acelogicctl check-node || fail "node not ready"
 
 step "2. Start the node agent, governing the cgroup $GOVERNED"
 mkdir -p "$GOVERNED"
-acelogic-agent --govern "$GOVERNED" >"$LOG" 2>&1 &
-AGENT=$!
-i=0
-until grep -q "enforcing on" "$LOG" 2>/dev/null; do
-    i=$((i + 1))
-    [ "$i" -gt 300 ] && { cat "$LOG"; fail "agent did not start"; }
-    kill -0 "$AGENT" 2>/dev/null || { cat "$LOG"; fail "agent exited"; }
-    sleep 0.1
-done
+start_agent
 sed 's/^/   agent | /' "$LOG"
 
 step "3. A shell outside the governed cgroup runs $CMD --version"
@@ -70,14 +75,7 @@ ls /sys/fs/bpf/acelogic/links | tr '\n' ' ' | sed 's/^/   pinned links: /'
 echo
 
 step "8. A restarted agent adopts the pinned programs (no window without enforcement)"
-acelogic-agent --govern "$GOVERNED" >"$LOG" 2>&1 &
-AGENT=$!
-i=0
-until grep -q "enforcing on" "$LOG" 2>/dev/null; do
-    i=$((i + 1))
-    [ "$i" -gt 300 ] && { cat "$LOG"; fail "agent did not restart"; }
-    sleep 0.1
-done
+start_agent
 grep "attached" "$LOG" | sed 's/^/   agent | /'
 grep -q " 0 program(s) attached" "$LOG" || fail "the restarted agent attached programs again"
 kill -TERM "$AGENT"

@@ -42,6 +42,10 @@ pub(crate) const CASES: &[Case] = &[
         "child_cgroup_created_after_registration_is_governed",
         child_cgroup_created_after_registration_is_governed,
     ),
+    case(
+        "cached_answer_forgotten_on_registration",
+        cached_answer_forgotten_on_registration,
+    ),
 ];
 
 const fn case(name: &'static str, run: fn() -> anyhow::Result<()>) -> Case {
@@ -535,5 +539,44 @@ fn child_cgroup_created_after_registration_is_governed() -> anyhow::Result<()> {
         e.decision.scope_id
     );
     drop(sub);
+    Ok(())
+}
+
+/// The kernel caches "not governed" per cgroup. Registering that cgroup
+/// later must take effect at once (the generation bump), and releasing it
+/// must too: a stale cache entry would be an enforcement gap.
+fn cached_answer_forgotten_on_registration() -> anyhow::Result<()> {
+    let mut s = Setup::new("esc-cache")?;
+    let late = TestCgroup::new("esc-cache-late")?;
+    let (_l, a) = tcp_listener(IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+    let r = RawAddr::new(a);
+    let before = in_cgroup(&late, || tcp_connect(&r))?;
+    ensure!(before == 0, "connect before registration: errno {before}");
+    let cached = s.kernel.cached_scope(late.id)?;
+    ensure!(
+        cached.is_some_and(|c| c.governed == 0),
+        "the kernel did not cache the ungoverned answer ({cached:?}); the test proves nothing"
+    );
+    s.kernel.govern(&late.path, s.scope)?;
+    let governed = in_cgroup(&late, || tcp_connect(&r))?;
+    ensure!(
+        governed == libc::EPERM,
+        "connect right after registration: errno {governed}, expected EPERM (stale cache)"
+    );
+    let events = s.decisions()?;
+    let [e] = net_decisions(&events, Hook::SocketConnect)[..] else {
+        bail!("expected one connect decision, got {}", render_all(&events));
+    };
+    NetExpect {
+        verdict: Verdict::Deny,
+        reason: Reason::NoGrant,
+        to: a,
+        protocol: 6,
+        cgroup_id: late.id,
+    }
+    .check(e)?;
+    s.kernel.release(late.id)?;
+    let after = in_cgroup(&late, || tcp_connect(&r))?;
+    ensure!(after == 0, "connect after release: errno {after}");
     Ok(())
 }
