@@ -2,6 +2,7 @@
 //! `acelogic-collector` and `acelogicctl`. Binaries are thin; the modules
 //! here are split by responsibility.
 
+pub mod capability;
 pub mod daemon;
 pub mod kernel;
 pub mod lineage;
