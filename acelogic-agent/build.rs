@@ -1,9 +1,18 @@
 //! Builds the BPF object from `acelogic-ebpf` with aya-build (nightly,
 //! `-Z build-std=core`, bpf-linker on PATH; `cargo xtask setup` installs
 //! them). The object lands in OUT_DIR and is embedded by `kernel::object`.
+//! Also generates the daemon's gRPC API from `proto/` (protoc comes from
+//! the protoc-bin-vendored crate).
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
+    let protoc = protoc_bin_vendored::protoc_bin_path().context("locating the vendored protoc")?;
+    // SAFETY: build scripts are single-threaded; nothing else reads the
+    // environment concurrently.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    tonic_prost_build::configure()
+        .compile_protos(&["proto/acelogic/agent/v1/agent.proto"], &["proto"])
+        .context("generating the gRPC API")?;
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

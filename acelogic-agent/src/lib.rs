@@ -2,11 +2,14 @@
 //! `acelogic-collector` and `acelogicctl`. Binaries are thin; the modules
 //! here are split by responsibility.
 
+pub mod artifact;
+pub mod authz;
 pub mod capability;
 pub mod daemon;
 pub mod kernel;
 pub mod lineage;
 pub mod node;
+pub mod policy;
 
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default
 /// `info`).

@@ -4,6 +4,7 @@
 //! counters. Pinned state under a bpffs directory (`pins.rs`) keeps
 //! enforcement alive when the loader exits.
 
+pub mod baseline;
 pub mod btf;
 pub mod compat;
 pub mod object;

@@ -97,7 +97,7 @@ impl NetTarget {
     }
 
     /// The LPM key for scope `scope_id`, host bits masked off.
-    fn key(&self, scope_id: u32) -> Result<Key<NetKey>, RuleError> {
+    pub(super) fn key(&self, scope_id: u32) -> Result<Key<NetKey>, RuleError> {
         let (fam, bits, mut bytes, name) = match self.addr {
             IpAddr::V4(a) => {
                 let mut b = [0u8; 16];
@@ -142,6 +142,14 @@ pub enum GrantObject {
     /// [`rights`] bits.
     File {
         path: PathBuf,
+        rights: u32,
+    },
+    /// A file or directory already resolved to (kernel dev, inode), for
+    /// callers that checked the object through an open descriptor (the
+    /// digest of a binary) and must not look the path up a second time.
+    FileId {
+        dev: u32,
+        ino: u64,
         rights: u32,
     },
     Net(NetTarget),
@@ -235,7 +243,7 @@ enum Resolved {
 }
 
 impl Kernel {
-    fn file_baseline(&mut self) -> Result<HashMap<&mut MapData, FileKey, FileRule>, KernelError> {
+    pub(super) fn file_baseline(&mut self) -> Result<HashMap<&mut MapData, FileKey, FileRule>, KernelError> {
         HashMap::try_from(self.map_mut(names::MAP_FILE_BASELINE)?)
             .map_err(KernelError::on_map(names::MAP_FILE_BASELINE))
     }
@@ -245,7 +253,7 @@ impl Kernel {
             .map_err(KernelError::on_map(names::MAP_FILE_GRANTS))
     }
 
-    fn net_baseline(&mut self) -> Result<LpmTrie<&mut MapData, NetKey, NetRule>, KernelError> {
+    pub(super) fn net_baseline(&mut self) -> Result<LpmTrie<&mut MapData, NetKey, NetRule>, KernelError> {
         LpmTrie::try_from(self.map_mut(names::MAP_NET_BASELINE)?)
             .map_err(KernelError::on_map(names::MAP_NET_BASELINE))
     }
@@ -386,13 +394,22 @@ impl Kernel {
             },
             _reserved: 0,
         };
-        match &spec.object {
+        let object = match &spec.object {
             GrantObject::File { path, rights: r } => {
-                check_rights(*r)?;
+                let (dev, ino) = file_identity(path)?;
+                Object::File(dev, ino, *r, path.display().to_string())
+            }
+            GrantObject::FileId { dev, ino, rights: r } => {
+                Object::File(*dev, *ino, *r, format!("file dev {dev} inode {ino}"))
+            }
+            GrantObject::Net(target) => Object::Net(target),
+        };
+        match object {
+            Object::File(dev, ino, r, what) => {
+                check_rights(r)?;
                 if r & rights::UNIX_CONNECT != 0 {
                     return Err(RuleError::UnixGrant.into());
                 }
-                let (dev, ino) = file_identity(path)?;
                 let key = FileKey {
                     scope_id: spec.scope_id,
                     dev,
@@ -402,7 +419,7 @@ impl Kernel {
                     Ok(existing) if existing.expires_boot_ns > now => {
                         return Err(RuleError::Conflict {
                             grant_id: spec.grant_id,
-                            what: path.display().to_string(),
+                            what,
                             existing: existing.grant_id,
                         }
                         .into());
@@ -411,9 +428,9 @@ impl Kernel {
                     Ok(_) | Err(MapError::KeyNotFound) => {}
                     Err(e) => return Err(KernelError::on_map(names::MAP_FILE_GRANTS)(e)),
                 }
-                Ok(Resolved::File(key, grant(*r)))
+                Ok(Resolved::File(key, grant(r)))
             }
-            GrantObject::Net(target) => {
+            Object::Net(target) => {
                 let key = target.key(spec.scope_id)?;
                 if let Some(existing) = self.net_grant_exact(&key)?
                     && existing.expires_boot_ns > now
@@ -495,6 +512,12 @@ impl Kernel {
         }
         Ok(out)
     }
+}
+
+/// A grant's object with files resolved to (dev, inode, rights, name).
+enum Object<'a> {
+    File(u32, u64, u32, String),
+    Net(&'a NetTarget),
 }
 
 const fn grant_of(r: &Resolved) -> &Grant {

@@ -1,0 +1,538 @@
+//! The decision engine: a signed artifact in, kernel grants out, or a
+//! refusal that names the check that failed.
+//!
+//! Order of a submission, and why:
+//! 1. verify the envelope against the trust store ([`crate::artifact`]);
+//! 2. check time, audience, subject, frozen, policy and terms ([`check`]);
+//! 3. resolve objects (digest of binaries, inodes, addresses) ([`resolve`]);
+//! 4. claim: spend the id and take the operation lease, durably
+//!    ([`state`]), *before* anything reaches the kernel;
+//! 5. install every grant or none; on failure the claim ends as `failed`;
+//! 6. record the outcome.
+//!
+//! Every outcome, accepted or refused, is an authorization record with a
+//! reason code. Refusal codes:
+//!
+//! | code | check |
+//! |---|---|
+//! | (artifact codes) | envelope, payload and signatures: see [`crate::artifact`] |
+//! | `not-yet-valid`, `expired` | validity window (skew applies to `notBefore` only) |
+//! | `wrong-audience`, `wrong-node`, `unknown-workload`, `wrong-cgroup` | subject and audience |
+//! | `workload-frozen` | the workload is frozen |
+//! | (policy codes) | `never`, `not-grantable`, `issuer-not-allowed`, `unresolvable`: see [`crate::policy`] |
+//! | `ttl-exceeded`, `uses-unbounded`, `uses-exceeded`, `approval-missing`, `operation-key-required` | terms of the matched grantable rules |
+//! | `digest-mismatch`, `object-missing`, `object-changed`, `too-many-entries` | resolving to kernel objects |
+//! | `replayed` | the id was accepted before (spent set) |
+//! | `operation-conflict` | another live artifact holds the operation key |
+//! | `install-failed`, `state-failed`, `record-failed` | the node could not apply or persist it (nothing granted) |
+//! | `unknown-artifact`, `not-live`, `governed-caller` | revoke and administrative calls |
+
+pub mod check;
+pub mod resolve;
+pub mod state;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{
+    artifact::{Artifact, TrustStore, verify},
+    kernel::{
+        Kernel,
+        rules::{GrantSpec, boot_ns_now},
+    },
+    policy::PolicySet,
+};
+use check::{Context, Settings};
+use state::{ArtifactRow, Claim, Peer, Record, State, StateError};
+
+/// A refused request: the stable reason code and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {why}")]
+pub struct Refusal {
+    pub code: &'static str,
+    pub why: String,
+}
+
+impl Refusal {
+    fn state(e: &StateError) -> Self {
+        Self {
+            code: "state-failed",
+            why: format!("{e}; nothing was granted"),
+        }
+    }
+}
+
+/// Where grants live. The daemon uses the kernel; the engine's unit tests
+/// use a table in memory so each refusal path runs without BPF.
+pub trait GrantTable {
+    /// Installs every grant of `set` or none.
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), String>;
+    /// Removes every entry of `grant_id`; returns how many.
+    fn remove(&mut self, grant_id: u64) -> Result<usize, String>;
+    /// Per grant id: (entries, fewest uses left; `None` when unlimited).
+    fn usage(&mut self) -> Result<HashMap<u64, (usize, Option<u64>)>, String>;
+}
+
+impl GrantTable for Kernel {
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), String> {
+        self.install_grants(set).map_err(|e| e.to_string())
+    }
+
+    fn remove(&mut self, grant_id: u64) -> Result<usize, String> {
+        self.remove_grant(grant_id).map_err(|e| e.to_string())
+    }
+
+    fn usage(&mut self) -> Result<HashMap<u64, (usize, Option<u64>)>, String> {
+        let mut out: HashMap<u64, (usize, Option<u64>)> = HashMap::new();
+        for g in self.grants().map_err(|e| e.to_string())? {
+            let left = g.uses_left();
+            let e = out.entry(g.grant.grant_id).or_insert((0, left));
+            e.0 += 1;
+            e.1 = match (e.1, left) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(out)
+    }
+}
+
+/// What the policy side holds while deciding.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub policy: &'a PolicySet,
+    pub trust: &'a TrustStore,
+    pub frozen: &'a BTreeSet<String>,
+    /// Governed directories per workload.
+    pub cgroups: &'a HashMap<String, Vec<PathBuf>>,
+    pub now: SystemTime,
+}
+
+/// An accepted artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub artifact_id: String,
+    pub workload: String,
+    pub grant_id: u64,
+    pub expires_unix: i64,
+    pub capabilities: Vec<String>,
+    pub kernel_entries: usize,
+    pub approvers: Vec<String>,
+}
+
+/// A live artifact with its kernel usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveGrant {
+    pub row: ArtifactRow,
+    pub entries: usize,
+    pub uses_left: Option<u64>,
+}
+
+/// The engine and its durable state.
+#[derive(Debug)]
+pub struct Authorizer {
+    state: State,
+    settings: Settings,
+}
+
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+impl Authorizer {
+    pub fn new(state: State, settings: Settings) -> Self {
+        Self { state, settings }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn state(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Writes an authorization record and prints it as a lineage line.
+    pub fn note(&mut self, r: &Record<'_>) -> Result<i64, StateError> {
+        let seq = self.state.record(r)?;
+        println!("{}", render(seq, r));
+        Ok(seq)
+    }
+
+    fn refused(&mut self, r: Refusal, base: &Record<'_>) -> Refusal {
+        let rec = Record {
+            outcome: "refused",
+            reason: r.code,
+            detail: &r.why,
+            ..base.clone()
+        };
+        if let Err(e) = self.note(&rec) {
+            tracing::error!(error = %e, code = r.code, "could not record a refusal");
+        }
+        r
+    }
+
+    /// Decides on one envelope; installs its grants when every check
+    /// passes.
+    pub fn submit(
+        &mut self,
+        envelope: &[u8],
+        peer: Option<Peer>,
+        inputs: &Inputs<'_>,
+        grants: &mut dyn GrantTable,
+    ) -> Result<Accepted, Refusal> {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(envelope));
+        let base = Record {
+            peer,
+            envelope_sha256: Some(&digest),
+            ..Record::default()
+        };
+        let verified = match verify(envelope, inputs.trust) {
+            Ok(v) => v,
+            Err(e) => {
+                let r = Refusal {
+                    code: e.code(),
+                    why: e.to_string(),
+                };
+                return Err(self.refused(r, &base));
+            }
+        };
+        let a = &verified.artifact;
+        let id = a.id.to_string();
+        let approvers: Vec<String> = verified.approvers.iter().map(|x| x.name.clone()).collect();
+        let base = Record {
+            artifact_id: Some(&id),
+            workload: Some(a.subject.workload.as_str()),
+            issuer: Some(a.issuer.as_str()),
+            ..base
+        };
+        let resolved = check::resolve_names(&a.capabilities);
+        let settings = self.settings.clone();
+        let cx = Context {
+            settings: &settings,
+            policy: inputs.policy,
+            frozen: inputs.frozen,
+            now: inputs.now,
+            resolved: &resolved,
+            cgroups: inputs.cgroups,
+        };
+        let admitted = match check::admit(a, approvers.len(), &cx) {
+            Ok(ok) => ok,
+            Err(r) => return Err(self.refused(r, &base)),
+        };
+        let objects = match resolve::objects(&a.capabilities, &resolved) {
+            Ok(o) => o,
+            Err(r) => return Err(self.refused(r, &base)),
+        };
+        let workload = admitted.workload;
+        let row = ArtifactRow {
+            id: id.clone(),
+            workload: workload.name.clone(),
+            scope_id: workload.scope_id,
+            issuer: a.issuer.as_str().to_owned(),
+            approvers: approvers.clone(),
+            operation_key: a.operation_key.clone(),
+            grant_id: 0,
+            capabilities: a.capabilities.iter().map(ToString::to_string).collect(),
+            not_before: unix(a.not_before),
+            expires: unix(a.expires),
+            accepted_at: 0,
+            state: String::new(),
+            envelope_sha256: digest.clone(),
+            payload: String::from_utf8(a.to_json().unwrap_or_default()).unwrap_or_default(),
+        };
+        let now = unix(inputs.now);
+        let grant_id = match self.state.claim(&row, now) {
+            Ok(Claim::Claimed { grant_id }) => grant_id,
+            Ok(Claim::Replayed { accepted_at, state }) => {
+                let r = Refusal {
+                    code: "replayed",
+                    why: format!(
+                        "artifact {id} was already accepted at unix {accepted_at} (now {state}); \
+                         artifact ids are single-use"
+                    ),
+                };
+                return Err(self.refused(r, &base));
+            }
+            Ok(Claim::Conflict { holder, until }) => {
+                let r = Refusal {
+                    code: "operation-conflict",
+                    why: format!(
+                        "operation key {:?} is held by live artifact {holder} until unix {until}; \
+                         wait for it to expire or revoke it",
+                        a.operation_key.as_deref().unwrap_or_default()
+                    ),
+                };
+                return Err(self.refused(r, &base));
+            }
+            Err(e) => return Err(self.refused(Refusal::state(&e), &base)),
+        };
+        let left = a.expires.duration_since(inputs.now).unwrap_or(Duration::ZERO);
+        let expires_boot_ns = boot_ns_now()
+            .saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
+        let specs: Vec<GrantSpec> = objects
+            .into_iter()
+            .map(|object| GrantSpec {
+                grant_id,
+                scope_id: workload.scope_id,
+                expires_boot_ns,
+                max_uses: a.max_uses.map(std::num::NonZeroU32::get),
+                object,
+            })
+            .collect();
+        if let Err(why) = grants.install(&specs) {
+            let _ = self.state.end(&id, "failed", &why, now);
+            let r = Refusal {
+                code: "install-failed",
+                why: format!("the kernel refused the grants: {why}; nothing was granted"),
+            };
+            return Err(self.refused(r, &base));
+        }
+        let detail = format!(
+            "grant {grant_id}: {} for workload {} until unix {}; approvers [{}]",
+            row.capabilities.join("; "),
+            workload.name,
+            row.expires,
+            approvers.join(", ")
+        );
+        let persisted = self.state.mark_live(&id).and_then(|()| {
+            self.note(&Record {
+                outcome: "accepted",
+                reason: "granted",
+                detail: &detail,
+                ..base.clone()
+            })
+        });
+        if let Err(e) = persisted {
+            // Fail closed: a grant nobody can account for must not stay.
+            let _ = grants.remove(grant_id);
+            let _ = self.state.end(&id, "failed", "record-failed", now);
+            return Err(Refusal {
+                code: "record-failed",
+                why: format!("{e}; the grants were removed again"),
+            });
+        }
+        Ok(Accepted {
+            artifact_id: id,
+            workload: workload.name.clone(),
+            grant_id,
+            expires_unix: row.expires,
+            capabilities: row.capabilities,
+            kernel_entries: specs.len(),
+            approvers,
+        })
+    }
+
+    /// Removes a live artifact's grants and releases its operation key.
+    pub fn revoke(
+        &mut self,
+        id: &str,
+        why: &str,
+        peer: Option<Peer>,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<usize, Refusal> {
+        let base = Record {
+            artifact_id: Some(id),
+            peer,
+            ..Record::default()
+        };
+        let row = match self.state.artifact(id) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                let r = Refusal {
+                    code: "unknown-artifact",
+                    why: format!("no artifact {id} was ever accepted on this node"),
+                };
+                return Err(self.refused(r, &base));
+            }
+            Err(e) => return Err(self.refused(Refusal::state(&e), &base)),
+        };
+        if row.state != "live" && row.state != "installing" {
+            let r = Refusal {
+                code: "not-live",
+                why: format!("artifact {id} is already {}", row.state),
+            };
+            return Err(self.refused(r, &base));
+        }
+        let removed = grants.remove(row.grant_id).map_err(|e| Refusal {
+            code: "install-failed",
+            why: format!("removing grant {}: {e}", row.grant_id),
+        })?;
+        self.end(&row, "revoked", "revoked", why, peer, unix(now))?;
+        Ok(removed)
+    }
+
+    fn end(
+        &mut self,
+        row: &ArtifactRow,
+        state: &str,
+        reason: &str,
+        why: &str,
+        peer: Option<Peer>,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        self.state
+            .end(&row.id, state, why, now)
+            .map_err(|e| Refusal::state(&e))?;
+        let detail = format!("grant {}: {why}", row.grant_id);
+        self.note(&Record {
+            outcome: state,
+            reason,
+            detail: &detail,
+            artifact_id: Some(&row.id),
+            workload: Some(&row.workload),
+            issuer: Some(&row.issuer),
+            peer,
+            envelope_sha256: Some(&row.envelope_sha256),
+        })
+        .map_err(|e| Refusal::state(&e))?;
+        Ok(())
+    }
+
+    /// Ends artifacts whose time is up: the kernel already refuses their
+    /// grants; this removes the dead entries, frees the operation keys and
+    /// records the expiry.
+    pub fn expire(&mut self, grants: &mut dyn GrantTable, now: SystemTime) -> Result<usize, StateError> {
+        let rows = self.state.expire(unix(now))?;
+        for row in &rows {
+            if let Err(e) = grants.remove(row.grant_id) {
+                tracing::warn!(grant = row.grant_id, error = %e, "removing an expired grant");
+            }
+            let detail = format!("grant {} expired at unix {}", row.grant_id, row.expires);
+            self.note(&Record {
+                outcome: "expired",
+                reason: "expired",
+                detail: &detail,
+                artifact_id: Some(&row.id),
+                workload: Some(&row.workload),
+                issuer: Some(&row.issuer),
+                peer: None,
+                envelope_sha256: Some(&row.envelope_sha256),
+            })?;
+        }
+        Ok(rows.len())
+    }
+
+    /// After a start: artifacts a crash left `installing` become live if
+    /// their grants reached the kernel, else failed; live artifacts whose
+    /// kernel entries are gone (pinned state removed) end as failed.
+    pub fn settle(&mut self, grants: &mut dyn GrantTable, now: SystemTime) -> Result<(), Refusal> {
+        let usage = grants.usage().map_err(|e| Refusal {
+            code: "install-failed",
+            why: format!("reading kernel grants: {e}"),
+        })?;
+        for row in self.state.active().map_err(|e| Refusal::state(&e))? {
+            let present = usage.contains_key(&row.grant_id);
+            if present && row.state == "installing" {
+                self.state.mark_live(&row.id).map_err(|e| Refusal::state(&e))?;
+            } else if !present {
+                let why = if row.state == "installing" {
+                    "the daemon stopped before the grants were installed"
+                } else {
+                    "the kernel holds no entries for this grant (pinned state was removed)"
+                };
+                self.end(&row, "failed", "kernel-state-lost", why, None, unix(now))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-checks every live artifact against a newly loaded policy; those
+    /// it no longer permits are revoked (their grants removed now). The
+    /// policy in force decides, not the one an artifact was accepted
+    /// under.
+    pub fn recheck(
+        &mut self,
+        inputs: &Inputs<'_>,
+        grants: &mut dyn GrantTable,
+    ) -> Result<Vec<(String, Refusal)>, Refusal> {
+        let mut revoked = Vec::new();
+        for row in self.state.active().map_err(|e| Refusal::state(&e))? {
+            let refusal = match Artifact::from_json(row.payload.as_bytes()) {
+                Err(e) => Some(Refusal {
+                    code: e.code(),
+                    why: e.to_string(),
+                }),
+                Ok(a) => {
+                    let resolved = check::resolve_names(&a.capabilities);
+                    let none = BTreeSet::new();
+                    let settings = self.settings.clone();
+                    let cx = Context {
+                        settings: &settings,
+                        policy: inputs.policy,
+                        frozen: &none,
+                        // Judge the terms, not the clock: expiry has its own path.
+                        now: a.not_before.max(inputs.now.min(a.expires - Duration::from_secs(1))),
+                        resolved: &resolved,
+                        cgroups: inputs.cgroups,
+                    };
+                    check::admit(&a, row.approvers.len(), &cx).err()
+                }
+            };
+            if let Some(r) = refusal {
+                if let Err(e) = grants.remove(row.grant_id) {
+                    tracing::error!(grant = row.grant_id, error = %e, "removing a narrowed grant");
+                }
+                let why = format!("the new policy no longer permits it: {r}");
+                self.end(&row, "revoked", "policy-narrowed", &why, None, unix(inputs.now))?;
+                revoked.push((row.id.clone(), r));
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Live artifacts with what the kernel says of their uses.
+    pub fn live(&mut self, grants: &mut dyn GrantTable) -> Result<Vec<LiveGrant>, Refusal> {
+        let usage = grants.usage().map_err(|e| Refusal {
+            code: "install-failed",
+            why: format!("reading kernel grants: {e}"),
+        })?;
+        Ok(self
+            .state
+            .active()
+            .map_err(|e| Refusal::state(&e))?
+            .into_iter()
+            .map(|row| {
+                let (entries, uses_left) = usage.get(&row.grant_id).copied().unwrap_or((0, Some(0)));
+                LiveGrant {
+                    row,
+                    entries,
+                    uses_left,
+                }
+            })
+            .collect())
+    }
+}
+
+/// One line per authorization record, beside the kernel's decision lines.
+#[must_use]
+pub fn render(seq: i64, r: &Record<'_>) -> String {
+    let mut line = format!("authz #{seq} {} [{}]", r.outcome, r.reason);
+    if let Some(id) = r.artifact_id {
+        line.push_str(&format!(" artifact={id}"));
+    }
+    if let Some(w) = r.workload {
+        line.push_str(&format!(" workload={w}"));
+    }
+    if let Some(i) = r.issuer {
+        line.push_str(&format!(" issuer={i}"));
+    }
+    if let Some(p) = r.peer {
+        line.push_str(&format!(" peer=uid:{}", p.uid));
+        if let Some(pid) = p.pid {
+            line.push_str(&format!(",pid:{pid}"));
+        }
+    }
+    if !r.detail.is_empty() {
+        line.push_str(": ");
+        line.push_str(r.detail);
+    }
+    line
+}
