@@ -2,6 +2,7 @@
 //! `acelogic-collector` and `acelogicctl`. Binaries are thin; the modules
 //! here are split by responsibility.
 
+pub mod api;
 pub mod artifact;
 pub mod authz;
 pub mod capability;

@@ -1,34 +1,70 @@
 //! The node agent.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use acelogic_agent::kernel::{self, DEFAULT_PIN_DIR};
+use acelogic_agent::{
+    api::DEFAULT_SOCKET,
+    authz::check::Settings,
+    daemon,
+    kernel::{self, DEFAULT_PIN_DIR},
+};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-/// ACELOGIC node agent: loads the BPF LSM gates, pins them so enforcement
-/// outlives this process, and governs cgroups, printing one lineage record
-/// per decision.
+/// ACELOGIC node agent: loads the BPF LSM gates and pins them so
+/// enforcement outlives this process, governs the cgroups its capability
+/// policies name, installs their baselines, and turns verified signed
+/// artifacts into kernel grants through its API on a Unix socket.
 ///
-/// At this stage there are no policies or artifacts yet: every governed
-/// cgroup gets an empty baseline, so its exec, writes and connects are
-/// denied. Needs root (CAP_BPF, CAP_SYS_ADMIN) and a kernel with BPF LSM
-/// active; it refuses to start otherwise and says how to fix it.
+/// Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_DAC_READ_SEARCH;
+/// all but CAP_BPF and CAP_DAC_READ_SEARCH are dropped after setup) and a
+/// kernel with BPF LSM active; it refuses to start otherwise and says how
+/// to fix it.
 #[derive(Debug, Parser)]
 #[command(name = "acelogic-agent", version)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// A cgroup v2 directory to govern (repeatable).
-    #[arg(long, value_name = "CGROUP_DIR")]
-    govern: Vec<PathBuf>,
+    /// Directory of CapabilityPolicy files (reloaded on change).
+    #[arg(long, value_name = "DIR", default_value = "/etc/acelogic/policies")]
+    policies: PathBuf,
+    /// Trust store of issuer and approver keys [default: <policies>/trust.yaml].
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
     /// bpffs directory for pinned programs, links and maps.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR, global = true)]
     pin_dir: PathBuf,
+    /// Durable authorization state (spent artifact ids, leases, records).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/acelogic")]
+    state_dir: PathBuf,
+    /// The API's Unix socket (mode 0660).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Numeric group to own the socket (members may call the API).
+    #[arg(long, value_name = "GID")]
+    socket_gid: Option<u32>,
+    /// The audience artifacts must name (this cluster or fleet).
+    #[arg(long, default_value = "acelogic")]
+    audience: String,
+    /// This node's name [default: the hostname].
+    #[arg(long)]
+    node_name: Option<String>,
+    /// How far in the future an artifact's notBefore may be.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    clock_skew: Duration,
+    /// How often policies are checked for changes and expired grants retired.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    tick: Duration,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Remove the pinned state: enforcement on this node ends.
     Uninstall,
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the hostname")?;
+    Ok(name.trim().to_owned())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -45,13 +81,23 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    anyhow::ensure!(
-        !args.govern.is_empty(),
-        "nothing to govern: pass --govern CGROUP_DIR (or `uninstall`)"
-    );
-    acelogic_agent::daemon::run(acelogic_agent::daemon::Config {
-        govern: args.govern,
+    let node = match args.node_name {
+        Some(n) => n,
+        None => hostname()?,
+    };
+    daemon::run(daemon::Config {
+        trust: args.trust.unwrap_or_else(|| args.policies.join("trust.yaml")),
+        policies: args.policies,
         pin_dir: args.pin_dir,
+        state_dir: args.state_dir,
+        socket: args.socket,
+        socket_gid: args.socket_gid,
+        settings: Settings {
+            audience: args.audience,
+            node,
+            clock_skew: args.clock_skew,
+        },
+        tick: args.tick,
     })
     .await
 }

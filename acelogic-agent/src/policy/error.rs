@@ -64,6 +64,13 @@ impl PolicyErrors {
         Self(vec![Located::new(file, at, problem)])
     }
 
+    /// In file, line and column order.
+    pub(crate) fn sorted(mut self) -> Self {
+        self.0
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        self
+    }
+
     /// The code of the first error: the reason recorded when a load or a
     /// reload is rejected.
     #[must_use]

@@ -21,6 +21,10 @@ use super::{
 /// checks against other files). A trust store is refused here
 /// (`wrong-kind`); [`load_dir`] skips it instead.
 pub fn parse_file(path: &Path, text: &str) -> Result<PolicyDoc, PolicyErrors> {
+    parse_file_unsorted(path, text).map_err(PolicyErrors::sorted)
+}
+
+fn parse_file_unsorted(path: &Path, text: &str) -> Result<PolicyDoc, PolicyErrors> {
     match parse_raw(path, text)? {
         Parsed::TrustStore(at) => Err(PolicyErrors::one(
             path,
@@ -130,8 +134,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, PolicyErrors> {
     }
     errors.extend(check_set(&docs));
     if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        return Err(PolicyErrors(errors));
+        return Err(PolicyErrors(errors).sorted());
     }
 
     let mut warnings: Vec<Located> = docs.iter().flat_map(|d| d.warnings.clone()).collect();

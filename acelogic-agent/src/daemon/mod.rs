@@ -1,0 +1,367 @@
+//! The node daemon: check the node, load and attach the programs, open the
+//! authorization state, apply the policies, serve the API on a Unix
+//! socket, drop privileges, then stream records and reload policies until
+//! told to stop.
+
+pub mod node;
+pub mod privileges;
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::{
+    io::unix::AsyncFd,
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::{
+    api,
+    artifact::TrustStore,
+    authz::{
+        Authorizer,
+        check::Settings,
+        state::{Record, State},
+    },
+    kernel::{Kernel, LoadOptions},
+    lineage,
+    node::NodeReport,
+    policy,
+};
+use node::Node;
+
+/// What the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of `CapabilityPolicy` files (hot-reloaded).
+    pub policies: PathBuf,
+    /// The trust store (default `<policies>/trust.yaml`; hot-reloaded).
+    pub trust: PathBuf,
+    /// bpffs directory of the pinned state (adopted when present).
+    pub pin_dir: PathBuf,
+    /// Directory of the durable authorization state (`state.db`).
+    pub state_dir: PathBuf,
+    /// The API socket.
+    pub socket: PathBuf,
+    /// Group given the socket (mode 0660), if any.
+    pub socket_gid: Option<u32>,
+    pub settings: Settings,
+    /// How often policies are checked for changes, cgroup patterns
+    /// rescanned and expired artifacts retired.
+    pub tick: Duration,
+}
+
+/// Loads the policy directory and the trust store, or says why not.
+pub fn load_policy(policies: &Path, trust: &Path) -> Result<(policy::Loaded, TrustStore), String> {
+    let loaded = policy::load_dir(policies).map_err(|e| e.to_string())?;
+    let store = TrustStore::load(trust).map_err(|e| format!("{}: {e}", trust.display()))?;
+    Ok((loaded, store))
+}
+
+/// A cheap fingerprint of the policy inputs: names, sizes, mtimes.
+fn fingerprint(policies: &Path, trust: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut add = |p: PathBuf| {
+        let m = std::fs::metadata(&p).ok();
+        out.push((p, m.as_ref().map_or(0, std::fs::Metadata::len), m.and_then(|m| m.modified().ok())));
+    };
+    if let Ok(rd) = std::fs::read_dir(policies) {
+        for e in rd.flatten() {
+            add(e.path());
+        }
+    }
+    add(trust.to_path_buf());
+    out.sort();
+    out
+}
+
+fn bind(socket: &Path, gid: Option<u32>) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the stale {}", socket.display())),
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", socket.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(socket, None, Some(gid))
+            .with_context(|| format!("chown :{gid} {}", socket.display()))?;
+    }
+    Ok(listener)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let report = NodeReport::inspect();
+    if !report.ready() {
+        bail!("this node cannot enforce; refusing to start in enforce mode:\n{report}");
+    }
+    privileges::check_start()?;
+    let (loaded, trust) = load_policy(&config.policies, &config.trust)
+        .map_err(|e| anyhow::anyhow!("the policies do not load; nothing was started:\n{e}"))?;
+    let cgroup_root = crate::node::cgroup2_mount().context("no cgroup2 mount")?;
+
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(config.pin_dir.clone()),
+        ..LoadOptions::default()
+    })
+    .context("loading the BPF object")?;
+    let attached = kernel.attach_all().context("attaching the programs")?;
+    println!(
+        "acelogic-agent: {} program(s) attached, {} adopted from {}",
+        attached.attached.len(),
+        attached.adopted.len(),
+        config.pin_dir.display()
+    );
+    let records = kernel.records()?;
+
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut state = State::open(&config.state_dir.join("state.db"))?;
+    let epoch = state.next_epoch()?;
+    let frozen = state.frozen()?.into_iter().collect();
+    let mut authz = Authorizer::new(state, config.settings.clone());
+    authz.note(&Record {
+        outcome: "daemon-start",
+        reason: "start",
+        detail: &format!("epoch {epoch}, node {}", config.settings.node),
+        ..Record::default()
+    })?;
+
+    let listener = bind(&config.socket, config.socket_gid)?;
+    let mut node = Node {
+        kernel,
+        authz,
+        policy: loaded.set.clone(),
+        trust,
+        frozen,
+        cgroups: Default::default(),
+        cgroup_root,
+        socket: config.socket.clone(),
+        epoch,
+        policy_loaded: SystemTime::now(),
+        policy_error: String::new(),
+        warnings: Vec::new(),
+    };
+    let set = loaded.set;
+    node.warnings = node.apply(&set, None)?;
+    node.warnings.extend(loaded.warnings.iter().map(ToString::to_string));
+    note_policy_loaded(&mut node);
+    let now = SystemTime::now();
+    node.authz.settle(&mut node.kernel, now)?;
+    let inputs_revoked = {
+        let Node {
+            authz,
+            kernel,
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            ..
+        } = &mut node;
+        let inputs = crate::authz::Inputs {
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            now,
+        };
+        authz.recheck(&inputs, kernel)?
+    };
+    for (id, why) in inputs_revoked {
+        tracing::warn!(artifact = %id, %why, "revoked at start: the policy no longer permits it");
+    }
+    node.authz.expire(&mut node.kernel, now)?;
+    for w in &node.warnings {
+        tracing::warn!(warning = %w, "policy");
+    }
+
+    let dropped = privileges::drop_after_setup()?;
+    println!(
+        "acelogic-agent: epoch {epoch}; {} workload(s) governed; API on {}; kept capabilities \
+         [{}], dropped the rest",
+        set.workloads.len(),
+        config.socket.display(),
+        dropped.kept.join(", ")
+    );
+
+    let node = Arc::new(Mutex::new(node));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(api::server::Service::new(Arc::clone(&node)).server())
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+
+    // SAFETY: `Records` owns the ring buffer's fd; it stays open and the
+    // same for as long as the `AsyncFd` owns the `Records`.
+    let mut ring = unsafe { AsyncFd::register(records) }
+        .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(config.tick);
+    let mut seen = fingerprint(&config.policies, &config.trust);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                let now_seen = fingerprint(&config.policies, &config.trust);
+                let mut guard = node.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+                if now_seen != seen {
+                    seen = now_seen;
+                    reload(&mut guard, &config);
+                }
+                housekeeping(&mut guard);
+            }
+            ready = ring.readable_mut() => {
+                let mut guard = ready.context("waiting for records")?;
+                for record in guard.get_inner_mut().drain() {
+                    match record {
+                        Ok(event) => println!("{}", lineage::render(&event)),
+                        Err(e) => tracing::error!(error = %e, "undecodable record"),
+                    }
+                }
+                guard.clear_ready();
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_file(&config.socket);
+    let mut guard = node.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+    let _ = guard.authz.note(&Record {
+        outcome: "daemon-stop",
+        reason: "signal",
+        detail: &format!("epoch {epoch}"),
+        ..Record::default()
+    });
+    let c = guard.kernel.counters()?;
+    println!(
+        "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
+         lineage_lost={}; enforcement stays pinned at {} (`acelogic-agent uninstall` removes it)",
+        c.denied,
+        c.allowed,
+        c.audited,
+        c.record_unavailable,
+        c.lineage_lost,
+        config.pin_dir.display()
+    );
+    Ok(())
+}
+
+fn note_policy_loaded(node: &mut Node) {
+    let detail = format!(
+        "policy sha256 {} ({} workload(s), {} file(s))",
+        hex::encode(node.policy.sha256),
+        node.policy.workloads.len(),
+        node.policy.files.len()
+    );
+    if let Err(e) = node.authz.note(&Record {
+        outcome: "policy-loaded",
+        reason: "loaded",
+        detail: &detail,
+        ..Record::default()
+    }) {
+        tracing::error!(error = %e, "could not record the policy load");
+    }
+}
+
+/// Loads changed policies. A policy that fails to load or apply keeps the
+/// one in force and says why; a good one is applied, then every live
+/// artifact is re-checked and those it no longer permits are revoked.
+fn reload(node: &mut Node, config: &Config) {
+    let (loaded, trust) = match load_policy(&config.policies, &config.trust) {
+        Ok(ok) => ok,
+        Err(why) => {
+            tracing::error!(%why, "policy reload refused; keeping the policy in force");
+            node.policy_error = why.clone();
+            let _ = node.authz.note(&Record {
+                outcome: "policy-rejected",
+                reason: "invalid-policy",
+                detail: &format!("kept policy {}: {why}", hex::encode(node.policy.sha256)),
+                ..Record::default()
+            });
+            return;
+        }
+    };
+    let previous = std::mem::replace(&mut node.policy, loaded.set);
+    node.trust = trust;
+    let set = node.policy.clone();
+    match node.apply(&set, Some(&previous)) {
+        Ok(mut warnings) => {
+            warnings.extend(loaded.warnings.iter().map(ToString::to_string));
+            node.warnings = warnings;
+            node.policy_error.clear();
+            node.policy_loaded = SystemTime::now();
+            note_policy_loaded(node);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "applying the new policy failed");
+            node.policy_error = format!("applying: {e}");
+        }
+    }
+    let Node {
+        authz,
+        kernel,
+        policy,
+        trust,
+        frozen,
+        cgroups,
+        ..
+    } = node;
+    let inputs = crate::authz::Inputs {
+        policy,
+        trust,
+        frozen,
+        cgroups,
+        now: SystemTime::now(),
+    };
+    match authz.recheck(&inputs, kernel) {
+        Ok(revoked) => {
+            for (id, why) in revoked {
+                tracing::warn!(artifact = %id, %why, "revoked: the new policy no longer permits it");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "re-checking live artifacts"),
+    }
+}
+
+/// Retires expired artifacts and governs cgroups that appeared under a
+/// workload's patterns.
+fn housekeeping(node: &mut Node) {
+    let Node { authz, kernel, .. } = node;
+    if let Err(e) = authz.expire(kernel, SystemTime::now()) {
+        tracing::error!(error = %e, "retiring expired artifacts");
+    }
+    let workloads: Vec<_> = node.policy.workloads.values().cloned().collect();
+    for w in workloads {
+        if w.cgroups.iter().all(|c| c.literal().is_some()) {
+            continue;
+        }
+        for dir in w.cgroup_dirs(&node.cgroup_root) {
+            let known = node.cgroups.get(&w.name).is_some_and(|d| d.contains(&dir));
+            if known {
+                continue;
+            }
+            match node.kernel.govern(&dir, w.scope_id) {
+                Ok(_) => node.cgroups.entry(w.name.clone()).or_default().push(dir),
+                Err(e) => tracing::warn!(cgroup = %dir.display(), error = %e, "governing a new cgroup"),
+            }
+        }
+    }
+}

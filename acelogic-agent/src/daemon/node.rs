@@ -1,0 +1,252 @@
+//! What one node daemon holds: the kernel, the engine, the policy and
+//! trust store in force, and the governed cgroups. Applying a policy
+//! defines each workload's scope, governs its cgroups and syncs its
+//! baseline; a reload re-checks live artifacts against the new policy.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use acelogic_common::rules::rights;
+
+use crate::{
+    artifact::TrustStore,
+    authz::{Authorizer, Inputs, Refusal, state::Record},
+    capability::{Host, PathPattern},
+    kernel::{
+        Kernel,
+        baseline::Wanted,
+        rules::{NetTarget, kernel_dev},
+    },
+    policy::{PolicySet, Workload},
+};
+
+/// The node's state behind the API.
+#[derive(Debug)]
+pub struct Node {
+    pub kernel: Kernel,
+    pub authz: Authorizer,
+    pub policy: PolicySet,
+    pub trust: TrustStore,
+    pub frozen: BTreeSet<String>,
+    /// Governed directories per workload, as last applied.
+    pub cgroups: HashMap<String, Vec<PathBuf>>,
+    pub cgroup_root: PathBuf,
+    /// The daemon's socket: every workload's baseline may connect to it.
+    pub socket: PathBuf,
+    pub epoch: u64,
+    pub policy_loaded: SystemTime,
+    /// Why the last reload failed; empty after a good one.
+    pub policy_error: String,
+    /// Problems of the policy in force on this node (missing baseline
+    /// paths, unresolvable names), shown by `Status`.
+    pub warnings: Vec<String>,
+}
+
+impl Node {
+    /// The inputs the engine decides with.
+    pub fn inputs(&self, now: SystemTime) -> Inputs<'_> {
+        Inputs {
+            policy: &self.policy,
+            trust: &self.trust,
+            frozen: &self.frozen,
+            cgroups: &self.cgroups,
+            now,
+        }
+    }
+
+    /// Submits one envelope.
+    pub fn submit(
+        &mut self,
+        envelope: &[u8],
+        peer: Option<crate::authz::state::Peer>,
+    ) -> Result<crate::authz::Accepted, Refusal> {
+        let inputs = Inputs {
+            policy: &self.policy,
+            trust: &self.trust,
+            frozen: &self.frozen,
+            cgroups: &self.cgroups,
+            now: SystemTime::now(),
+        };
+        self.authz.submit(envelope, peer, &inputs, &mut self.kernel)
+    }
+
+    /// True when `pid` runs in a cgroup this daemon governs.
+    #[must_use]
+    pub fn is_governed(&self, pid: i32) -> bool {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            // Unknown caller: treat as governed (fail closed).
+            return true;
+        };
+        let Some(rel) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return true;
+        };
+        let path = self.cgroup_root.join(rel.trim_start_matches('/'));
+        self.cgroups
+            .values()
+            .flatten()
+            .any(|d| path.starts_with(d))
+    }
+
+    /// Freezes or unfreezes a workload, durably.
+    pub fn set_frozen(&mut self, workload: &str, frozen: bool, why: &str) -> Result<(), Refusal> {
+        let Some(w) = self.policy.workloads.get(workload) else {
+            return Err(Refusal {
+                code: "unknown-workload",
+                why: format!("no loaded policy defines workload {workload:?}"),
+            });
+        };
+        let fail = |e: String| Refusal {
+            code: "install-failed",
+            why: e,
+        };
+        self.kernel
+            .set_frozen(w.scope_id, frozen)
+            .map_err(|e| fail(e.to_string()))?;
+        self.authz
+            .state()
+            .set_frozen(workload, frozen, why)
+            .map_err(|e| fail(e.to_string()))?;
+        if frozen {
+            self.frozen.insert(workload.to_owned());
+        } else {
+            self.frozen.remove(workload);
+        }
+        let outcome = if frozen { "frozen" } else { "unfrozen" };
+        self.authz
+            .note(&Record {
+                outcome,
+                reason: outcome,
+                detail: why,
+                workload: Some(workload),
+                ..Record::default()
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Makes the kernel match `set`: scopes, cgroups, baselines. Workloads
+    /// of the previous policy that `set` drops are released and emptied.
+    /// Returns warnings (paths missing on this node and the like).
+    pub fn apply(&mut self, set: &PolicySet, previous: Option<&PolicySet>) -> anyhow::Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let mut cgroups = HashMap::new();
+        for w in set.workloads.values() {
+            self.kernel.define_scope(w.scope_id, w.mode.kernel())?;
+            let frozen = self.frozen.contains(&w.name);
+            self.kernel.set_frozen(w.scope_id, frozen)?;
+            let dirs = self.govern(w, &mut warnings);
+            cgroups.insert(w.name.clone(), dirs);
+            let wanted = self.wanted(w, &mut warnings);
+            self.kernel.sync_baseline(w.scope_id, &wanted)?;
+        }
+        if let Some(old) = previous {
+            for w in old.workloads.values() {
+                if set.workloads.get(&w.name).map(|n| n.scope_id) == Some(w.scope_id) {
+                    continue;
+                }
+                for (id, scope) in self.kernel.governed()? {
+                    if scope == w.scope_id {
+                        self.kernel.release(id)?;
+                    }
+                }
+                self.kernel.sync_baseline(w.scope_id, &Wanted::default())?;
+            }
+        }
+        self.cgroups = cgroups;
+        Ok(warnings)
+    }
+
+    /// Governs the workload's cgroups: literal paths are created when
+    /// missing; patterns govern the directories that match now (the reload
+    /// tick picks up new ones).
+    fn govern(&mut self, w: &Workload, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+        for c in &w.cgroups {
+            if let Some(lit) = c.literal() {
+                let dir = self.cgroup_root.join(lit.strip_prefix("/").unwrap_or(lit));
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    warnings.push(format!("workload {}: creating {}: {e}", w.name, dir.display()));
+                }
+            }
+        }
+        let dirs = w.cgroup_dirs(&self.cgroup_root);
+        let mut governed = Vec::new();
+        for dir in dirs {
+            match self.kernel.govern(&dir, w.scope_id) {
+                Ok(_) => governed.push(dir),
+                Err(e) => warnings.push(format!("workload {}: governing {}: {e}", w.name, dir.display())),
+            }
+        }
+        governed
+    }
+
+    /// The workload's baseline resolved on this node.
+    fn wanted(&self, w: &Workload, warnings: &mut Vec<String>) -> Wanted {
+        let mut files: BTreeMap<(u32, u64), u32> = BTreeMap::new();
+        let mut add = |path: &Path, r: u32, warnings: &mut Vec<String>| match std::fs::metadata(path) {
+            Ok(m) => *files.entry((kernel_dev(m.dev()), m.ino())).or_default() |= r,
+            Err(e) => warnings.push(format!(
+                "workload {}: baseline {}: {e} (skipped on this node)",
+                w.name,
+                path.display()
+            )),
+        };
+        let b = &w.baseline;
+        for p in &b.exec {
+            add(p.as_path(), rights::EXEC, warnings);
+        }
+        for p in &b.libraries {
+            add(pattern_base(p), rights::MAP, warnings);
+        }
+        for p in &b.write {
+            add(pattern_base(p), rights::WRITE, warnings);
+        }
+        for p in &b.unix_connect {
+            add(p.as_path(), rights::UNIX_CONNECT, warnings);
+        }
+        add(&self.socket, rights::UNIX_CONNECT, warnings);
+        let mut nets = Vec::new();
+        for c in &b.connect {
+            let addrs: Vec<(std::net::IpAddr, u8)> = match &c.host {
+                Host::Net(n) => vec![(n.network(), n.prefix_len())],
+                Host::Name(name) => {
+                    let found: Vec<_> = crate::authz::check::resolve_names(&[
+                        crate::capability::Capability::Connect(c.clone()),
+                    ])
+                    .remove(name)
+                    .unwrap_or_default();
+                    if found.is_empty() {
+                        warnings.push(format!(
+                            "workload {}: baseline connect {name}: resolves to no address (skipped)",
+                            w.name
+                        ));
+                    }
+                    found
+                        .into_iter()
+                        .map(|a| (a, if a.is_ipv4() { 32 } else { 128 }))
+                        .collect()
+                }
+            };
+            for (addr, prefix) in addrs {
+                for port in c.ports.kernel_ports() {
+                    nets.push(NetTarget {
+                        protocol: c.protocol.kernel(),
+                        addr,
+                        prefix,
+                        port,
+                    });
+                }
+            }
+        }
+        Wanted { files, nets }
+    }
+}
+
+/// The directory or file a baseline pattern names: the kernel matches it
+/// and everything below it (writes and libraries walk up from the object).
+fn pattern_base(p: &PathPattern) -> &Path {
+    p.base().as_path()
+}
