@@ -218,7 +218,7 @@ mod tests {
                 "unknown-field",
                 "<request>:9:1",
             ),
-            (format!("{BASE}"), "bad-time-window", "<request>"),
+            (BASE.to_owned(), "bad-time-window", "<request>"),
             (
                 format!("{BASE}ttl: 25h\n"),
                 "bad-time-window",

@@ -1,37 +1,248 @@
-//! The operator CLI.
-use std::process::ExitCode;
+//! The operator CLI. Exit codes: 0 done; 1 refused or invalid (the reason
+//! code is printed as `[code]`); 2 usage or unreadable input; 3 daemon
+//! unreachable; 4 internal error; 126 `run` could not exec its command.
+use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use acelogic_agent::{
+    api::DEFAULT_SOCKET,
+    artifact::Role,
+    ctl::{CtlError, CtlResult, offline, remote, run},
+};
+use clap::{Parser, Subcommand, ValueEnum};
 
-/// ACELOGIC control: node checks. (Keys, artifacts, `run` and policy
-/// commands arrive with the authorization work, issue 4.)
+/// ACELOGIC control: keys, signed artifacts, the node daemon, governed
+/// runs, policy checks.
 #[derive(Debug, Parser)]
 #[command(name = "acelogicctl", version)]
 struct Args {
+    /// The node daemon's API socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Issuer,
+    Approver,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check that this node can enforce: BPF LSM active, kernel BTF,
-    /// cgroup v2, bpffs. Exit status 0 when ready, 1 when not, with the fix
-    /// for each failed check.
+    /// cgroup v2, bpffs. Exit status 0 when ready, 1 when not.
     CheckNode,
+    /// Generate an Ed25519 key (file mode 0600); prints its trust-store entry.
+    Keygen {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Where to write the secret key (refuses to overwrite).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Signed artifacts.
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// Remove a live artifact's grants now.
+    Revoke {
+        artifact_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List live grants.
+    Grants {
+        #[arg(long, default_value = "")]
+        workload: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny every action of a workload, its baseline included.
+    Freeze {
+        workload: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a freeze.
+    Unfreeze {
+        workload: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The daemon's state: policy, workloads, warnings.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run CMD governed as WORKLOAD (new cgroup, inherited descriptors closed).
+    Run {
+        #[arg(long)]
+        workload: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Capability policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ArtifactCmd {
+    /// Build a payload from a request file (YAML) and sign it.
+    Sign {
+        #[arg(long)]
+        request: PathBuf,
+        /// Secret key files: the issuer's first, then approvers'.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Add an approver's signature to an envelope.
+    Cosign {
+        envelope: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Decode and verify an envelope offline against a trust store.
+    Inspect {
+        envelope: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submit an envelope to the node daemon.
+    Submit {
+        envelope: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Load a policy directory as the daemon would; exit 1 with
+    /// file:line:column errors when it is invalid.
+    Check {
+        dir: PathBuf,
+        /// [default: DIR/trust.yaml]
+        #[arg(long)]
+        trust: Option<PathBuf>,
+    },
+}
+
+fn runtime() -> CtlResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CtlError::internal)
+}
+
+fn block<T>(f: impl std::future::Future<Output = CtlResult<T>>) -> CtlResult<T> {
+    runtime()?.block_on(f)
+}
+
+fn main_inner(args: Args) -> CtlResult<String> {
+    let socket = args.socket;
+    match args.command {
+        Command::CheckNode => {
+            let report = acelogic_agent::node::NodeReport::inspect();
+            if report.ready() {
+                Ok(format!("{report}node is ready to enforce"))
+            } else {
+                Err(CtlError {
+                    exit: CtlError::REFUSED,
+                    message: format!("{report}node is NOT ready to enforce"),
+                })
+            }
+        }
+        Command::Keygen { name, role, out } => {
+            let role = match role {
+                RoleArg::Issuer => Role::Issuer,
+                RoleArg::Approver => Role::Approver,
+            };
+            let entry = offline::keygen(&name, role, &out)?;
+            eprintln!("wrote {} (mode 0600); add this entry to the trust store's keys:", out.display());
+            Ok(entry.trim_end().to_owned())
+        }
+        Command::Artifact(ArtifactCmd::Sign { request, keys, out }) => {
+            let refs: Vec<&std::path::Path> = keys.iter().map(PathBuf::as_path).collect();
+            let id = offline::sign(&request, &refs, out.as_deref())?;
+            eprintln!("signed artifact {id}");
+            Ok(String::new())
+        }
+        Command::Artifact(ArtifactCmd::Cosign { envelope, key, out }) => {
+            offline::cosign(&envelope, &key, out.as_deref())?;
+            Ok(String::new())
+        }
+        Command::Artifact(ArtifactCmd::Inspect { envelope, trust, json }) => {
+            offline::inspect(&envelope, &trust, json)
+        }
+        Command::Artifact(ArtifactCmd::Submit { envelope, json }) => {
+            block(remote::submit(&socket, &envelope, json))
+        }
+        Command::Revoke { artifact_id, reason } => block(remote::revoke(&socket, &artifact_id, &reason)),
+        Command::Grants { workload, json } => block(remote::grants(&socket, &workload, json)),
+        Command::Freeze { workload, reason } => block(remote::freeze(&socket, &workload, &reason, true)),
+        Command::Unfreeze { workload, reason } => {
+            block(remote::freeze(&socket, &workload, &reason, false))
+        }
+        Command::Status { json } => {
+            let s = block(remote::status(&socket))?;
+            if json {
+                Ok(serde_json::json!({
+                    "version": s.version, "node": s.node, "audience": s.audience, "epoch": s.epoch,
+                    "policySha256": s.policy_sha256, "policyLoadedUnix": s.policy_loaded_unix,
+                    "policyError": s.policy_error, "liveArtifacts": s.live_artifacts,
+                    "trustedKeys": s.trusted_keys, "warnings": s.warnings, "cgroupRoot": s.cgroup_root,
+                    "workloads": s.workloads.iter().map(|w| serde_json::json!({
+                        "name": w.name, "scopeId": w.scope_id, "mode": w.mode, "frozen": w.frozen,
+                        "cgroups": w.cgroups, "policy": w.policy})).collect::<Vec<_>>(),
+                })
+                .to_string())
+            } else {
+                Ok(remote::render_status(&s))
+            }
+        }
+        Command::Run { workload, cmd } => {
+            let s = block(remote::status(&socket))?;
+            let Some(w) = s.workloads.iter().find(|w| w.name == workload) else {
+                return Err(CtlError::refused(
+                    "unknown-workload",
+                    format!("the daemon governs no workload {workload:?}"),
+                ));
+            };
+            let Some(dir) = w.cgroups.first() else {
+                return Err(CtlError::refused(
+                    "no-cgroup",
+                    format!("workload {workload:?} has no governed cgroup on this node"),
+                ));
+            };
+            run::enter(std::path::Path::new(dir))?;
+            run::close_inherited()?;
+            Err(run::exec(&cmd))
+        }
+        Command::Policy(PolicyCmd::Check { dir, trust }) => offline::policy_check(&dir, trust.as_deref()),
+    }
 }
 
 fn main() -> ExitCode {
-    match Args::parse().command {
-        Command::CheckNode => {
-            let report = acelogic_agent::node::NodeReport::inspect();
-            print!("{report}");
-            if report.ready() {
-                println!("node is ready to enforce");
-                ExitCode::SUCCESS
-            } else {
-                println!("node is NOT ready to enforce");
-                ExitCode::FAILURE
+    let args = Args::parse();
+    match main_inner(args) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("acelogicctl: {e}");
+            ExitCode::from(e.exit)
         }
     }
 }

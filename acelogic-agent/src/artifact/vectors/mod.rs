@@ -156,7 +156,7 @@ fn envelope_value(k: &Keys) -> Value {
     serde_json::from_slice(&signed(&full_payload(), &[&k.issuer])).unwrap()
 }
 
-fn flip(sig: &mut Vec<u8>) {
+fn flip(sig: &mut [u8]) {
     sig[0] ^= 0x01;
 }
 

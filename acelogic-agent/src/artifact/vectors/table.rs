@@ -295,7 +295,7 @@ pub(super) fn vectors(k: &Keys) -> Vec<Vector> {
             "payload-duplicate-field",
             "duplicate-field",
             "issuer given twice",
-            String::from_utf8(full.clone())
+            String::from_utf8(full)
                 .unwrap()
                 .replacen("\"issuer\":", "\"issuer\":\"alice\",\"issuer\":", 1)
                 .into_bytes(),
@@ -360,7 +360,7 @@ pub(super) fn vectors(k: &Keys) -> Vec<Vector> {
             "uppercase digest",
             edited(|m| {
                 m["capabilities"][0]["exec"]["sha256"] =
-                    json!("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08")
+                    json!("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
             }),
         ),
         (
