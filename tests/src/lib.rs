@@ -9,5 +9,6 @@
 
 pub mod bench;
 pub mod cases;
+pub mod daemon;
 pub mod fixtures;
 pub mod harness;

@@ -221,14 +221,14 @@ impl Apt {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok());
-        if let (false, Some(age)) = (changed, age) {
-            if age < LISTS_MAX_AGE {
-                println!(
-                    "setup: apt lists for {suite}: already fresh (updated {} h ago)",
-                    age.as_secs() / 3600
-                );
-                return Ok(());
-            }
+        if let (false, Some(age)) = (changed, age)
+            && age < LISTS_MAX_AGE
+        {
+            println!(
+                "setup: apt lists for {suite}: already fresh (updated {} h ago)",
+                age.as_secs() / 3600
+            );
+            return Ok(());
         }
         println!(
             "setup: apt lists for {suite}: refreshing (private apt config in {})",

@@ -202,12 +202,13 @@ fn unit() -> Result<Suite> {
             }
         },
     )?;
-    if let StreamEnd::Exited(status) = end {
-        if !status.success() && suite.failed == 0 {
-            suite.fail(format!(
-                "`cargo test` exited with {status} (a build error? see above)"
-            ));
-        }
+    if let StreamEnd::Exited(status) = end
+        && !status.success()
+        && suite.failed == 0
+    {
+        suite.fail(format!(
+            "`cargo test` exited with {status} (a build error? see above)"
+        ));
     }
     Ok(suite)
 }
@@ -289,6 +290,21 @@ fn host_privileged(bin: Option<&Path>, args: &TestArgs) -> Result<Suite> {
     Ok(suite)
 }
 
+/// The privileged test binary and the workspace binaries it drives
+/// (`/usr/bin/acelogic-agent`, `/usr/bin/acelogicctl`).
+fn guest_files(privtest: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = vec![(privtest.to_path_buf(), "/acelogic-privtest".to_owned())];
+    if let Some(dir) = privtest.parent() {
+        for name in ["acelogic-agent", "acelogicctl"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                files.push((p, format!("/usr/bin/{name}")));
+            }
+        }
+    }
+    files
+}
+
 fn vm_privileged(
     kernel: &Kernel,
     bin: Option<&Path>,
@@ -311,7 +327,7 @@ fn vm_privileged(
     let spec = VmSpec {
         name: kernel.label.clone(),
         kernel: kernel.clone(),
-        files: vec![(bin.to_path_buf(), "/acelogic-privtest".to_owned())],
+        files: guest_files(bin),
         payload,
         timeout: Duration::from_secs(args.vm_timeout),
     };

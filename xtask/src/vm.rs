@@ -296,10 +296,11 @@ pub(crate) fn run_vm(
     let log = scratch.join("console.log");
     std::fs::write(&log, lines.join("\n") + "\n")
         .with_context(|| format!("writing {}", log.display()))?;
-    if let StreamEnd::Exited(status) = end {
-        if !status.success() && exit.is_none() {
-            lines.push(format!("xtask: {} exited with {status}", describe(&qemu)));
-        }
+    if let StreamEnd::Exited(status) = end
+        && !status.success()
+        && exit.is_none()
+    {
+        lines.push(format!("xtask: {} exited with {status}", describe(&qemu)));
     }
     Ok(VmOutcome {
         lines,

@@ -30,6 +30,8 @@
 pub mod check;
 pub mod resolve;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeSet, HashMap},

@@ -180,10 +180,12 @@ mod tests {
         assert_eq!(objects(&bad, &Resolved::new()).unwrap_err().code, "digest-mismatch");
         let missing = caps(r#"[{"exec":{"path":"/nonexistent/tool"}}]"#);
         assert_eq!(objects(&missing, &Resolved::new()).unwrap_err().code, "object-missing");
-        let not_exec = caps(r#"[{"exec":{"path":"/etc/hostname"}}]"#);
-        if std::path::Path::new("/etc/hostname").exists() {
-            assert_eq!(objects(&not_exec, &Resolved::new()).unwrap_err().code, "object-missing");
-        }
+        let plain = std::env::temp_dir().join(format!("acelogic-plain-{}", std::process::id()));
+        std::fs::write(&plain, b"data").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let not_exec = caps(&format!(r#"[{{"exec":{{"path":"{}"}}}}]"#, plain.display()));
+        assert_eq!(objects(&not_exec, &Resolved::new()).unwrap_err().code, "object-missing");
+        let _ = std::fs::remove_file(plain);
     }
 
     #[test]

@@ -180,7 +180,12 @@ impl Workload {
                 ));
             }
             let addrs = match cap {
-                Capability::Connect(c @ ConnectCap { host: Host::Name(_), .. }) => {
+                Capability::Connect(
+                    c @ ConnectCap {
+                        host: Host::Name(_),
+                        ..
+                    },
+                ) => {
                     let addrs = names.addrs(&c.host).to_vec();
                     if addrs.is_empty() {
                         return Err(refuse(
@@ -205,10 +210,16 @@ impl Workload {
                 return Err(if covering.is_empty() {
                     refuse("not-grantable", self.not_grantable(issuer, cap))
                 } else {
-                    let mut why = format!("{cap} is grantable to workload {} only under", self.name);
+                    let mut why =
+                        format!("{cap} is grantable to workload {} only under", self.name);
                     for (i, r) in covering.iter().enumerate() {
                         let sep = if i == 0 { " " } else { ", " };
-                        let _ = write!(why, "{sep}rule {} (issuers {})", r.name, r.issuers.join(", "));
+                        let _ = write!(
+                            why,
+                            "{sep}rule {} (issuers {})",
+                            r.name,
+                            r.issuers.join(", ")
+                        );
                     }
                     let _ = write!(why, "; not for issuer {issuer}");
                     refuse("issuer-not-allowed", why)

@@ -217,7 +217,10 @@ mod tests {
             assert_eq!(err.code(), code, "{input:?}: {err}");
         }
         let deep = "/a".repeat(MAX_SCOPE_LEVEL as usize + 1);
-        assert_eq!(CgroupPattern::parse(&deep).unwrap_err().code(), "bad-cgroup");
+        assert_eq!(
+            CgroupPattern::parse(&deep).unwrap_err().code(),
+            "bad-cgroup"
+        );
         let deepest = "/a".repeat(MAX_SCOPE_LEVEL as usize);
         assert!(CgroupPattern::parse(&deepest).is_ok());
     }
@@ -247,14 +250,20 @@ mod tests {
         assert!(pat("/*/b").overlaps(&pat("/a/*")));
         assert!(!pat("/a/*").overlaps(&pat("/a/b/c")));
         assert!(!pat("/a/c").overlaps(&pat("/a/b")));
-        assert!(!pat("/a").overlaps(&pat("/a/b")), "nesting is not the same cgroup");
+        assert!(
+            !pat("/a").overlaps(&pat("/a/b")),
+            "nesting is not the same cgroup"
+        );
     }
 
     #[test]
     fn expand_lists_existing_directories_without_following_links() {
         let root = super::super::tests::temp_dir("cgroup-expand");
-        for d in ["kubepods.slice/p1/agent", "kubepods.slice/p2/agent", "kubepods.slice/p3/other"]
-        {
+        for d in [
+            "kubepods.slice/p1/agent",
+            "kubepods.slice/p2/agent",
+            "kubepods.slice/p3/other",
+        ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::write(root.join("kubepods.slice/file"), "").unwrap();

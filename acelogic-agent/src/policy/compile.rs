@@ -27,12 +27,15 @@ pub struct PolicyDoc {
     pub(super) at: DocPositions,
 }
 
+/// A 1-based `(line, column)`.
+pub(super) type Pos = (u64, u64);
+
 /// Where things are, for errors found when files are put together.
 #[derive(Debug, Clone, Default)]
 pub(super) struct DocPositions {
-    pub name: (u64, u64),
+    pub name: Pos,
     /// Per workload: its name, and each of its cgroups.
-    pub workloads: Vec<((u64, u64), Vec<(u64, u64)>)>,
+    pub workloads: Vec<(Pos, Vec<Pos>)>,
 }
 
 /// True when `s` is a valid name: 1-63 bytes of `[a-z0-9._-]`, starting
@@ -229,7 +232,10 @@ fn check_baseline(d: &mut Diag<'_>, b: &super::parse::RawBaseline, never: &Never
     }
     for c in &b.connect {
         if let Some(n) = never.connect.iter().find(|n| connects_overlap(&c.value, n)) {
-            d.error(pos(c), in_never("connect", &connect_text(&c.value), &connect_text(n)));
+            d.error(
+                pos(c),
+                in_never("connect", &connect_text(&c.value), &connect_text(n)),
+            );
         }
     }
 }

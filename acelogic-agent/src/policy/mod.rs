@@ -73,9 +73,7 @@ pub use cgroup::CgroupPattern;
 pub use compile::{MAX_TTL, PolicyDoc, valid_name};
 pub use error::{Located, PolicyErrors, Problem};
 pub use load::{load_dir, parse_file};
-pub use model::{
-    Baseline, GrantRule, Loaded, Mode, Never, PolicySet, Workload, scope_id,
-};
+pub use model::{Baseline, GrantRule, Loaded, Mode, Never, PolicySet, Workload, scope_id};
 pub use parse::MAX_POLICY_BYTES;
 
 #[cfg(test)]

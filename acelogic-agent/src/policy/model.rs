@@ -1,11 +1,7 @@
 //! The compiled policy: what the daemon installs (baselines, cgroups,
 //! modes) and what admission consults (grantable rules, never).
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

@@ -140,7 +140,11 @@ fn options() -> serde_saphyr::Options {
 fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Located {
     use serde_saphyr::Error as E;
     let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-    let inner = e.without_snippet();
+    // Errors met through an alias or with a snippet wrap the original.
+    let mut inner = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
     // Control characters from the input must not reach a terminal or log.
     let message: String = DefaultMessageFormatter
         .format_message(inner)

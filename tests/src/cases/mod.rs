@@ -1,5 +1,6 @@
 //! Every privileged test, one module per area.
 
+mod authz;
 mod escape;
 mod exec_gate;
 mod files;
@@ -21,5 +22,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(pinning::CASES);
     cases.extend_from_slice(network::CASES);
     cases.extend_from_slice(escape::CASES);
+    cases.extend_from_slice(authz::CASES);
     cases
 }

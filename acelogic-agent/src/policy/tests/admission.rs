@@ -131,11 +131,22 @@ fn strictest_terms_over_the_artifact() {
             max_uses: Some(1),
             approvals: 1,
             operation_key_required: true,
-            rules: vec!["kubectl-staging".into(), "kubectl-prod".into(), "deploy-dir".into()],
+            rules: vec![
+                "kubectl-staging".into(),
+                "kubectl-prod".into(),
+                "deploy-dir".into()
+            ],
         }
     );
-    let t = admit("release-authority", &[write("/srv/state.json"), write("/srv/deploy")]).unwrap();
-    assert_eq!((t.max_uses, t.max_ttl), (Some(10), Duration::from_secs(3600)));
+    let t = admit(
+        "release-authority",
+        &[write("/srv/state.json"), write("/srv/deploy/releases")],
+    )
+    .unwrap();
+    assert_eq!(
+        (t.max_uses, t.max_ttl),
+        (Some(10), Duration::from_secs(3600))
+    );
 }
 
 #[test]
@@ -144,14 +155,35 @@ fn never_wins_over_any_rule() {
     assert_eq!((r.index, r.code()), (0, "never"));
     assert!(r.why.contains("exec /usr/bin/nsenter"), "{}", r.why);
     // A write below the never subtree or one that contains it.
-    assert_eq!(refusal("release-authority", &[write("/srv/deploy/secrets/k")]), (0, "never"));
+    assert_eq!(
+        refusal("release-authority", &[write("/srv/deploy/secrets/k")]),
+        (0, "never")
+    );
     assert_eq!(refusal("release-authority", &[write("/srv")]), (0, "never"));
+    // The rule's own directory holds the never subtree: granting it whole
+    // would reach it.
+    assert_eq!(
+        refusal("release-authority", &[write("/srv/deploy")]),
+        (0, "never")
+    );
     // Connect: an address in never, a name in never, an address a never
     // name resolves to, a name resolving into a never prefix.
-    assert_eq!(refusal("ci", &[connect("169.254.169.254", "80", "tcp")]), (0, "never"));
-    assert_eq!(refusal("ci", &[connect("metadata.internal", "443", "tcp")]), (0, "never"));
-    assert_eq!(refusal("ci", &[connect("10.0.0.0/24", "443", "tcp")]), (0, "never"));
-    assert_eq!(refusal("ci", &[connect("sneaky.example.com", "443", "tcp")]), (0, "never"));
+    assert_eq!(
+        refusal("ci", &[connect("169.254.169.254", "80", "tcp")]),
+        (0, "never")
+    );
+    assert_eq!(
+        refusal("ci", &[connect("metadata.internal", "443", "tcp")]),
+        (0, "never")
+    );
+    assert_eq!(
+        refusal("ci", &[connect("10.0.0.0/24", "443", "tcp")]),
+        (0, "never")
+    );
+    assert_eq!(
+        refusal("ci", &[connect("sneaky.example.com", "443", "tcp")]),
+        (0, "never")
+    );
     // Other protocol: never does not apply, and nothing grants it either.
     assert_eq!(
         refusal("ci", &[connect("169.254.169.254", "80", "udp")]),
@@ -196,7 +228,11 @@ fn issuer_must_be_listed_by_a_covering_rule() {
     assert!(admit("ci", &[exec("/usr/local/bin/kubectl")]).is_ok());
     let r = admit("ci", &[connect("10.30.0.1", "6443", "tcp")]).unwrap_err();
     assert_eq!((r.index, r.code()), (0, "issuer-not-allowed"));
-    assert!(r.why.contains("kubectl-prod (issuers release-authority)"), "{}", r.why);
+    assert!(
+        r.why.contains("kubectl-prod (issuers release-authority)"),
+        "{}",
+        r.why
+    );
     assert_eq!(
         refusal("someone-else", &[exec("/usr/local/bin/kubectl")]),
         (0, "issuer-not-allowed")

@@ -61,9 +61,18 @@ fn yaml_level_errors_point_at_the_offending_node() {
     for (body, at) in [
         ("  baseline:\n    exec: [usr/bin/git]\n", (10, 12)),
         ("  baseline:\n    write: [/srv/*/x]\n", (10, 13)),
-        ("  never:\n    connect: [{host: 10.0.0.1/8, ports: \"443\", protocol: tcp}]\n", (10, 22)),
-        ("  never:\n    connect: [{host: 10.0.0.1, ports: \"0\", protocol: tcp}]\n", (10, 39)),
-        ("  never:\n    connect: [{host: 10.0.0.1, ports: \"443\", protocol: icmp}]\n", (10, 56)),
+        (
+            "  never:\n    connect: [{host: 10.0.0.1/8, ports: \"443\", protocol: tcp}]\n",
+            (10, 22),
+        ),
+        (
+            "  never:\n    connect: [{host: 10.0.0.1, ports: \"0\", protocol: tcp}]\n",
+            (10, 39),
+        ),
+        (
+            "  never:\n    connect: [{host: 10.0.0.1, ports: \"443\", protocol: icmp}]\n",
+            (10, 56),
+        ),
         (
             "  grantable:\n    - name: r\n      exec: [/x]\n      issuers: [a]\n      maxTtl: 1m\n      \
              operationKeyRequired: yes\n",
@@ -73,19 +82,40 @@ fn yaml_level_errors_point_at_the_offending_node() {
         let text = spec(&format!("{ONE_WORKLOAD}{body}"));
         assert_eq!(errors(&text), [("bad-value", at.0, at.1)], "{body}");
     }
+    // A bad value met through an alias is reported where it is used.
+    let text = spec(
+        "  workloads:\n    - name: w\n      cgroups: [/a]\n      mode: &m enforce\n  baseline:\n    \
+         exec: [*m]\n",
+    );
+    assert_eq!(errors(&text), [("bad-value", 11, 12)]);
     // Not YAML, or not one mapping.
-    assert_eq!(errors("spec: [\n"), [("bad-yaml", 2, 1)]);
-    assert_eq!(errors(&format!("{}---\n{}", spec(ONE_WORKLOAD), spec(ONE_WORKLOAD)))[0].0, "bad-yaml");
+    assert_eq!(errors("spec: [\n"), [("bad-yaml", 1, 7)]);
+    assert_eq!(
+        errors(&format!(
+            "{}---\n{}",
+            spec(ONE_WORKLOAD),
+            spec(ONE_WORKLOAD)
+        ))[0]
+            .0,
+        "bad-yaml"
+    );
     assert_eq!(errors("- a\n- b\n")[0].0, "bad-yaml");
     // Alias expansion beyond the budget.
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x]\n");
     for i in 1..8 {
         let p = i - 1;
-        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
-    assert_eq!(errors(&bomb)[0].0, "too-large");
+    let e = parse_file(Path::new("p.yaml"), &bomb).unwrap_err();
+    assert_eq!(e.codes(), ["too-large"], "{e}");
     // A file over the size limit is refused before parsing.
-    let big = format!("{}#{}\n", spec(ONE_WORKLOAD), "x".repeat(crate::policy::MAX_POLICY_BYTES));
+    let big = format!(
+        "{}#{}\n",
+        spec(ONE_WORKLOAD),
+        "x".repeat(crate::policy::MAX_POLICY_BYTES)
+    );
     assert_eq!(errors(&big), [("too-large", 0, 0)]);
 }
 
@@ -96,7 +126,11 @@ fn kind_and_api_version_are_checked_first() {
         [("wrong-kind", 1, 13), ("wrong-kind", 2, 7)]
     );
     let trust = "apiVersion: acelogic.dev/v1\nkind: TrustStore\nkeys: []\n";
-    assert_eq!(errors(trust), [("wrong-kind", 2, 7)], "parse_file refuses a trust store");
+    assert_eq!(
+        errors(trust),
+        [("wrong-kind", 2, 7)],
+        "parse_file refuses a trust store"
+    );
 }
 
 #[test]
@@ -106,13 +140,21 @@ fn names_follow_the_artifact_charset() {
                 exec: [/x]\n      issuers: [ok, \"bad issuer\"]\n      maxTtl: 1m\n";
     assert_eq!(
         errors(text),
-        [("bad-name", 4, 9), ("bad-name", 7, 13), ("bad-name", 10, 13), ("bad-name", 12, 22)]
+        [
+            ("bad-name", 4, 9),
+            ("bad-name", 7, 13),
+            ("bad-name", 10, 13),
+            ("bad-name", 12, 21)
+        ]
     );
 }
 
 #[test]
 fn workload_and_cgroup_checks() {
-    assert_eq!(errors(&spec("  workloads: []\n")), [("no-workloads", 6, 14)]);
+    assert_eq!(
+        errors(&spec("  workloads: []\n")),
+        [("no-workloads", 6, 14)]
+    );
     assert_eq!(
         errors(&spec("  workloads:\n    - name: w\n      cgroups: []\n")),
         [("no-cgroups", 7, 13)]
@@ -121,7 +163,11 @@ fn workload_and_cgroup_checks() {
         errors(&spec(
             "  workloads:\n    - name: w\n      cgroups:\n        - /\n        - /a/b*\n        - a/b\n"
         )),
-        [("cgroup-root", 9, 11), ("cgroup-wildcard", 10, 11), ("bad-cgroup", 11, 11)]
+        [
+            ("cgroup-root", 9, 11),
+            ("cgroup-wildcard", 10, 11),
+            ("bad-cgroup", 11, 11)
+        ]
     );
     assert_eq!(
         errors(&spec(
@@ -166,7 +212,10 @@ fn scope_ids_are_stable_and_collisions_are_errors() {
     for name in ["a", "coding-agent", "deploy-agent", "w0"] {
         assert!(scope_id(name) & 0x8000_0000 != 0, "{name}");
     }
-    assert_eq!(scope_id("coding-agent"), 0x8000_0000 | sha_prefix("coding-agent"));
+    assert_eq!(
+        scope_id("coding-agent"),
+        0x8000_0000 | sha_prefix("coding-agent")
+    );
 
     let (a, b) = colliding_names();
     assert_eq!(scope_id(&a), scope_id(&b));
@@ -194,7 +243,7 @@ fn baseline_must_not_contradict_never() {
     assert_eq!(
         errors(&spec(&body)),
         [
-            ("baseline-in-never", 10, 27),
+            ("baseline-in-never", 10, 26),
             ("baseline-in-never", 11, 13),
             ("baseline-in-never", 11, 22),
             ("baseline-in-never", 14, 9),
@@ -204,7 +253,11 @@ fn baseline_must_not_contradict_never() {
 
 #[test]
 fn grantable_rule_checks() {
-    let rule = |fields: &str| spec(&format!("{ONE_WORKLOAD}  grantable:\n    - name: r\n{fields}"));
+    let rule = |fields: &str| {
+        spec(&format!(
+            "{ONE_WORKLOAD}  grantable:\n    - name: r\n{fields}"
+        ))
+    };
     // The rule starts at line 10, column 7 (its `name` key).
     assert_eq!(
         errors(&rule("      exec: [/x]\n      maxTtl: 1m\n")),
@@ -216,13 +269,17 @@ fn grantable_rule_checks() {
     );
     for ttl in ["0s", "25h", "soon", "\"\""] {
         assert_eq!(
-            errors(&rule(&format!("      exec: [/x]\n      issuers: [a]\n      maxTtl: {ttl}\n"))),
+            errors(&rule(&format!(
+                "      exec: [/x]\n      issuers: [a]\n      maxTtl: {ttl}\n"
+            ))),
             [("bad-ttl", 13, 15)],
             "{ttl}"
         );
     }
     assert_eq!(
-        errors(&rule("      exec: [/x]\n      issuers: [a]\n      maxTtl: 1m\n      maxUses: 0\n")),
+        errors(&rule(
+            "      exec: [/x]\n      issuers: [a]\n      maxTtl: 1m\n      maxUses: 0\n"
+        )),
         [("bad-max-uses", 14, 16)]
     );
     assert_eq!(
@@ -239,7 +296,10 @@ fn grantable_rule_checks() {
     .unwrap();
     let r = &ok.workloads[0].grantable[0];
     assert_eq!(r.max_ttl, std::time::Duration::from_secs(86_400));
-    assert_eq!((r.max_uses, r.approvals, r.operation_key_required), (Some(1), 0, false));
+    assert_eq!(
+        (r.max_uses, r.approvals, r.operation_key_required),
+        (Some(1), 0, false)
+    );
 }
 
 #[test]
@@ -251,14 +311,18 @@ fn grants_inside_never_are_warnings() {
          [/etc/**]\n    connect: [{{host: 169.254.0.0/16, ports: \"*\", protocol: tcp}}]\n"
     );
     let doc = parse_file(Path::new("p.yaml"), &spec(&body)).unwrap();
-    let warnings: Vec<_> = doc.warnings.iter().map(|w| (w.code(), w.line, w.column)).collect();
+    let warnings: Vec<_> = doc
+        .warnings
+        .iter()
+        .map(|w| (w.code(), w.line, w.column))
+        .collect();
     assert_eq!(
         warnings,
         [
             ("grant-in-never", 11, 14),
             ("grant-in-never", 12, 15),
             ("grant-in-never", 12, 28),
-            ("grant-in-never", 13, 18),
+            ("grant-in-never", 13, 17),
         ]
     );
     assert!(doc.warnings.iter().all(crate::policy::Located::is_warning));
@@ -286,21 +350,35 @@ fn a_directory_is_checked_as_one_set() {
     let e = load_dir(&dir).unwrap_err();
     let got: Vec<_> = e
         .iter()
-        .map(|l| (l.file.file_name().unwrap().to_str().unwrap(), l.code(), l.line, l.column))
+        .map(|l| {
+            (
+                l.file.file_name().unwrap().to_str().unwrap(),
+                l.code(),
+                l.line,
+                l.column,
+            )
+        })
         .collect();
     assert_eq!(
         got,
         [
             ("b.yml", "duplicate-policy", 4, 9),
             ("b.yml", "duplicate-workload", 7, 13),
-            ("d.yaml", "cgroup-conflict", 8, 16),
+            ("d.yaml", "cgroup-conflict", 8, 17),
             ("e.yaml", "bad-yaml", 1, 7),
         ]
     );
     let text = e.to_string();
-    let first = format!("{}:4:9: policy \"p1\" is also defined at {}:4:9", dir.join("b.yml").display(), dir.join("a.yaml").display());
+    let first = format!(
+        "{}:4:9: policy \"p1\" is also defined at {}:4:9",
+        dir.join("b.yml").display(),
+        dir.join("a.yaml").display()
+    );
     assert!(text.starts_with(&first), "{text}");
-    assert!(text.lines().next().unwrap().ends_with("[duplicate-policy]"), "{text}");
+    assert!(
+        text.lines().next().unwrap().ends_with("[duplicate-policy]"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 4);
     assert_eq!(e.code(), "duplicate-policy");
     fs::remove_dir_all(&dir).unwrap();
@@ -313,26 +391,53 @@ fn directory_contents_and_hash() {
     write(&dir, "notes.txt", "not a policy");
     write(&dir, ".hidden.yaml", "not: [valid");
     fs::create_dir(dir.join("sub.yaml")).unwrap();
-    write(&dir, "trust.yaml", "apiVersion: acelogic.dev/v1\nkind: TrustStore\nkeys: []\n");
+    write(
+        &dir,
+        "trust.yaml",
+        "apiVersion: acelogic.dev/v1\nkind: TrustStore\nkeys: []\n",
+    );
     let target = temp_dir("contents-target");
     write(&target, "linked.yaml", &policy("p2", "w2", "/b"));
     std::os::unix::fs::symlink(target.join("linked.yaml"), dir.join("b.yaml")).unwrap();
 
     let loaded = load_dir(&dir).unwrap();
-    assert_eq!(loaded.set.workloads.keys().collect::<Vec<_>>(), ["w1", "w2"]);
+    assert_eq!(
+        loaded.set.workloads.keys().collect::<Vec<_>>(),
+        ["w1", "w2"]
+    );
     assert_eq!(loaded.set.files, [dir.join("a.yaml"), dir.join("b.yaml")]);
     assert_eq!(loaded.skipped, [dir.join("trust.yaml")]);
     assert!(loaded.warnings.is_empty());
     let w2 = &loaded.set.workloads["w2"];
-    assert_eq!((w2.policy.as_str(), w2.source.as_path()), ("p2", dir.join("b.yaml").as_path()));
-    assert_eq!(loaded.set.owner_of(Path::new("/b")).map(|w| w.name.as_str()), Some("w2"));
-    assert_eq!(loaded.set.by_scope(scope_id("w1")).map(|w| w.name.as_str()), Some("w1"));
+    assert_eq!(
+        (w2.policy.as_str(), w2.source.as_path()),
+        ("p2", dir.join("b.yaml").as_path())
+    );
+    assert_eq!(
+        loaded
+            .set
+            .owner_of(Path::new("/b"))
+            .map(|w| w.name.as_str()),
+        Some("w2")
+    );
+    assert_eq!(
+        loaded.set.by_scope(scope_id("w1")).map(|w| w.name.as_str()),
+        Some("w1")
+    );
 
     // The hash covers policy files only, by name and content.
     let hash = loaded.set.sha256;
-    write(&dir, "trust.yaml", "apiVersion: acelogic.dev/v1\nkind: TrustStore\nkeys: [1]\n");
+    write(
+        &dir,
+        "trust.yaml",
+        "apiVersion: acelogic.dev/v1\nkind: TrustStore\nkeys: [1]\n",
+    );
     assert_eq!(load_dir(&dir).unwrap().set.sha256, hash);
-    write(&dir, "a.yaml", &format!("{}# edited\n", policy("p1", "w1", "/a")));
+    write(
+        &dir,
+        "a.yaml",
+        &format!("{}# edited\n", policy("p1", "w1", "/a")),
+    );
     assert_ne!(load_dir(&dir).unwrap().set.sha256, hash);
 
     // A dangling link is an error; an empty directory loads with a warning.
@@ -341,8 +446,14 @@ fn directory_contents_and_hash() {
     let empty = temp_dir("empty");
     let loaded = load_dir(&empty).unwrap();
     assert!(loaded.set.workloads.is_empty());
-    assert_eq!(loaded.warnings.iter().map(|w| w.code()).collect::<Vec<_>>(), ["no-policies"]);
-    assert_eq!(load_dir(&empty.join("missing")).unwrap_err().codes(), ["io"]);
+    assert_eq!(
+        loaded.warnings.iter().map(|w| w.code()).collect::<Vec<_>>(),
+        ["no-policies"]
+    );
+    assert_eq!(
+        load_dir(&empty.join("missing")).unwrap_err().codes(),
+        ["io"]
+    );
     write(&empty, "bin.yaml", "");
     fs::write(empty.join("bin.yaml"), [0xff, 0xfe, b'\n']).unwrap();
     assert_eq!(load_dir(&empty).unwrap_err().codes(), ["bad-yaml"]);
@@ -353,7 +464,9 @@ fn directory_contents_and_hash() {
 
 #[test]
 fn errors_print_file_line_column_what_why_code() {
-    let text = spec(&format!("{ONE_WORKLOAD}  grantable:\n    - name: r\n      exec: [/x]\n      issuers: [a]\n      maxTtl: 48h\n"));
+    let text = spec(&format!(
+        "{ONE_WORKLOAD}  grantable:\n    - name: r\n      exec: [/x]\n      issuers: [a]\n      maxTtl: 48h\n"
+    ));
     let e = parse_file(Path::new("policies/deploy-agent.yaml"), &text).unwrap_err();
     assert_eq!(
         e.to_string(),

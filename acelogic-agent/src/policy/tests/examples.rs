@@ -20,10 +20,14 @@ fn repo_path(rel: &str) -> PathBuf {
 }
 
 fn example_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = ["coding-agent.yaml", "deploy-agent.yaml", "scaling-agent.yaml"]
-        .iter()
-        .map(|f| repo_path("policies").join(f))
-        .collect();
+    let mut files: Vec<PathBuf> = [
+        "coding-agent.yaml",
+        "deploy-agent.yaml",
+        "scaling-agent.yaml",
+    ]
+    .iter()
+    .map(|f| repo_path("policies").join(f))
+    .collect();
     files.sort();
     files
 }
@@ -39,7 +43,12 @@ fn the_policies_directory_loads_with_the_expected_workloads() {
     let set = &loaded.set;
     assert_eq!(
         set.workloads.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["coding-agent", "deploy-agent", "scaling-agent", "scaling-agent-canary"]
+        [
+            "coding-agent",
+            "deploy-agent",
+            "scaling-agent",
+            "scaling-agent-canary"
+        ]
     );
     for f in example_files() {
         assert!(set.files.contains(&f), "{} not loaded", f.display());
@@ -50,20 +59,44 @@ fn the_policies_directory_loads_with_the_expected_workloads() {
     assert!(coding.grantable.is_empty());
     let repo: PathPattern = "/srv/agents/coding/repo/**".parse().unwrap();
     assert!(coding.baseline.write.contains(&repo));
-    for bin in ["/usr/bin/git", "/usr/bin/python3", "/usr/local/cargo/bin/cargo"] {
-        assert!(coding.baseline.exec.iter().any(|p| p.to_string() == bin), "{bin}");
+    for bin in [
+        "/usr/bin/git",
+        "/usr/bin/python3",
+        "/usr/local/cargo/bin/cargo",
+    ] {
+        assert!(
+            coding.baseline.exec.iter().any(|p| p.to_string() == bin),
+            "{bin}"
+        );
     }
-    assert!(coding.baseline.connect.iter().any(|c| c.host.to_string() == "index.crates.io"));
+    assert!(
+        coding
+            .baseline
+            .connect
+            .iter()
+            .any(|c| c.host.to_string() == "index.crates.io")
+    );
     assert!(coding.never.write.contains(&"/etc/**".parse().unwrap()));
 
     let deploy = &set.workloads["deploy-agent"];
-    let prod = deploy.grantable.iter().find(|r| r.name == "kubectl-production").unwrap();
+    let prod = deploy
+        .grantable
+        .iter()
+        .find(|r| r.name == "kubectl-production")
+        .unwrap();
     assert_eq!(
         (prod.approvals, prod.operation_key_required, prod.max_uses),
         (1, true, Some(1))
     );
-    let staging = deploy.grantable.iter().find(|r| r.name == "kubectl-staging").unwrap();
-    assert_eq!((staging.approvals, staging.operation_key_required), (0, false));
+    let staging = deploy
+        .grantable
+        .iter()
+        .find(|r| r.name == "kubectl-staging")
+        .unwrap();
+    assert_eq!(
+        (staging.approvals, staging.operation_key_required),
+        (0, false)
+    );
 
     let scaling = &set.workloads["scaling-agent"];
     assert!(scaling.grantable.iter().all(|r| r.operation_key_required));
@@ -87,7 +120,9 @@ fn the_examples_admit_what_they_describe() {
         r#"[{"exec":{"path":"/usr/local/bin/kubectl"}},
             {"connect":{"host":"10.20.0.7","ports":"6443","protocol":"tcp"}}]"#,
     );
-    let t = deploy.admit("release-authority", &staging, &no_dns).unwrap();
+    let t = deploy
+        .admit("release-authority", &staging, &no_dns)
+        .unwrap();
     assert_eq!((t.approvals, t.operation_key_required), (0, false));
     let prod = caps(
         r#"[{"exec":{"path":"/usr/local/bin/kubectl"}},
@@ -98,11 +133,20 @@ fn the_examples_admit_what_they_describe() {
         (t.approvals, t.operation_key_required, t.max_uses, t.max_ttl),
         (1, true, Some(1), Duration::from_secs(600))
     );
-    let metadata = caps(r#"[{"connect":{"host":"169.254.169.254","ports":"80","protocol":"tcp"}}]"#);
-    assert_eq!(deploy.admit("release-authority", &metadata, &no_dns).unwrap_err().code, "never");
+    let metadata =
+        caps(r#"[{"connect":{"host":"169.254.169.254","ports":"80","protocol":"tcp"}}]"#);
+    assert_eq!(
+        deploy
+            .admit("release-authority", &metadata, &no_dns)
+            .unwrap_err()
+            .code,
+        "never"
+    );
 
     let scale = caps(r#"[{"exec":{"path":"/usr/local/bin/scale"}}]"#);
-    let t = set.workloads["scaling-agent"].admit("release-authority", &scale, &no_dns).unwrap();
+    let t = set.workloads["scaling-agent"]
+        .admit("release-authority", &scale, &no_dns)
+        .unwrap();
     assert!(t.operation_key_required);
     let kubectl = caps(r#"[{"exec":{"path":"/usr/local/bin/kubectl"}}]"#);
     let r = set.workloads["scaling-agent"].admit("release-authority", &kubectl, &no_dns);
@@ -110,7 +154,8 @@ fn the_examples_admit_what_they_describe() {
 }
 
 fn schema() -> jsonschema::Validator {
-    let text = fs::read_to_string(repo_path("policies/schema/capability-policy.schema.json")).unwrap();
+    let text =
+        fs::read_to_string(repo_path("policies/schema/capability-policy.schema.json")).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("schema: {e}"))
 }
@@ -128,7 +173,8 @@ fn the_examples_match_the_schema_and_it_is_strict() {
         assert!(errors.is_empty(), "{}: {errors:?}", f.display());
     }
     let base = yaml_value(&fs::read_to_string(repo_path("policies/deploy-agent.yaml")).unwrap());
-    let edits: [(&str, fn(&mut Value)); 7] = [
+    type Edit = (&'static str, fn(&mut Value));
+    let edits: [Edit; 7] = [
         ("unknown top-level field", |v| {
             v["extra"] = Value::Bool(true);
         }),
@@ -157,7 +203,10 @@ fn the_examples_match_the_schema_and_it_is_strict() {
         assert!(!schema.is_valid(&v), "the schema accepts: {what}");
         // The loader refuses the same documents.
         let yaml = serde_json::to_string(&v).unwrap();
-        assert!(parse_file(Path::new("edited.yaml"), &yaml).is_err(), "the loader accepts: {what}");
+        assert!(
+            parse_file(Path::new("edited.yaml"), &yaml).is_err(),
+            "the loader accepts: {what}"
+        );
     }
 }
 
