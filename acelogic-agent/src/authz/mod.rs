@@ -74,8 +74,17 @@ pub trait GrantTable {
     fn install(&mut self, set: &[GrantSpec]) -> Result<(), String>;
     /// Removes every entry of `grant_id`; returns how many.
     fn remove(&mut self, grant_id: u64) -> Result<usize, String>;
-    /// Per grant id: (entries, fewest uses left; `None` when unlimited).
-    fn usage(&mut self) -> Result<HashMap<u64, (usize, Option<u64>)>, String>;
+    /// What the table holds per grant id.
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, String>;
+}
+
+/// A grant id's kernel entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub entries: usize,
+    /// Fewest uses left among the entries; `None` when unlimited.
+    pub uses_left: Option<u64>,
+    pub scope_id: u32,
 }
 
 impl GrantTable for Kernel {
@@ -87,13 +96,17 @@ impl GrantTable for Kernel {
         self.remove_grant(grant_id).map_err(|e| e.to_string())
     }
 
-    fn usage(&mut self) -> Result<HashMap<u64, (usize, Option<u64>)>, String> {
-        let mut out: HashMap<u64, (usize, Option<u64>)> = HashMap::new();
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, String> {
+        let mut out: HashMap<u64, Usage> = HashMap::new();
         for g in self.grants().map_err(|e| e.to_string())? {
             let left = g.uses_left();
-            let e = out.entry(g.grant.grant_id).or_insert((0, left));
-            e.0 += 1;
-            e.1 = match (e.1, left) {
+            let e = out.entry(g.grant.grant_id).or_insert(Usage {
+                entries: 0,
+                uses_left: left,
+                scope_id: g.scope_id,
+            });
+            e.entries += 1;
+            e.uses_left = match (e.uses_left, left) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -424,13 +437,22 @@ impl Authorizer {
 
     /// After a start: artifacts a crash left `installing` become live if
     /// their grants reached the kernel, else failed; live artifacts whose
-    /// kernel entries are gone (pinned state removed) end as failed.
-    pub fn settle(&mut self, grants: &mut dyn GrantTable, now: SystemTime) -> Result<(), Refusal> {
+    /// kernel entries are gone (pinned state removed) end as failed; and
+    /// kernel grants in `scopes` (this policy's workloads) that no live
+    /// artifact accounts for (the state was lost) are removed: a grant
+    /// nobody can account for must not stay.
+    pub fn settle(
+        &mut self,
+        grants: &mut dyn GrantTable,
+        scopes: &std::collections::HashSet<u32>,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
         let usage = grants.usage().map_err(|e| Refusal {
             code: "install-failed",
             why: format!("reading kernel grants: {e}"),
         })?;
-        for row in self.state.active().map_err(|e| Refusal::state(&e))? {
+        let active = self.state.active().map_err(|e| Refusal::state(&e))?;
+        for row in &active {
             let present = usage.contains_key(&row.grant_id);
             if present && row.state == "installing" {
                 self.state.mark_live(&row.id).map_err(|e| Refusal::state(&e))?;
@@ -440,7 +462,28 @@ impl Authorizer {
                 } else {
                     "the kernel holds no entries for this grant (pinned state was removed)"
                 };
-                self.end(&row, "failed", "kernel-state-lost", why, None, unix(now))?;
+                self.end(row, "failed", "kernel-state-lost", why, None, unix(now))?;
+            }
+        }
+        let known: std::collections::HashSet<u64> = active.iter().map(|r| r.grant_id).collect();
+        for (grant_id, u) in &usage {
+            if scopes.contains(&u.scope_id) && !known.contains(grant_id) {
+                let removed = grants.remove(*grant_id).map_err(|e| Refusal {
+                    code: "install-failed",
+                    why: format!("removing orphan grant {grant_id}: {e}"),
+                })?;
+                let detail = format!(
+                    "grant {grant_id} in scope {:#x}: {removed} kernel entries no artifact in the \
+                     state accounts for were removed",
+                    u.scope_id
+                );
+                self.note(&Record {
+                    outcome: "revoked",
+                    reason: "orphan-grant",
+                    detail: &detail,
+                    ..Record::default()
+                })
+                .map_err(|e| Refusal::state(&e))?;
             }
         }
         Ok(())
@@ -502,11 +545,11 @@ impl Authorizer {
             .map_err(|e| Refusal::state(&e))?
             .into_iter()
             .map(|row| {
-                let (entries, uses_left) = usage.get(&row.grant_id).copied().unwrap_or((0, Some(0)));
+                let u = usage.get(&row.grant_id);
                 LiveGrant {
+                    entries: u.map_or(0, |u| u.entries),
+                    uses_left: u.map_or(Some(0), |u| u.uses_left),
                     row,
-                    entries,
-                    uses_left,
                 }
             })
             .collect())

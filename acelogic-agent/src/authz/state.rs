@@ -206,10 +206,13 @@ impl State {
             Some(v) if v > SCHEMA_VERSION => return Err(StateError::Schema { found: v }),
             Some(_) => {}
             None => {
+                // Grant ids start at the creation time in milliseconds, so
+                // a state database created anew (lost, moved aside) never
+                // reuses the id of a grant still pinned in the kernel.
                 db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('epoch', 0), \
-                     ('next_grant_id', 1)",
-                    [SCHEMA_VERSION],
+                     ('next_grant_id', ?2)",
+                    [SCHEMA_VERSION, now_ms().max(1)],
                 )?;
             }
         }
@@ -460,8 +463,11 @@ mod tests {
         let path = dir.join("state.db");
         let mut s = State::open(&path).unwrap();
         assert_eq!(s.next_epoch().unwrap(), 1);
-        let first = s.claim(&artifact("a1", Some("scale/x"), 100), 10).unwrap();
-        assert_eq!(first, Claim::Claimed { grant_id: 1 });
+        let Claim::Claimed { grant_id: g } = s.claim(&artifact("a1", Some("scale/x"), 100), 10).unwrap()
+        else {
+            panic!("not claimed")
+        };
+        assert!(g > 1_700_000_000_000, "grant ids start at the creation time: {g}");
         s.mark_live("a1").unwrap();
         drop(s);
 
@@ -481,12 +487,12 @@ mod tests {
         // A different key is free; grant ids keep counting.
         assert_eq!(
             s.claim(&artifact("a3", Some("scale/y"), 100), 11).unwrap(),
-            Claim::Claimed { grant_id: 2 }
+            Claim::Claimed { grant_id: g + 1 }
         );
         // After expiry the key is free again, the id still spent.
         assert_eq!(
             s.claim(&artifact("a2", Some("scale/x"), 300), 100).unwrap(),
-            Claim::Claimed { grant_id: 3 }
+            Claim::Claimed { grant_id: g + 2 }
         );
         assert_eq!(s.artifact("a1").unwrap().unwrap().state, "expired");
     }

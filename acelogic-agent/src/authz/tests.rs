@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{
-    Authorizer, GrantTable, Inputs, Refusal,
+    Authorizer, GrantTable, Inputs, Refusal, Usage,
     check::Settings,
     state::State,
 };
@@ -46,11 +46,15 @@ impl GrantTable for Table {
         Ok(before - self.grants.len())
     }
 
-    fn usage(&mut self) -> Result<HashMap<u64, (usize, Option<u64>)>, String> {
-        let mut out: HashMap<u64, (usize, Option<u64>)> = HashMap::new();
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, String> {
+        let mut out: HashMap<u64, Usage> = HashMap::new();
         for g in &self.grants {
-            let e = out.entry(g.grant_id).or_insert((0, g.max_uses.map(u64::from)));
-            e.0 += 1;
+            let e = out.entry(g.grant_id).or_insert(Usage {
+                entries: 0,
+                uses_left: g.max_uses.map(u64::from),
+                scope_id: g.scope_id,
+            });
+            e.entries += 1;
         }
         Ok(out)
     }
@@ -322,4 +326,25 @@ fn expiry_retires_grants_and_frees_keys() {
     w.now = later;
     let b = w.artifact("/bin/sh", Some("k"));
     w.submit(&w.envelope(&b, false)).unwrap();
+}
+
+#[test]
+fn grants_nobody_accounts_for_are_removed_at_start() {
+    let mut w = World::new("orphans");
+    w.submit(&w.envelope(&w.artifact("/bin/sh", None), false)).unwrap();
+    let scope = w.table.grants[0].scope_id;
+    // The state is lost; the kernel still holds the grant.
+    drop(std::fs::remove_file(w.dir.join("state.db")));
+    w.authz = World::open(&w.dir);
+    let foreign = GrantSpec {
+        scope_id: scope + 1,
+        grant_id: 7,
+        ..w.table.grants[0].clone()
+    };
+    w.table.grants.push(foreign);
+    let ours = std::collections::HashSet::from([scope]);
+    w.authz.settle(&mut w.table, &ours, w.now).unwrap();
+    assert_eq!(w.table.grants.len(), 1, "only the other scope's grant stays");
+    assert_eq!(w.table.grants[0].grant_id, 7);
+    assert_eq!(w.last_record(), ("revoked".into(), "orphan-grant".into()));
 }

@@ -143,7 +143,7 @@ fn runtime() -> CtlResult<tokio::runtime::Runtime> {
         .map_err(CtlError::internal)
 }
 
-fn block<T>(f: impl std::future::Future<Output = CtlResult<T>>) -> CtlResult<T> {
+fn block<T>(f: impl Future<Output = CtlResult<T>>) -> CtlResult<T> {
     runtime()?.block_on(f)
 }
 

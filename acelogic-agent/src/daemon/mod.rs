@@ -160,7 +160,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     node.warnings.extend(loaded.warnings.iter().map(ToString::to_string));
     note_policy_loaded(&mut node);
     let now = SystemTime::now();
-    node.authz.settle(&mut node.kernel, now)?;
+    let scopes = set.workloads.values().map(|w| w.scope_id).collect();
+    node.authz.settle(&mut node.kernel, &scopes, now)?;
     let inputs_revoked = {
         let Node {
             authz,

@@ -12,19 +12,19 @@ use crate::{
     harness::{Case, Need},
 };
 
-pub const CASES: &[Case] = &[
+pub(crate) const CASES: &[Case] = &[
     Case {
-        name: "artifact_grants_exactly_what_it_names",
+        name: "authz_artifact_grants_exactly_what_it_names",
         needs: &[Need::BpfLsm],
         run: artifact_grants_exactly_what_it_names,
     },
     Case {
-        name: "operation_keys_approvals_and_expiry",
+        name: "authz_operation_keys_approvals_and_expiry",
         needs: &[Need::BpfLsm],
         run: operation_keys_approvals_and_expiry,
     },
     Case {
-        name: "policy_reload_narrows_and_bad_reload_keeps",
+        name: "authz_policy_reload_narrows_and_bad_reload_keeps",
         needs: &[Need::BpfLsm],
         run: policy_reload_narrows_and_bad_reload_keeps,
     },
@@ -35,6 +35,7 @@ const EPERM: i32 = libc::EPERM;
 /// One workload owning `cg`; two grantable rules: the CLI binaries with
 /// the issuer alone, busybox only with one approver.
 fn policy(cg: &TestCgroup, with_tools: bool) -> String {
+    let pid = std::process::id();
     let rel = cg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tools = if with_tools {
         "    - name: tools
@@ -52,7 +53,7 @@ metadata:
   name: authz-test
 spec:
   workloads:
-    - name: agent
+    - name: agent-{pid}
       cgroups: [/{rel}]
   baseline:
     libraries: [/lib/**, /lib64/**]
@@ -69,9 +70,10 @@ spec:
 }
 
 fn request(exec: &str, extra: &str) -> String {
+    let pid = std::process::id();
     format!(
         "issuer: ci
-subject: {{workload: agent}}
+subject: {{workload: agent-{pid}}}
 audience: test
 ttl: 10m
 capabilities:
@@ -140,7 +142,7 @@ fn artifact_grants_exactly_what_it_names() -> anyhow::Result<()> {
     let own = exec_in(&cg, &ctl, &["--socket", &d.socket.display().to_string(), "grants"])?;
     expect(own, Exec::Ran(0), "governed `acelogicctl grants`")?;
     let unfreeze =
-        exec_in(&cg, &ctl, &["--socket", &d.socket.display().to_string(), "freeze", "agent"])?;
+        exec_in(&cg, &ctl, &["--socket", &d.socket.display().to_string(), "freeze", &format!("agent-{}", std::process::id())])?;
     expect(unfreeze, Exec::Ran(1), "governed `acelogicctl freeze`")?;
     d.wait_log(&["refused [governed-caller]"])?;
     ensure!(
