@@ -36,7 +36,7 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    fn of(out: Output) -> Self {
+    fn of(out: &Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -96,7 +96,7 @@ impl Daemon {
                 .args(["keygen", "--name", who, "--role", role, "--out"])
                 .arg(keys.join(format!("{who}.key")))
                 .output()?;
-            let ctl = Ctl::of(out).ok("keygen")?;
+            let ctl = Ctl::of(&out).ok("keygen")?;
             trust.push_str(&ctl.stdout);
         }
         fs::write(policies.join("trust.yaml"), trust)?;
@@ -165,7 +165,7 @@ impl Daemon {
             .args(args)
             .stdin(Stdio::null())
             .output()?;
-        Ok(Ctl::of(out))
+        Ok(Ctl::of(&out))
     }
 
     /// Signs `request` (YAML) with the issuer key, and the approver's
