@@ -161,8 +161,50 @@ pub fn admit<'p>(
             code: r.code,
             why: format!("capabilities[{}] ({}): {}", r.index, artifact.capabilities[r.index], r.why),
         })?;
+    // Policies match paths; the kernel matches the object a path leads
+    // to. An artifact naming a symlink (or a path through one) is also
+    // checked as the path it resolves to, so `never` cannot be bypassed
+    // with a link to a forbidden binary or directory.
+    // Only `never` applies to the resolved form: grantable rules are
+    // written with the paths people use (`/bin/ls` on a merged-/usr host).
+    let resolved_caps = canonical(&artifact.capabilities);
+    if resolved_caps != artifact.capabilities
+        && let Err(r) = workload.admit(artifact.issuer.as_str(), &resolved_caps, &lookup)
+        && r.code == "never"
+    {
+        return Err(Refusal {
+            code: r.code,
+            why: format!(
+                "capabilities[{}] ({}, resolved through symlinks to {}): {}",
+                r.index, artifact.capabilities[r.index], resolved_caps[r.index], r.why
+            ),
+        });
+    }
     check_terms(artifact, approvals, &terms, workload)?;
     Ok(Admitted { workload, terms })
+}
+
+/// The capabilities with exec and write paths resolved through symlinks
+/// (paths that do not exist, or do not resolve to a valid path, stay).
+fn canonical(caps: &[Capability]) -> Vec<Capability> {
+    let resolve = |p: &crate::capability::AbsPath| {
+        std::fs::canonicalize(p.as_path())
+            .ok()
+            .and_then(|c| c.to_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| p.clone())
+    };
+    caps.iter()
+        .map(|c| match c {
+            Capability::Exec(e) => Capability::Exec(crate::capability::ExecCap {
+                path: resolve(&e.path),
+                sha256: e.sha256,
+            }),
+            Capability::Write(w) => Capability::Write(crate::capability::WriteCap {
+                path: resolve(&w.path),
+            }),
+            Capability::Connect(_) => c.clone(),
+        })
+        .collect()
 }
 
 /// TTL, uses, approvals and operation key against what the matched

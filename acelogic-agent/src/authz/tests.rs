@@ -97,11 +97,17 @@ spec:
   workloads:
     - {{name: agent, cgroups: [/t]}}
   grantable:
-{sh}    - name: approved
+{sh}    - name: links
+      exec: [/tmp/**]
+      issuers: [ci]
+      maxTtl: 1h
+    - name: approved
       exec: [/bin/ls]
       issuers: [ci]
       maxTtl: 1h
       approvals: 1
+  never:
+    exec: [/bin/true, /usr/bin/true]
 "
     )
 }
@@ -347,4 +353,20 @@ fn grants_nobody_accounts_for_are_removed_at_start() {
     assert_eq!(w.table.grants.len(), 1, "only the other scope's grant stays");
     assert_eq!(w.table.grants[0].grant_id, 7);
     assert_eq!(w.last_record(), ("revoked".into(), "orphan-grant".into()));
+}
+
+#[test]
+fn a_symlink_to_a_never_binary_is_refused() {
+    let mut w = World::new("symlink");
+    let link = std::env::temp_dir().join(format!("acelogic-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    let target = std::fs::canonicalize("/bin/true").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let a = w.artifact(link.to_str().unwrap(), None);
+    let r = w.submit(&w.envelope(&a, false));
+    let _ = std::fs::remove_file(&link);
+    let r = r.unwrap_err();
+    assert_eq!(r.code, "never", "{r}");
+    assert!(r.why.contains("resolved through symlinks"), "{r}");
+    assert!(w.table.grants.is_empty());
 }
