@@ -564,7 +564,10 @@ mod tests {
     #[test]
     fn paths_are_absolute_and_normal() {
         for ok in ["/", "/usr/bin/git", "/srv/repo"] {
-            assert_eq!(ok.parse::<AbsPath>().map(|p| p.to_string()), Ok(ok.to_owned()));
+            assert_eq!(
+                ok.parse::<AbsPath>().map(|p| p.to_string()),
+                Ok(ok.to_owned())
+            );
         }
         for (input, why) in [
             ("usr/bin", "absolute"),
@@ -621,7 +624,10 @@ mod tests {
         assert_eq!(p("*").unwrap().kernel_ports(), vec![0]);
         assert_eq!(p("8000-8003").unwrap().kernel_ports().len(), 4);
         assert!(p("1-65535").unwrap().is_any());
-        assert!(p("1000-1064").is_err(), "65 ports: wider than a range may be");
+        assert!(
+            p("1000-1064").is_err(),
+            "65 ports: wider than a range may be"
+        );
         for bad in ["0", "65536", "", "-1", "10-5", "a", "+80"] {
             assert!(p(bad).is_err(), "{bad}");
         }
@@ -631,9 +637,10 @@ mod tests {
 
     #[test]
     fn capability_json_is_strict() {
-        let c: Capability =
-            serde_json::from_str(r#"{"connect":{"host":"10.0.0.1","ports":"443","protocol":"tcp"}}"#)
-                .unwrap();
+        let c: Capability = serde_json::from_str(
+            r#"{"connect":{"host":"10.0.0.1","ports":"443","protocol":"tcp"}}"#,
+        )
+        .unwrap();
         assert_eq!(c.to_string(), "connect tcp 10.0.0.1:443");
         for bad in [
             r#"{"exec":{"path":"/bin/sh","extra":1}}"#,

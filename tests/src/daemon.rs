@@ -23,7 +23,11 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         return Ok(p);
     }
     let usr = Path::new("/usr/bin").join(name);
-    ensure!(usr.is_file(), "{name} is neither beside {} nor in /usr/bin", exe.display());
+    ensure!(
+        usr.is_file(),
+        "{name} is neither beside {} nor in /usr/bin",
+        exe.display()
+    );
     Ok(usr)
 }
 
@@ -115,7 +119,10 @@ impl Daemon {
         ensure!(self.child.is_none(), "already running");
         let pin = std::env::var(SHARED_PIN_DIR)
             .context("the shared pinned programs are missing (run through the harness)")?;
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(binary("acelogic-agent")?)
             .arg("--policies")
             .arg(&self.policies)
@@ -138,9 +145,16 @@ impl Daemon {
             if let Some(c) = self.child.as_mut()
                 && let Some(st) = c.try_wait()?
             {
-                bail!("the daemon exited ({st}) while starting:\n{}", self.log_text());
+                bail!(
+                    "the daemon exited ({st}) while starting:\n{}",
+                    self.log_text()
+                );
             }
-            ensure!(Instant::now() < deadline, "the daemon did not answer in 60 s:\n{}", self.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "the daemon did not answer in 60 s:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -152,7 +166,11 @@ impl Daemon {
             // SAFETY: plain kill(2) on our own child.
             unsafe { libc::kill(pid, libc::SIGTERM) };
             let st = c.wait()?;
-            ensure!(st.success(), "the daemon exited with {st}:\n{}", self.log_text());
+            ensure!(
+                st.success(),
+                "the daemon exited with {st}:\n{}",
+                self.log_text()
+            );
         }
         Ok(())
     }
@@ -174,7 +192,11 @@ impl Daemon {
         let req = self.dir.join(&format!("{name}.request.yaml"));
         fs::write(&req, request)?;
         let out = self.dir.join(&format!("{name}.dsse.json"));
-        let mut args = vec!["artifact".to_owned(), "sign".to_owned(), "--request".to_owned()];
+        let mut args = vec![
+            "artifact".to_owned(),
+            "sign".to_owned(),
+            "--request".to_owned(),
+        ];
         args.push(req.display().to_string());
         args.push("--key".to_owned());
         args.push(self.dir.join("keys/ci.key").display().to_string());
@@ -191,7 +213,12 @@ impl Daemon {
 
     /// Submits an envelope.
     pub fn submit(&self, envelope: &Path) -> anyhow::Result<Ctl> {
-        self.ctl(&["artifact", "submit", "--json", &envelope.display().to_string()])
+        self.ctl(&[
+            "artifact",
+            "submit",
+            "--json",
+            &envelope.display().to_string(),
+        ])
     }
 
     /// Submits and returns (artifact id, grant id), failing on refusal.
@@ -244,10 +271,18 @@ impl Daemon {
     }
 
     /// Polls `check` for up to 10 s.
-    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    pub fn eventually(
+        &self,
+        what: &str,
+        mut check: impl FnMut() -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !check()? {
-            ensure!(Instant::now() < deadline, "{what}: not within 10 s:\n{}", self.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "{what}: not within 10 s:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
@@ -268,5 +303,9 @@ pub fn sha256_of(path: &Path) -> anyhow::Result<String> {
     let out = Command::new("sha256sum").arg(path).output()?;
     ensure!(out.status.success(), "sha256sum {} failed", path.display());
     let text = String::from_utf8(out.stdout)?;
-    Ok(text.split_whitespace().next().unwrap_or_default().to_owned())
+    Ok(text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
 }

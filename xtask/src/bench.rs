@@ -41,6 +41,44 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         ]),
         "building acelogic-bench",
     )?;
+    run(
+        cargo_with_linker()?.args([
+            "build",
+            "--release",
+            "-p",
+            "acelogic-tests",
+            "--bin",
+            "acelogic-authz-bench",
+        ]),
+        "building acelogic-authz-bench",
+    )?;
+    println!("bench: verify and decide, natively on this machine");
+    let out = std::process::Command::new(ws.target_dir.join("release/acelogic-authz-bench"))
+        .output()
+        .context("running acelogic-authz-bench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut authz = None;
+    for line in text.lines() {
+        if let Some(json) = line.strip_prefix("ACELOGIC-BENCH-AUTHZ ") {
+            authz = Some(serde_json::from_str::<serde_json::Value>(json)?);
+        } else {
+            println!("{line}");
+        }
+    }
+    let authz = authz.with_context(|| {
+        format!(
+            "acelogic-authz-bench did not finish: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let out_dir: PathBuf = ws.target_dir.join("acelogic-bench");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(
+        out_dir.join("authz.json"),
+        serde_json::to_string_pretty(&authz)?,
+    )?;
+    println!("bench: wrote {}", out_dir.join("authz.json").display());
+
     let bin = ws.target_dir.join("release/acelogic-bench");
     let spec = VmSpec {
         name: format!("bench-{}", kernel.label),
@@ -80,8 +118,6 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         "targets: loaded-but-ungoverned <= 1.02x, governed allowed <= 1.10x; measured in {}",
         secs(outcome.elapsed)
     );
-    let out_dir: PathBuf = ws.target_dir.join("acelogic-bench");
-    std::fs::create_dir_all(&out_dir)?;
     let path = out_dir.join("kernel-hooks.json");
     let doc = serde_json::json!({ "kernel": kernel.label, "results": results });
     std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;

@@ -67,7 +67,9 @@ fn admin_only(node: &mut Node, peer: Option<Peer>, what: &str) -> Result<(), Sta
     if governed {
         let r = Refusal {
             code: "governed-caller",
-            why: format!("{what} is refused to processes in governed cgroups (or of unknown origin)"),
+            why: format!(
+                "{what} is refused to processes in governed cgroups (or of unknown origin)"
+            ),
         };
         let _ = node.authz.note(&crate::authz::state::Record {
             outcome: "refused",
@@ -120,13 +122,23 @@ impl pb::agent_server::Agent for Service {
                 r.artifact_id.chars().take(64).collect::<String>()
             )));
         }
-        let why = if r.reason.is_empty() { "revoked by an operator" } else { &r.reason };
+        let why = if r.reason.is_empty() {
+            "revoked by an operator"
+        } else {
+            &r.reason
+        };
         let mut guard = self.lock()?;
         let node = &mut *guard;
         admin_only(node, peer, "revoke")?;
         let removed = node
             .authz
-            .revoke(&r.artifact_id.to_ascii_lowercase(), why, peer, &mut node.kernel, SystemTime::now())
+            .revoke(
+                &r.artifact_id.to_ascii_lowercase(),
+                why,
+                peer,
+                &mut node.kernel,
+                SystemTime::now(),
+            )
             .map_err(|r| status_of(&r))?;
         Ok(Response::new(pb::RevokeArtifactResponse {
             removed: u32::try_from(removed).unwrap_or(u32::MAX),
@@ -146,7 +158,10 @@ impl pb::agent_server::Agent for Service {
                 why: format!("no loaded policy defines workload {only:?}"),
             }));
         }
-        let live = node.authz.live(&mut node.kernel).map_err(|r| status_of(&r))?;
+        let live = node
+            .authz
+            .live(&mut node.kernel)
+            .map_err(|r| status_of(&r))?;
         let now = unix_now();
         let grants = live
             .into_iter()
@@ -237,7 +252,11 @@ impl Service {
         let mut guard = self.lock()?;
         let node = &mut *guard;
         admin_only(node, peer, if frozen { "freeze" } else { "unfreeze" })?;
-        let why = if r.reason.is_empty() { "operator request" } else { &r.reason };
+        let why = if r.reason.is_empty() {
+            "operator request"
+        } else {
+            &r.reason
+        };
         node.set_frozen(&r.workload, frozen, why)
             .map_err(|r| status_of(&r))?;
         Ok(Response::new(pb::FreezeResponse { frozen }))

@@ -95,7 +95,10 @@ pub fn admit<'p>(
     cx: &Context<'p>,
 ) -> Result<Admitted<'p>, Refusal> {
     if artifact.not_before > cx.now + cx.settings.clock_skew {
-        let early = artifact.not_before.duration_since(cx.now).unwrap_or_default();
+        let early = artifact
+            .not_before
+            .duration_since(cx.now)
+            .unwrap_or_default();
         return Err(refuse(
             "not-yet-valid",
             format!(
@@ -124,7 +127,11 @@ pub fn admit<'p>(
     {
         return Err(refuse(
             "wrong-node",
-            format!("subject.node {:?} is not this node ({:?})", node.as_str(), cx.settings.node),
+            format!(
+                "subject.node {:?} is not this node ({:?})",
+                node.as_str(),
+                cx.settings.node
+            ),
         ));
     }
     let name = artifact.subject.workload.as_str();
@@ -159,7 +166,10 @@ pub fn admit<'p>(
         .admit(artifact.issuer.as_str(), &artifact.capabilities, &lookup)
         .map_err(|r| Refusal {
             code: r.code,
-            why: format!("capabilities[{}] ({}): {}", r.index, artifact.capabilities[r.index], r.why),
+            why: format!(
+                "capabilities[{}] ({}): {}",
+                r.index, artifact.capabilities[r.index], r.why
+            ),
         })?;
     // Policies match paths; the kernel matches the object a path leads
     // to. An artifact naming a symlink (or a path through one) is also
@@ -216,7 +226,10 @@ fn check_terms(
     workload: &Workload,
 ) -> Result<(), Refusal> {
     let rules = terms.rules.join(", ");
-    let window = artifact.expires.duration_since(artifact.not_before).unwrap_or_default();
+    let window = artifact
+        .expires
+        .duration_since(artifact.not_before)
+        .unwrap_or_default();
     if window > terms.max_ttl {
         return Err(refuse(
             "ttl-exceeded",
@@ -233,7 +246,9 @@ fn check_terms(
             None => {
                 return Err(refuse(
                     "uses-unbounded",
-                    format!("rule(s) {rules} require maxUses (at most {limit}); the artifact sets none"),
+                    format!(
+                        "rule(s) {rules} require maxUses (at most {limit}); the artifact sets none"
+                    ),
                 ));
             }
             Some(n) if n.get() > limit => {

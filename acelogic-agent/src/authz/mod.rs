@@ -151,6 +151,9 @@ pub struct LiveGrant {
 pub struct Authorizer {
     state: State,
     settings: Settings,
+    /// Print each record as a lineage line (the daemon does; benchmarks
+    /// do not).
+    echo: bool,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -162,7 +165,16 @@ fn unix(t: SystemTime) -> i64 {
 
 impl Authorizer {
     pub fn new(state: State, settings: Settings) -> Self {
-        Self { state, settings }
+        Self {
+            state,
+            settings,
+            echo: true,
+        }
+    }
+
+    /// Whether records are also printed to stdout.
+    pub fn set_echo(&mut self, echo: bool) {
+        self.echo = echo;
     }
 
     pub fn settings(&self) -> &Settings {
@@ -176,7 +188,9 @@ impl Authorizer {
     /// Writes an authorization record and prints it as a lineage line.
     pub fn note(&mut self, r: &Record<'_>) -> Result<i64, StateError> {
         let seq = self.state.record(r)?;
-        println!("{}", render(seq, r));
+        if self.echo {
+            println!("{}", render(seq, r));
+        }
         Ok(seq)
     }
 
@@ -288,9 +302,12 @@ impl Authorizer {
             }
             Err(e) => return Err(self.refused(Refusal::state(&e), &base)),
         };
-        let left = a.expires.duration_since(inputs.now).unwrap_or(Duration::ZERO);
-        let expires_boot_ns = boot_ns_now()
-            .saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
+        let left = a
+            .expires
+            .duration_since(inputs.now)
+            .unwrap_or(Duration::ZERO);
+        let expires_boot_ns =
+            boot_ns_now().saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
         let specs: Vec<GrantSpec> = objects
             .into_iter()
             .map(|object| GrantSpec {
@@ -414,7 +431,11 @@ impl Authorizer {
     /// Ends artifacts whose time is up: the kernel already refuses their
     /// grants; this removes the dead entries, frees the operation keys and
     /// records the expiry.
-    pub fn expire(&mut self, grants: &mut dyn GrantTable, now: SystemTime) -> Result<usize, StateError> {
+    pub fn expire(
+        &mut self,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<usize, StateError> {
         let rows = self.state.expire(unix(now))?;
         for row in &rows {
             if let Err(e) = grants.remove(row.grant_id) {
@@ -455,7 +476,9 @@ impl Authorizer {
         for row in &active {
             let present = usage.contains_key(&row.grant_id);
             if present && row.state == "installing" {
-                self.state.mark_live(&row.id).map_err(|e| Refusal::state(&e))?;
+                self.state
+                    .mark_live(&row.id)
+                    .map_err(|e| Refusal::state(&e))?;
             } else if !present {
                 let why = if row.state == "installing" {
                     "the daemon stopped before the grants were installed"
@@ -514,7 +537,9 @@ impl Authorizer {
                         policy: inputs.policy,
                         frozen: &none,
                         // Judge the terms, not the clock: expiry has its own path.
-                        now: a.not_before.max(inputs.now.min(a.expires - Duration::from_secs(1))),
+                        now: a
+                            .not_before
+                            .max(inputs.now.min(a.expires - Duration::from_secs(1))),
                         resolved: &resolved,
                         cgroups: inputs.cgroups,
                     };
@@ -526,7 +551,14 @@ impl Authorizer {
                     tracing::error!(grant = row.grant_id, error = %e, "removing a narrowed grant");
                 }
                 let why = format!("the new policy no longer permits it: {r}");
-                self.end(&row, "revoked", "policy-narrowed", &why, None, unix(inputs.now))?;
+                self.end(
+                    &row,
+                    "revoked",
+                    "policy-narrowed",
+                    &why,
+                    None,
+                    unix(inputs.now),
+                )?;
                 revoked.push((row.id.clone(), r));
             }
         }

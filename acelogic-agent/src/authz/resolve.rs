@@ -52,7 +52,10 @@ pub fn objects(caps: &[Capability], resolved: &Resolved) -> Result<Vec<GrantObje
                 let meta = std::fs::metadata(c.path.as_path()).map_err(|e| {
                     at(refuse(
                         "object-missing",
-                        format!("{}: {e} (a write grant names an existing file or directory)", c.path),
+                        format!(
+                            "{}: {e} (a write grant names an existing file or directory)",
+                            c.path
+                        ),
                     ))
                 })?;
                 out.push(GrantObject::FileId {
@@ -107,16 +110,22 @@ pub fn objects(caps: &[Capability], resolved: &Resolved) -> Result<Vec<GrantObje
 /// digest when one is given.
 fn binary(path: &std::path::Path, want: Option<[u8; 32]>) -> Result<(u32, u64), Refusal> {
     let shown = path.display();
-    let mut file = File::open(path)
-        .map_err(|e| refuse("object-missing", format!("{shown}: {e}")))?;
+    let mut file =
+        File::open(path).map_err(|e| refuse("object-missing", format!("{shown}: {e}")))?;
     let meta = file
         .metadata()
         .map_err(|e| refuse("object-missing", format!("{shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(refuse("object-missing", format!("{shown} is not a regular file")));
+        return Err(refuse(
+            "object-missing",
+            format!("{shown} is not a regular file"),
+        ));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(refuse("object-missing", format!("{shown} is not executable")));
+        return Err(refuse(
+            "object-missing",
+            format!("{shown} is not executable"),
+        ));
     }
     if let Some(want) = want {
         let mut hasher = Sha256::new();
@@ -142,8 +151,8 @@ fn binary(path: &std::path::Path, want: Option<[u8; 32]>) -> Result<(u32, u64), 
             ));
         }
     }
-    let now = std::fs::metadata(path)
-        .map_err(|e| refuse("object-missing", format!("{shown}: {e}")))?;
+    let now =
+        std::fs::metadata(path).map_err(|e| refuse("object-missing", format!("{shown}: {e}")))?;
     if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
         return Err(refuse(
             "object-changed",
@@ -165,7 +174,9 @@ mod tests {
     fn binaries_resolve_after_their_digest_matches() {
         let sh = std::fs::read("/bin/sh").unwrap();
         let digest = hex::encode(Sha256::digest(&sh));
-        let ok = caps(&format!(r#"[{{"exec":{{"path":"/bin/sh","sha256":"{digest}"}}}}]"#));
+        let ok = caps(&format!(
+            r#"[{{"exec":{{"path":"/bin/sh","sha256":"{digest}"}}}}]"#
+        ));
         let objs = objects(&ok, &Resolved::new()).unwrap();
         let meta = std::fs::metadata("/bin/sh").unwrap();
         assert_eq!(
@@ -176,15 +187,27 @@ mod tests {
                 rights: rights::EXEC
             }]
         );
-        let bad = caps(&format!(r#"[{{"exec":{{"path":"/bin/sh","sha256":"{}"}}}}]"#, "0".repeat(64)));
-        assert_eq!(objects(&bad, &Resolved::new()).unwrap_err().code, "digest-mismatch");
+        let bad = caps(&format!(
+            r#"[{{"exec":{{"path":"/bin/sh","sha256":"{}"}}}}]"#,
+            "0".repeat(64)
+        ));
+        assert_eq!(
+            objects(&bad, &Resolved::new()).unwrap_err().code,
+            "digest-mismatch"
+        );
         let missing = caps(r#"[{"exec":{"path":"/nonexistent/tool"}}]"#);
-        assert_eq!(objects(&missing, &Resolved::new()).unwrap_err().code, "object-missing");
+        assert_eq!(
+            objects(&missing, &Resolved::new()).unwrap_err().code,
+            "object-missing"
+        );
         let plain = std::env::temp_dir().join(format!("acelogic-plain-{}", std::process::id()));
         std::fs::write(&plain, b"data").unwrap();
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
         let not_exec = caps(&format!(r#"[{{"exec":{{"path":"{}"}}}}]"#, plain.display()));
-        assert_eq!(objects(&not_exec, &Resolved::new()).unwrap_err().code, "object-missing");
+        assert_eq!(
+            objects(&not_exec, &Resolved::new()).unwrap_err().code,
+            "object-missing"
+        );
         let _ = std::fs::remove_file(plain);
     }
 
@@ -223,6 +246,9 @@ mod tests {
             })
             .collect();
         let c = caps(&format!("[{}]", many.join(",")));
-        assert_eq!(objects(&c, &Resolved::new()).unwrap_err().code, "too-many-entries");
+        assert_eq!(
+            objects(&c, &Resolved::new()).unwrap_err().code,
+            "too-many-entries"
+        );
     }
 }

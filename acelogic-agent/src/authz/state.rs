@@ -200,7 +200,9 @@ impl State {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
         let found: Option<i64> = db
-            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         match found {
             Some(v) if v > SCHEMA_VERSION => return Err(StateError::Schema { found: v }),
@@ -221,7 +223,9 @@ impl State {
 
     /// Counts one more daemon start and returns its epoch (1, 2, ...).
     pub fn next_epoch(&mut self) -> Result<u64, StateError> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'", [])?;
         let epoch: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
             r.get(0)
@@ -233,7 +237,9 @@ impl State {
     /// Marks live or installing artifacts whose expiry has passed as
     /// expired (their leases end with them); returns them.
     pub fn expire(&mut self, now: i64) -> Result<Vec<ArtifactRow>, StateError> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rows = {
             let mut q = tx.prepare(&format!(
                 "SELECT {ROW_COLUMNS} FROM artifacts \
@@ -254,7 +260,9 @@ impl State {
     /// the id, takes the lease and allocates a kernel grant id. Durable on
     /// return, before any grant is installed.
     pub fn claim(&mut self, a: &ArtifactRow, now: i64) -> Result<Claim, StateError> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let spent: Option<(i64, String)> = tx
             .query_row(
                 "SELECT accepted_at, state FROM artifacts WHERE id = ?1",
@@ -369,7 +377,12 @@ impl State {
             .collect())
     }
 
-    pub fn set_frozen(&mut self, workload: &str, frozen: bool, why: &str) -> Result<(), StateError> {
+    pub fn set_frozen(
+        &mut self,
+        workload: &str,
+        frozen: bool,
+        why: &str,
+    ) -> Result<(), StateError> {
         if frozen {
             self.db.execute(
                 "INSERT INTO frozen (workload, since, reason) VALUES (?1, ?2, ?3) \
@@ -384,8 +397,11 @@ impl State {
     }
 
     pub fn frozen(&self) -> Result<Vec<String>, StateError> {
-        let mut q = self.db.prepare("SELECT workload FROM frozen ORDER BY workload")?;
-        Ok(q.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)
+        let mut q = self
+            .db
+            .prepare("SELECT workload FROM frozen ORDER BY workload")?;
+        Ok(q.query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Appends one authorization record; returns its sequence number.
@@ -463,11 +479,15 @@ mod tests {
         let path = dir.join("state.db");
         let mut s = State::open(&path).unwrap();
         assert_eq!(s.next_epoch().unwrap(), 1);
-        let Claim::Claimed { grant_id: g } = s.claim(&artifact("a1", Some("scale/x"), 100), 10).unwrap()
+        let Claim::Claimed { grant_id: g } =
+            s.claim(&artifact("a1", Some("scale/x"), 100), 10).unwrap()
         else {
             panic!("not claimed")
         };
-        assert!(g > 1_700_000_000_000, "grant ids start at the creation time: {g}");
+        assert!(
+            g > 1_700_000_000_000,
+            "grant ids start at the creation time: {g}"
+        );
         s.mark_live("a1").unwrap();
         drop(s);
 
@@ -475,7 +495,10 @@ mod tests {
         assert_eq!(s.next_epoch().unwrap(), 2);
         assert!(matches!(
             s.claim(&artifact("a1", None, 100), 11).unwrap(),
-            Claim::Replayed { accepted_at: 10, .. }
+            Claim::Replayed {
+                accepted_at: 10,
+                ..
+            }
         ));
         assert_eq!(
             s.claim(&artifact("a2", Some("scale/x"), 100), 11).unwrap(),
@@ -539,7 +562,10 @@ mod tests {
         let s = State::open(&path).unwrap();
         let recs = s.records_after(seq - 1).unwrap();
         assert_eq!(recs.len(), 1);
-        assert_eq!((recs[0].reason.as_str(), recs[0].peer_pid), ("replayed", Some(42)));
+        assert_eq!(
+            (recs[0].reason.as_str(), recs[0].peer_pid),
+            ("replayed", Some(42))
+        );
         assert_eq!(s.frozen().unwrap(), vec!["w".to_owned()]);
     }
 

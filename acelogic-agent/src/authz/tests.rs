@@ -8,11 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{
-    Authorizer, GrantTable, Inputs, Refusal, Usage,
-    check::Settings,
-    state::State,
-};
+use super::{Authorizer, GrantTable, Inputs, Refusal, Usage, check::Settings, state::State};
 use crate::{
     artifact::{Artifact, ArtifactId, Name, Role, SecretKey, Subject, TrustStore, sign},
     capability::{Capability, ExecCap},
@@ -32,7 +28,11 @@ impl GrantTable for Table {
             return Err("map full".to_owned());
         }
         for s in set {
-            if self.grants.iter().any(|g| g.object == s.object && g.scope_id == s.scope_id) {
+            if self
+                .grants
+                .iter()
+                .any(|g| g.object == s.object && g.scope_id == s.scope_id)
+            {
                 return Err("conflict".to_owned());
             }
         }
@@ -72,7 +72,10 @@ struct World {
 }
 
 fn whole_now() -> SystemTime {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
@@ -209,7 +212,10 @@ fn accepted_once_then_replayed_also_after_reopening() {
     let ok = w.submit(&env).unwrap();
     assert_eq!(ok.workload, "agent");
     assert_eq!(w.table.grants.len(), 1);
-    assert!(matches!(w.table.grants[0].object, GrantObject::FileId { .. }));
+    assert!(matches!(
+        w.table.grants[0].object,
+        GrantObject::FileId { .. }
+    ));
     assert_eq!(w.last_record(), ("accepted".into(), "granted".into()));
     assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
     assert_eq!(w.last_record(), ("refused".into(), "replayed".into()));
@@ -226,10 +232,23 @@ fn an_operation_key_has_one_live_holder_until_revoked() {
     let env2 = w.envelope(&w.artifact("/bin/sh", Some("scale/checkout")), false);
     w.submit(&env1).unwrap();
     assert_eq!(w.submit(&env2).unwrap_err().code, "operation-conflict");
-    assert_eq!(w.table.grants.len(), 1, "the refused artifact installed nothing");
-    let removed = w.authz.revoke(&id, "test", None, &mut w.table, w.now).unwrap();
+    assert_eq!(
+        w.table.grants.len(),
+        1,
+        "the refused artifact installed nothing"
+    );
+    let removed = w
+        .authz
+        .revoke(&id, "test", None, &mut w.table, w.now)
+        .unwrap();
     assert_eq!(removed, 1);
-    assert_eq!(w.authz.revoke(&id, "again", None, &mut w.table, w.now).unwrap_err().code, "not-live");
+    assert_eq!(
+        w.authz
+            .revoke(&id, "again", None, &mut w.table, w.now)
+            .unwrap_err()
+            .code,
+        "not-live"
+    );
     w.submit(&env2).unwrap();
 }
 
@@ -237,7 +256,10 @@ fn an_operation_key_has_one_live_holder_until_revoked() {
 fn approvals_are_counted() {
     let mut w = World::new("approvals");
     let a = w.artifact("/bin/ls", None);
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "approval-missing");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "approval-missing"
+    );
     w.submit(&w.envelope(&a, true)).unwrap();
 }
 
@@ -247,25 +269,46 @@ fn time_audience_subject_and_policy_refusals() {
     let mut a = w.artifact("/bin/sh", None);
     a.expires = w.now - Duration::from_secs(1);
     a.not_before = w.now - Duration::from_secs(60);
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "expired");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "expired"
+    );
     let mut a = w.artifact("/bin/sh", None);
     a.not_before = w.now + Duration::from_secs(120);
     a.expires = w.now + Duration::from_secs(600);
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "not-yet-valid");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "not-yet-valid"
+    );
     let mut a = w.artifact("/bin/sh", None);
     a.audience = "other".parse().unwrap();
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "wrong-audience");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "wrong-audience"
+    );
     let mut a = w.artifact("/bin/sh", None);
     a.subject.workload = "nobody".parse().unwrap();
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "unknown-workload");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "unknown-workload"
+    );
     let mut a = w.artifact("/bin/sh", None);
     a.subject.node = Some("n2".parse().unwrap());
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "wrong-node");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "wrong-node"
+    );
     let a = w.artifact("/bin/cat", None);
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "not-grantable");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "not-grantable"
+    );
     let mut a = w.artifact("/bin/sh", None);
     a.expires = w.now + Duration::from_secs(7200);
-    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "ttl-exceeded");
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "ttl-exceeded"
+    );
     let mut bad = w.envelope(&w.artifact("/bin/sh", None), false);
     let n = bad.len();
     bad[n / 2] ^= 1;
@@ -289,9 +332,18 @@ fn a_failed_install_spends_the_id_and_frees_the_key() {
     let env = w.envelope(&a, false);
     w.table.fail_next = true;
     assert_eq!(w.submit(&env).unwrap_err().code, "install-failed");
-    assert_eq!(w.authz.state().artifact(&a.id.to_string()).unwrap().unwrap().state, "failed");
+    assert_eq!(
+        w.authz
+            .state()
+            .artifact(&a.id.to_string())
+            .unwrap()
+            .unwrap()
+            .state,
+        "failed"
+    );
     assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
-    w.submit(&w.envelope(&w.artifact("/bin/sh", Some("k")), false)).unwrap();
+    w.submit(&w.envelope(&w.artifact("/bin/sh", Some("k")), false))
+        .unwrap();
 }
 
 #[test]
@@ -317,7 +369,10 @@ fn a_narrower_policy_revokes_what_it_no_longer_permits() {
     assert_eq!(revoked[0].0, drop.id.to_string());
     assert_eq!(revoked[0].1.code, "not-grantable");
     assert_eq!(w.table.grants.len(), 1, "the still-permitted grant stays");
-    assert_eq!(w.last_record(), ("revoked".into(), "policy-narrowed".into()));
+    assert_eq!(
+        w.last_record(),
+        ("revoked".into(), "policy-narrowed".into())
+    );
 }
 
 #[test]
@@ -337,7 +392,8 @@ fn expiry_retires_grants_and_frees_keys() {
 #[test]
 fn grants_nobody_accounts_for_are_removed_at_start() {
     let mut w = World::new("orphans");
-    w.submit(&w.envelope(&w.artifact("/bin/sh", None), false)).unwrap();
+    w.submit(&w.envelope(&w.artifact("/bin/sh", None), false))
+        .unwrap();
     let scope = w.table.grants[0].scope_id;
     // The state is lost; the kernel still holds the grant.
     drop(std::fs::remove_file(w.dir.join("state.db")));
@@ -350,7 +406,11 @@ fn grants_nobody_accounts_for_are_removed_at_start() {
     w.table.grants.push(foreign);
     let ours = std::collections::HashSet::from([scope]);
     w.authz.settle(&mut w.table, &ours, w.now).unwrap();
-    assert_eq!(w.table.grants.len(), 1, "only the other scope's grant stays");
+    assert_eq!(
+        w.table.grants.len(),
+        1,
+        "only the other scope's grant stays"
+    );
     assert_eq!(w.table.grants[0].grant_id, 7);
     assert_eq!(w.last_record(), ("revoked".into(), "orphan-grant".into()));
 }

@@ -63,7 +63,8 @@ enum Command {
 }
 
 fn hostname() -> anyhow::Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the hostname")?;
+    let name =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the hostname")?;
     Ok(name.trim().to_owned())
 }
 
@@ -86,7 +87,9 @@ async fn main() -> anyhow::Result<()> {
         None => hostname()?,
     };
     daemon::run(daemon::Config {
-        trust: args.trust.unwrap_or_else(|| args.policies.join("trust.yaml")),
+        trust: args
+            .trust
+            .unwrap_or_else(|| args.policies.join("trust.yaml")),
         policies: args.policies,
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,

@@ -167,7 +167,10 @@ fn main_inner(args: Args) -> CtlResult<String> {
                 RoleArg::Approver => Role::Approver,
             };
             let entry = offline::keygen(&name, role, &out)?;
-            eprintln!("wrote {} (mode 0600); add this entry to the trust store's keys:", out.display());
+            eprintln!(
+                "wrote {} (mode 0600); add this entry to the trust store's keys:",
+                out.display()
+            );
             Ok(entry.trim_end().to_owned())
         }
         Command::Artifact(ArtifactCmd::Sign { request, keys, out }) => {
@@ -180,15 +183,22 @@ fn main_inner(args: Args) -> CtlResult<String> {
             offline::cosign(&envelope, &key, out.as_deref())?;
             Ok(String::new())
         }
-        Command::Artifact(ArtifactCmd::Inspect { envelope, trust, json }) => {
-            offline::inspect(&envelope, &trust, json)
-        }
+        Command::Artifact(ArtifactCmd::Inspect {
+            envelope,
+            trust,
+            json,
+        }) => offline::inspect(&envelope, &trust, json),
         Command::Artifact(ArtifactCmd::Submit { envelope, json }) => {
             block(remote::submit(&socket, &envelope, json))
         }
-        Command::Revoke { artifact_id, reason } => block(remote::revoke(&socket, &artifact_id, &reason)),
+        Command::Revoke {
+            artifact_id,
+            reason,
+        } => block(remote::revoke(&socket, &artifact_id, &reason)),
         Command::Grants { workload, json } => block(remote::grants(&socket, &workload, json)),
-        Command::Freeze { workload, reason } => block(remote::freeze(&socket, &workload, &reason, true)),
+        Command::Freeze { workload, reason } => {
+            block(remote::freeze(&socket, &workload, &reason, true))
+        }
         Command::Unfreeze { workload, reason } => {
             block(remote::freeze(&socket, &workload, &reason, false))
         }
@@ -227,7 +237,9 @@ fn main_inner(args: Args) -> CtlResult<String> {
             run::close_inherited()?;
             Err(run::exec(&cmd))
         }
-        Command::Policy(PolicyCmd::Check { dir, trust }) => offline::policy_check(&dir, trust.as_deref()),
+        Command::Policy(PolicyCmd::Check { dir, trust }) => {
+            offline::policy_check(&dir, trust.as_deref())
+        }
     }
 }
 
@@ -236,7 +248,7 @@ fn main() -> ExitCode {
     match main_inner(args) {
         Ok(out) => {
             if !out.is_empty() {
-                println!("{out}");
+                println!("{}", out.trim_end());
             }
             ExitCode::SUCCESS
         }

@@ -15,8 +15,9 @@ fn read(path: &Path) -> CtlResult<Vec<u8>> {
 
 fn write_out(out: Option<&Path>, bytes: &[u8]) -> CtlResult {
     match out {
-        Some(p) => std::fs::write(p, bytes)
-            .map_err(|e| CtlError::input(format!("{}: {e}", p.display()))),
+        Some(p) => {
+            std::fs::write(p, bytes).map_err(|e| CtlError::input(format!("{}: {e}", p.display())))
+        }
         None => {
             use std::io::Write as _;
             let mut o = std::io::stdout().lock();
@@ -44,9 +45,8 @@ pub fn sign(request: &Path, keys: &[&Path], out: Option<&Path>) -> CtlResult<Str
         .map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?;
     let mut secrets = Vec::new();
     for k in keys {
-        secrets.push(
-            SecretKey::read(k).map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?,
-        );
+        secrets
+            .push(SecretKey::read(k).map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?);
     }
     let payload = artifact
         .to_json()
@@ -62,8 +62,7 @@ pub fn cosign(envelope: &Path, key: &Path, out: Option<&Path>) -> CtlResult {
     let bytes = read(envelope)?;
     let secret =
         SecretKey::read(key).map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?;
-    let signed = artifact::cosign(&bytes, &secret)
-        .map_err(|e| CtlError::refused(e.code(), e))?;
+    let signed = artifact::cosign(&bytes, &secret).map_err(|e| CtlError::refused(e.code(), e))?;
     write_out(out, &signed)
 }
 
@@ -90,18 +89,41 @@ pub fn inspect(envelope: &Path, trust: &Path, json: bool) -> CtlResult<String> {
     }
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14} {v}\n"));
-    line("verified", "yes (signatures; time, audience and policy are checked by the node)".into());
+    line(
+        "verified",
+        "yes (signatures; time, audience and policy are checked by the node)".into(),
+    );
     line("id", a.id.to_string());
     line("issuer", format!("{} (key {})", a.issuer, v.issuer_key));
-    let approvers: Vec<String> = v.approvers.iter().map(|x| format!("{} (key {})", x.name, x.key_id)).collect();
-    line("approvers", if approvers.is_empty() { "none".into() } else { approvers.join(", ") });
+    let approvers: Vec<String> = v
+        .approvers
+        .iter()
+        .map(|x| format!("{} (key {})", x.name, x.key_id))
+        .collect();
+    line(
+        "approvers",
+        if approvers.is_empty() {
+            "none".into()
+        } else {
+            approvers.join(", ")
+        },
+    );
     line("workload", a.subject.workload.to_string());
     line("audience", a.audience.to_string());
     line("not before", artifact::format_timestamp(a.not_before));
     line("expires", artifact::format_timestamp(a.expires));
-    line("max uses", a.max_uses.map_or("unlimited".into(), |n| n.to_string()));
-    line("operation", a.operation_key.clone().unwrap_or_else(|| "-".into()));
-    line("approval ref", a.approval_ref.clone().unwrap_or_else(|| "-".into()));
+    line(
+        "max uses",
+        a.max_uses.map_or("unlimited".into(), |n| n.to_string()),
+    );
+    line(
+        "operation",
+        a.operation_key.clone().unwrap_or_else(|| "-".into()),
+    );
+    line(
+        "approval ref",
+        a.approval_ref.clone().unwrap_or_else(|| "-".into()),
+    );
     line("reason", a.reason.clone());
     for c in &a.capabilities {
         line("capability", c.to_string());
@@ -109,7 +131,10 @@ pub fn inspect(envelope: &Path, trust: &Path, json: bool) -> CtlResult<String> {
     for i in &v.ignored {
         line("ignored sig", format!("{} [{}]", i.keyid, i.reason.code()));
     }
-    line("envelope", format!("sha256 {}", hex::encode(v.envelope_sha256)));
+    line(
+        "envelope",
+        format!("sha256 {}", hex::encode(v.envelope_sha256)),
+    );
     Ok(s)
 }
 

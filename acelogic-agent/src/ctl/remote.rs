@@ -23,7 +23,12 @@ pub fn from_status(s: &tonic::Status) -> CtlError {
     match api::reason_of(s) {
         Some(code) => CtlError {
             exit: CtlError::REFUSED,
-            message: format!("refused [{code}]: {}", s.message().strip_prefix(&format!("{code}: ")).unwrap_or(s.message())),
+            message: format!(
+                "refused [{code}]: {}",
+                s.message()
+                    .strip_prefix(&format!("{code}: "))
+                    .unwrap_or(s.message())
+            ),
         },
         None if s.code() == tonic::Code::Unavailable => CtlError {
             exit: CtlError::UNREACHABLE,
@@ -86,7 +91,10 @@ pub async fn revoke(socket: &Path, id: &str, reason: &str) -> CtlResult<String> 
         .await
         .map_err(|s| from_status(&s))?
         .into_inner();
-    Ok(format!("revoked artifact {id}: {} kernel entries removed", r.removed))
+    Ok(format!(
+        "revoked artifact {id}: {} kernel entries removed",
+        r.removed
+    ))
 }
 
 pub async fn grants(socket: &Path, workload: &str, json: bool) -> CtlResult<String> {
@@ -124,8 +132,13 @@ pub async fn grants(socket: &Path, workload: &str, json: bool) -> CtlResult<Stri
             g.workload,
             g.grant_id,
             when(g.expires_unix),
-            g.uses_left.map_or("unlimited".to_owned(), |n| n.to_string()),
-            if g.operation_key.is_empty() { "-" } else { &g.operation_key },
+            g.uses_left
+                .map_or("unlimited".to_owned(), |n| n.to_string()),
+            if g.operation_key.is_empty() {
+                "-"
+            } else {
+                &g.operation_key
+            },
             g.issuer,
             g.approvers.join(",")
         ));
@@ -136,24 +149,36 @@ pub async fn grants(socket: &Path, workload: &str, json: bool) -> CtlResult<Stri
     Ok(s.trim_end().to_owned())
 }
 
-pub async fn freeze(socket: &Path, workload: &str, reason: &str, frozen: bool) -> CtlResult<String> {
+pub async fn freeze(
+    socket: &Path,
+    workload: &str,
+    reason: &str,
+    frozen: bool,
+) -> CtlResult<String> {
     let mut c = connect(socket).await?;
     let req = pb::FreezeRequest {
         workload: workload.to_owned(),
         reason: reason.to_owned(),
     };
-    let r = if frozen { c.freeze(req).await } else { c.unfreeze(req).await };
+    let r = if frozen {
+        c.freeze(req).await
+    } else {
+        c.unfreeze(req).await
+    };
     r.map_err(|s| from_status(&s))?;
     Ok(format!(
         "workload {workload} {}",
-        if frozen { "frozen: every action is denied" } else { "unfrozen" }
+        if frozen {
+            "frozen: every action is denied"
+        } else {
+            "unfrozen"
+        }
     ))
 }
 
 pub async fn status(socket: &Path) -> CtlResult<pb::StatusResponse> {
     let mut c = connect(socket).await?;
-    Ok(c
-        .status(pb::StatusRequest {})
+    Ok(c.status(pb::StatusRequest {})
         .await
         .map_err(|s| from_status(&s))?
         .into_inner())
@@ -172,9 +197,15 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
         when(s.policy_loaded_unix)
     );
     if !s.policy_error.is_empty() {
-        out.push_str(&format!("LAST RELOAD FAILED (old policy in force): {}\n", s.policy_error));
+        out.push_str(&format!(
+            "LAST RELOAD FAILED (old policy in force): {}\n",
+            s.policy_error
+        ));
     }
-    out.push_str(&format!("{} live artifact(s), {} trusted key(s)\n", s.live_artifacts, s.trusted_keys));
+    out.push_str(&format!(
+        "{} live artifact(s), {} trusted key(s)\n",
+        s.live_artifacts, s.trusted_keys
+    ));
     for w in &s.workloads {
         out.push_str(&format!(
             "workload {} scope={:#010x} mode={}{} cgroups=[{}]\n",

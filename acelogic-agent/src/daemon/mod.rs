@@ -69,7 +69,11 @@ fn fingerprint(policies: &Path, trust: &Path) -> Vec<(PathBuf, u64, Option<Syste
     let mut out = Vec::new();
     let mut add = |p: PathBuf| {
         let m = std::fs::metadata(&p).ok();
-        out.push((p, m.as_ref().map_or(0, std::fs::Metadata::len), m.and_then(|m| m.modified().ok())));
+        out.push((
+            p,
+            m.as_ref().map_or(0, std::fs::Metadata::len),
+            m.and_then(|m| m.modified().ok()),
+        ));
     };
     if let Ok(rd) = std::fs::read_dir(policies) {
         for e in rd.flatten() {
@@ -88,7 +92,9 @@ fn bind(socket: &Path, gid: Option<u32>) -> anyhow::Result<UnixListener> {
     match std::fs::remove_file(socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing the stale {}", socket.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing the stale {}", socket.display()));
+        }
     }
     let listener =
         UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
@@ -157,7 +163,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let set = loaded.set;
     node.warnings = node.apply(&set, None)?;
-    node.warnings.extend(loaded.warnings.iter().map(ToString::to_string));
+    node.warnings
+        .extend(loaded.warnings.iter().map(ToString::to_string));
     note_policy_loaded(&mut node);
     let now = SystemTime::now();
     let scopes = set.workloads.values().map(|w| w.scope_id).collect();
@@ -244,7 +251,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&config.socket);
-    let mut guard = node.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+    let mut guard = node
+        .lock()
+        .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
     let _ = guard.authz.note(&Record {
         outcome: "daemon-stop",
         reason: "signal",
@@ -361,7 +370,9 @@ fn housekeeping(node: &mut Node) {
             }
             match node.kernel.govern(&dir, w.scope_id) {
                 Ok(_) => node.cgroups.entry(w.name.clone()).or_default().push(dir),
-                Err(e) => tracing::warn!(cgroup = %dir.display(), error = %e, "governing a new cgroup"),
+                Err(e) => {
+                    tracing::warn!(cgroup = %dir.display(), error = %e, "governing a new cgroup")
+                }
             }
         }
     }

@@ -85,10 +85,7 @@ impl Node {
             return true;
         };
         let path = self.cgroup_root.join(rel.trim_start_matches('/'));
-        self.cgroups
-            .values()
-            .flatten()
-            .any(|d| path.starts_with(d))
+        self.cgroups.values().flatten().any(|d| path.starts_with(d))
     }
 
     /// Freezes or unfreezes a workload, durably.
@@ -131,7 +128,11 @@ impl Node {
     /// Makes the kernel match `set`: scopes, cgroups, baselines. Workloads
     /// of the previous policy that `set` drops are released and emptied.
     /// Returns warnings (paths missing on this node and the like).
-    pub fn apply(&mut self, set: &PolicySet, previous: Option<&PolicySet>) -> anyhow::Result<Vec<String>> {
+    pub fn apply(
+        &mut self,
+        set: &PolicySet,
+        previous: Option<&PolicySet>,
+    ) -> anyhow::Result<Vec<String>> {
         let mut warnings = Vec::new();
         let mut cgroups = HashMap::new();
         for w in set.workloads.values() {
@@ -168,7 +169,11 @@ impl Node {
             if let Some(lit) = c.literal() {
                 let dir = self.cgroup_root.join(lit.strip_prefix("/").unwrap_or(lit));
                 if let Err(e) = std::fs::create_dir_all(&dir) {
-                    warnings.push(format!("workload {}: creating {}: {e}", w.name, dir.display()));
+                    warnings.push(format!(
+                        "workload {}: creating {}: {e}",
+                        w.name,
+                        dir.display()
+                    ));
                 }
             }
         }
@@ -177,7 +182,11 @@ impl Node {
         for dir in dirs {
             match self.kernel.govern(&dir, w.scope_id) {
                 Ok(_) => governed.push(dir),
-                Err(e) => warnings.push(format!("workload {}: governing {}: {e}", w.name, dir.display())),
+                Err(e) => warnings.push(format!(
+                    "workload {}: governing {}: {e}",
+                    w.name,
+                    dir.display()
+                )),
             }
         }
         governed
@@ -186,14 +195,15 @@ impl Node {
     /// The workload's baseline resolved on this node.
     fn wanted(&self, w: &Workload, warnings: &mut Vec<String>) -> Wanted {
         let mut files: BTreeMap<(u32, u64), u32> = BTreeMap::new();
-        let mut add = |path: &Path, r: u32, warnings: &mut Vec<String>| match std::fs::metadata(path) {
-            Ok(m) => *files.entry((kernel_dev(m.dev()), m.ino())).or_default() |= r,
-            Err(e) => warnings.push(format!(
-                "workload {}: baseline {}: {e} (skipped on this node)",
-                w.name,
-                path.display()
-            )),
-        };
+        let mut add =
+            |path: &Path, r: u32, warnings: &mut Vec<String>| match std::fs::metadata(path) {
+                Ok(m) => *files.entry((kernel_dev(m.dev()), m.ino())).or_default() |= r,
+                Err(e) => warnings.push(format!(
+                    "workload {}: baseline {}: {e} (skipped on this node)",
+                    w.name,
+                    path.display()
+                )),
+            };
         let b = &w.baseline;
         for p in &b.exec {
             add(p.as_path(), rights::EXEC, warnings);

@@ -243,7 +243,9 @@ enum Resolved {
 }
 
 impl Kernel {
-    pub(super) fn file_baseline(&mut self) -> Result<HashMap<&mut MapData, FileKey, FileRule>, KernelError> {
+    pub(super) fn file_baseline(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, FileKey, FileRule>, KernelError> {
         HashMap::try_from(self.map_mut(names::MAP_FILE_BASELINE)?)
             .map_err(KernelError::on_map(names::MAP_FILE_BASELINE))
     }
@@ -253,7 +255,9 @@ impl Kernel {
             .map_err(KernelError::on_map(names::MAP_FILE_GRANTS))
     }
 
-    pub(super) fn net_baseline(&mut self) -> Result<LpmTrie<&mut MapData, NetKey, NetRule>, KernelError> {
+    pub(super) fn net_baseline(
+        &mut self,
+    ) -> Result<LpmTrie<&mut MapData, NetKey, NetRule>, KernelError> {
         LpmTrie::try_from(self.map_mut(names::MAP_NET_BASELINE)?)
             .map_err(KernelError::on_map(names::MAP_NET_BASELINE))
     }
@@ -399,9 +403,11 @@ impl Kernel {
                 let (dev, ino) = file_identity(path)?;
                 Object::File(dev, ino, *r, path.display().to_string())
             }
-            GrantObject::FileId { dev, ino, rights: r } => {
-                Object::File(*dev, *ino, *r, format!("file dev {dev} inode {ino}"))
-            }
+            GrantObject::FileId {
+                dev,
+                ino,
+                rights: r,
+            } => Object::File(*dev, *ino, *r, format!("file dev {dev} inode {ino}")),
             GrantObject::Net(target) => Object::Net(target),
         };
         match object {

@@ -36,7 +36,11 @@ const EPERM: i32 = libc::EPERM;
 /// the issuer alone, busybox only with one approver.
 fn policy(cg: &TestCgroup, with_tools: bool) -> String {
     let pid = std::process::id();
-    let rel = cg.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let rel = cg
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tools = if with_tools {
         "    - name: tools
       exec: [/usr/bin/acelogicctl, /usr/bin/acelogic-agent]
@@ -106,7 +110,11 @@ fn artifact_grants_exactly_what_it_names() -> anyhow::Result<()> {
     let ctl = ctl_path()?;
     let agent = agent_path()?;
 
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Refused(EPERM), "before any artifact")?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Refused(EPERM),
+        "before any artifact",
+    )?;
 
     // A digest that does not match the binary is refused.
     let bad = d.sign(
@@ -122,27 +130,55 @@ fn artifact_grants_exactly_what_it_names() -> anyhow::Result<()> {
     let digest = sha256_of(Path::new(&ctl))?;
     let good = d.sign(
         "good",
-        &request(&ctl, "").replace(&format!("path: {ctl}}}"), &format!("path: {ctl}, sha256: {digest}}}")),
+        &request(&ctl, "").replace(
+            &format!("path: {ctl}}}"),
+            &format!("path: {ctl}, sha256: {digest}}}"),
+        ),
         false,
     )?;
     let (id, grant) = d.accept(&good)?;
     d.wait_log(&["authz", "accepted [granted]", &format!("artifact={id}")])?;
 
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Ran(0), "the granted binary")?;
-    d.wait_log(&["hook=exec", "verdict=allow", "reason=grant", &format!("grant={grant}")])?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Ran(0),
+        "the granted binary",
+    )?;
+    d.wait_log(&[
+        "hook=exec",
+        "verdict=allow",
+        "reason=grant",
+        &format!("grant={grant}"),
+    ])?;
     expect(
         exec_in(&cg, &agent, &["--version"])?,
         Exec::Refused(EPERM),
         "a binary the artifact does not name",
     )?;
-    expect(exec_in(&cg, "/bin/busybox", &["true"])?, Exec::Refused(EPERM), "busybox")?;
+    expect(
+        exec_in(&cg, "/bin/busybox", &["true"])?,
+        Exec::Refused(EPERM),
+        "busybox",
+    )?;
 
     // The socket is reachable from the governed workload (it may list its
     // grants), but administrative calls are not.
-    let own = exec_in(&cg, &ctl, &["--socket", &d.socket.display().to_string(), "grants"])?;
+    let own = exec_in(
+        &cg,
+        &ctl,
+        &["--socket", &d.socket.display().to_string(), "grants"],
+    )?;
     expect(own, Exec::Ran(0), "governed `acelogicctl grants`")?;
-    let unfreeze =
-        exec_in(&cg, &ctl, &["--socket", &d.socket.display().to_string(), "freeze", &format!("agent-{}", std::process::id())])?;
+    let unfreeze = exec_in(
+        &cg,
+        &ctl,
+        &[
+            "--socket",
+            &d.socket.display().to_string(),
+            "freeze",
+            &format!("agent-{}", std::process::id()),
+        ],
+    )?;
     expect(unfreeze, Exec::Ran(1), "governed `acelogicctl freeze`")?;
     d.wait_log(&["refused [governed-caller]"])?;
     ensure!(
@@ -153,9 +189,18 @@ fn artifact_grants_exactly_what_it_names() -> anyhow::Result<()> {
     d.submit(&good)?.refused("replay", "replayed")?;
     d.stop()?;
     d.start()?;
-    d.submit(&good)?.refused("replay after a restart", "replayed")?;
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Ran(0), "the grant after a restart")?;
-    ensure!(d.status()?["epoch"] == 2, "the restart is epoch 2: {}", d.status()?);
+    d.submit(&good)?
+        .refused("replay after a restart", "replayed")?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Ran(0),
+        "the grant after a restart",
+    )?;
+    ensure!(
+        d.status()?["epoch"] == 2,
+        "the restart is epoch 2: {}",
+        d.status()?
+    );
     d.stop()
 }
 
@@ -172,20 +217,39 @@ fn operation_keys_approvals_and_expiry() -> anyhow::Result<()> {
     let up = d.sign("scale-up", &request(&ctl, key), false)?;
     let down = d.sign("scale-down", &request(&agent, key), false)?;
     let (up_id, _) = d.accept(&up)?;
-    d.submit(&down)?.refused("second holder of the key", "operation-conflict")?;
+    d.submit(&down)?
+        .refused("second holder of the key", "operation-conflict")?;
     d.wait_log(&["refused [operation-conflict]"])?;
-    expect(exec_in(&cg, &agent, &["--version"])?, Exec::Refused(EPERM), "the conflicting grant")?;
-    d.ctl(&["revoke", &up_id, "--reason", "test"])?.ok("revoke")?;
+    expect(
+        exec_in(&cg, &agent, &["--version"])?,
+        Exec::Refused(EPERM),
+        "the conflicting grant",
+    )?;
+    d.ctl(&["revoke", &up_id, "--reason", "test"])?
+        .ok("revoke")?;
     d.wait_log(&["revoked [revoked]", &format!("artifact={up_id}")])?;
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Refused(EPERM), "after revoke")?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Refused(EPERM),
+        "after revoke",
+    )?;
     d.accept(&down)?;
-    expect(exec_in(&cg, &agent, &["--version"])?, Exec::Ran(0), "the key's new holder")?;
+    expect(
+        exec_in(&cg, &agent, &["--version"])?,
+        Exec::Ran(0),
+        "the key's new holder",
+    )?;
 
     let lone = d.sign("lone", &request("/bin/busybox", ""), false)?;
-    d.submit(&lone)?.refused("no approver", "approval-missing")?;
+    d.submit(&lone)?
+        .refused("no approver", "approval-missing")?;
     let approved = d.sign("approved", &request("/bin/busybox", ""), true)?;
     d.accept(&approved)?;
-    expect(exec_in(&cg, "/bin/busybox", &["true"])?, Exec::Ran(0), "approved busybox")?;
+    expect(
+        exec_in(&cg, "/bin/busybox", &["true"])?,
+        Exec::Ran(0),
+        "approved busybox",
+    )?;
 
     let short = d.sign(
         "short",
@@ -193,9 +257,17 @@ fn operation_keys_approvals_and_expiry() -> anyhow::Result<()> {
         false,
     )?;
     let (short_id, _) = d.accept(&short)?;
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Ran(0), "before expiry")?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Ran(0),
+        "before expiry",
+    )?;
     d.wait_log(&["expired [expired]", &format!("artifact={short_id}")])?;
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Refused(EPERM), "after expiry")?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Refused(EPERM),
+        "after expiry",
+    )?;
     d.stop()
 }
 
@@ -212,7 +284,11 @@ fn policy_reload_narrows_and_bad_reload_keeps() -> anyhow::Result<()> {
 
     fs::write(d.policies.join("policy.yaml"), policy(&cg, false))?;
     d.wait_log(&["revoked [policy-narrowed]", &format!("artifact={id}")])?;
-    expect(exec_in(&cg, &ctl, &["--version"])?, Exec::Refused(EPERM), "after narrowing")?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Refused(EPERM),
+        "after narrowing",
+    )?;
     ensure!(d.grants()?.is_empty(), "grants left: {:?}", d.grants()?);
     let narrowed = d.status()?["policySha256"].clone();
     ensure!(narrowed != before, "the policy hash did not change");
@@ -225,10 +301,15 @@ fn policy_reload_narrows_and_bad_reload_keeps() -> anyhow::Result<()> {
         policy(&cg, true).replace("maxTtl: 1h\n", "maxTtl: 1h\n      colour: blue\n"),
     )?;
     d.eventually("the reload error shows in status", || {
-        Ok(d.status()?["policyError"].as_str().is_some_and(|e| e.contains("policy.yaml:")))
+        Ok(d.status()?["policyError"]
+            .as_str()
+            .is_some_and(|e| e.contains("policy.yaml:")))
     })?;
     let s = d.status()?;
-    ensure!(s["policySha256"] == narrowed, "a bad reload replaced the policy: {s}");
+    ensure!(
+        s["policySha256"] == narrowed,
+        "a bad reload replaced the policy: {s}"
+    );
     d.wait_log(&["policy-rejected [invalid-policy]"])?;
     d.stop()
 }

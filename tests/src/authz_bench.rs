@@ -1,0 +1,215 @@
+//! Verify-and-decide benchmark (native, no kernel): `cargo xtask bench`
+//! runs it before the VM benchmark. Each artifact is a fresh, distinct
+//! envelope; latencies are per artifact, on one core.
+//!
+//! Rows: one bare Ed25519 `verify_strict` (the baseline, same run); the
+//! envelope verified against the trust store (parse, PAE, signatures);
+//! verify and decide (plus time, audience, subject, policy and terms);
+//! and a full submit (plus the durable claim in SQLite with
+//! `synchronous=FULL` and a grant table in memory in place of the kernel).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::{Duration, Instant, SystemTime},
+};
+
+use acelogic_agent::{
+    artifact::{self, Artifact, ArtifactId, Role, SecretKey, Subject, TrustStore},
+    authz::{
+        Authorizer, GrantTable, Inputs, Usage,
+        check::{self, Context, Settings},
+        state::State,
+    },
+    capability::{Capability, ExecCap},
+    kernel::rules::GrantSpec,
+    policy,
+};
+use anyhow::Context as _;
+
+/// Grants kept in memory: the kernel's part is measured in the VM.
+#[derive(Debug, Default)]
+struct Memory(Vec<GrantSpec>);
+
+impl GrantTable for Memory {
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), String> {
+        self.0.extend_from_slice(set);
+        Ok(())
+    }
+    fn remove(&mut self, grant_id: u64) -> Result<usize, String> {
+        let n = self.0.len();
+        self.0.retain(|g| g.grant_id != grant_id);
+        Ok(n - self.0.len())
+    }
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, String> {
+        Ok(HashMap::new())
+    }
+}
+
+const POLICY: &str = "apiVersion: acelogic.dev/v1
+kind: CapabilityPolicy
+metadata: {name: bench}
+spec:
+  workloads:
+    - {name: agent, cgroups: [/bench]}
+  grantable:
+    - name: tools
+      exec: [/bin/sh, /usr/bin/**]
+      issuers: [ci]
+      maxTtl: 1h
+      approvals: 1
+  never:
+    exec: [/usr/bin/nsenter]
+";
+
+fn name(s: &str) -> anyhow::Result<artifact::Name> {
+    s.parse().map_err(|e: String| anyhow::anyhow!(e))
+}
+
+fn whole(t: SystemTime) -> SystemTime {
+    let s = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+}
+
+fn summary(name: &str, mut ns: Vec<u64>, base_p50: f64) -> serde_json::Value {
+    ns.sort_unstable();
+    let at = |q: f64| {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "index"
+        )]
+        let i = ((ns.len() as f64 - 1.0) * q).round() as usize;
+        ns[i]
+    };
+    let (p50, p99) = (at(0.5), at(0.99));
+    let total: u64 = ns.iter().sum();
+    #[expect(clippy::cast_precision_loss, reason = "report")]
+    let per_sec = ns.len() as f64 / (total as f64 / 1e9);
+    #[expect(clippy::cast_precision_loss, reason = "report")]
+    let ratio = p50 as f64 / base_p50;
+    println!(
+        "| {name} | {:.1} µs | {:.1} µs | {per_sec:.0} | {ratio:.2}x |",
+        p50 as f64 / 1e3,
+        p99 as f64 / 1e3
+    );
+    serde_json::json!({"name": name, "p50_ns": p50, "p99_ns": p99, "per_second": per_sec, "ratio_p50": ratio})
+}
+
+/// Runs the benchmark; returns the JSON document.
+pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
+    let dir = std::env::temp_dir().join(format!("acelogic-authz-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies"))?;
+    std::fs::write(dir.join("policies/p.yaml"), POLICY)?;
+    let set = policy::load_dir(&dir.join("policies"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .set;
+    let issuer = SecretKey::from_seed("ci", Role::Issuer, [3; 32])?;
+    let approver = SecretKey::from_seed("alice", Role::Approver, [4; 32])?;
+    let trust = TrustStore::new([issuer.trusted(), approver.trusted()], [])?;
+    let now = whole(SystemTime::now());
+    let envelopes: Vec<Vec<u8>> = (0..n)
+        .map(|_| {
+            let a = Artifact {
+                version: 1,
+                id: ArtifactId::generate()?,
+                issuer: name("ci")?,
+                subject: Subject {
+                    workload: name("agent")?,
+                    node: None,
+                    cgroup: None,
+                },
+                audience: name("bench")?,
+                not_before: now - Duration::from_secs(5),
+                expires: now + Duration::from_secs(600),
+                capabilities: vec![Capability::Exec(ExecCap {
+                    path: "/bin/sh".parse()?,
+                    sha256: None,
+                })],
+                max_uses: None,
+                operation_key: None,
+                approval_ref: None,
+                reason: "bench".to_owned(),
+                parent: None,
+            };
+            Ok(artifact::sign(&a.to_json()?, &[&issuer, &approver]).to_json())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let settings = Settings {
+        audience: "bench".into(),
+        node: "n".into(),
+        clock_skew: Duration::from_secs(30),
+    };
+    let frozen = BTreeSet::new();
+    let cgroups = HashMap::new();
+
+    // Baseline: one bare signature check over the first envelope's PAE.
+    let env = artifact::Envelope::from_json(&envelopes[0])?;
+    let pae = env.pae();
+    let sig = ed25519_dalek::Signature::from_slice(&env.signatures[0].sig)?;
+    let key = issuer.public();
+    let mut base = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        key.verify_strict(&pae, &sig).context("baseline verify")?;
+        base.push(u64::try_from(t.elapsed().as_nanos())?);
+    }
+    let mut sorted = base.clone();
+    sorted.sort_unstable();
+    #[expect(clippy::cast_precision_loss, reason = "report")]
+    let base_p50 = sorted[sorted.len() / 2] as f64;
+
+    let mut verify = Vec::with_capacity(n);
+    let mut decide = Vec::with_capacity(n);
+    for e in &envelopes {
+        let t = Instant::now();
+        artifact::verify(e, &trust)?;
+        verify.push(u64::try_from(t.elapsed().as_nanos())?);
+        let t = Instant::now();
+        let v = artifact::verify(e, &trust)?;
+        let resolved = check::resolve_names(&v.artifact.capabilities);
+        let cx = Context {
+            settings: &settings,
+            policy: &set,
+            frozen: &frozen,
+            now,
+            resolved: &resolved,
+            cgroups: &cgroups,
+        };
+        check::admit(&v.artifact, v.approvers.len(), &cx).map_err(|r| anyhow::anyhow!("{r}"))?;
+        decide.push(u64::try_from(t.elapsed().as_nanos())?);
+    }
+
+    let mut authz = Authorizer::new(State::open(&dir.join("state.db"))?, settings);
+    authz.set_echo(false);
+    let mut table = Memory::default();
+    let inputs = Inputs {
+        policy: &set,
+        trust: &trust,
+        frozen: &frozen,
+        cgroups: &cgroups,
+        now,
+    };
+    let mut submit = Vec::with_capacity(n);
+    for e in &envelopes {
+        let t = Instant::now();
+        authz
+            .submit(e, None, &inputs, &mut table)
+            .map_err(|r| anyhow::anyhow!("{r}"))?;
+        submit.push(u64::try_from(t.elapsed().as_nanos())?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "| per artifact ({n} distinct envelopes) | p50 | p99 | per second, one core | p50 vs baseline |"
+    );
+    println!("|---|---|---|---|---|");
+    Ok(serde_json::json!({"artifacts": n, "rows": [
+        summary("ed25519 verify_strict, one signature (baseline)", base, base_p50),
+        summary("verify envelope (issuer + approver signatures)", verify, base_p50),
+        summary("verify and decide (time, audience, subject, policy, terms)", decide, base_p50),
+        summary("full submit (+ durable claim in SQLite, grants in memory)", submit, base_p50),
+    ]}))
+}
