@@ -6,7 +6,6 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
-    path::Path,
     time::{Duration, SystemTime},
 };
 
@@ -276,10 +275,4 @@ fn check_terms(
         ));
     }
     Ok(())
-}
-
-/// True when `path` is (below) one of `dirs`.
-#[must_use]
-pub fn within_any(path: &Path, dirs: &[std::path::PathBuf]) -> bool {
-    dirs.iter().any(|d| path.starts_with(d))
 }

@@ -371,7 +371,7 @@ fn housekeeping(node: &mut Node) {
             match node.kernel.govern(&dir, w.scope_id) {
                 Ok(_) => node.cgroups.entry(w.name.clone()).or_default().push(dir),
                 Err(e) => {
-                    tracing::warn!(cgroup = %dir.display(), error = %e, "governing a new cgroup")
+                    tracing::warn!(cgroup = %dir.display(), error = %e, "governing a new cgroup");
                 }
             }
         }

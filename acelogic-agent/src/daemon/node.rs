@@ -47,17 +47,6 @@ pub struct Node {
 }
 
 impl Node {
-    /// The inputs the engine decides with.
-    pub fn inputs(&self, now: SystemTime) -> Inputs<'_> {
-        Inputs {
-            policy: &self.policy,
-            trust: &self.trust,
-            frozen: &self.frozen,
-            cgroups: &self.cgroups,
-            now,
-        }
-    }
-
     /// Submits one envelope.
     pub fn submit(
         &mut self,
