@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod lineage;
 pub mod node;
 pub mod policy;
+mod yaml;
 
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default
 /// `info`).

@@ -3,7 +3,6 @@
 //! (`yes`, `on`) are not booleans, and every error says `file:line:column`.
 
 use serde::de::DeserializeOwned;
-use serde_saphyr::{DefaultMessageFormatter, MessageFormatter as _};
 
 /// Largest YAML file read (a trust store with a few hundred keys is ~50 KiB).
 pub(crate) const MAX_YAML_BYTES: usize = 1024 * 1024;
@@ -43,33 +42,7 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, 
         let location = e
             .location()
             .map_or_else(|| origin.to_owned(), |l| at(origin, l.line(), l.column()));
-        let inner = e.without_snippet();
-        let code = match inner {
-            serde_saphyr::Error::SerdeUnknownField { .. } => "unknown-field",
-            serde_saphyr::Error::SerdeMissingField { .. } => "missing-field",
-            serde_saphyr::Error::DuplicateMappingKey { .. } => "duplicate-field",
-            serde_saphyr::Error::Budget { .. } => "too-large",
-            serde_saphyr::Error::Message { .. }
-            | serde_saphyr::Error::SerdeInvalidType { .. }
-            | serde_saphyr::Error::SerdeInvalidValue { .. }
-            | serde_saphyr::Error::SerdeInvalidLength { .. }
-            | serde_saphyr::Error::SerdeUnknownVariant { .. }
-            | serde_saphyr::Error::NullIntoString { .. }
-            | serde_saphyr::Error::InvalidScalar { .. }
-            | serde_saphyr::Error::InvalidBooleanStrict { .. } => "bad-value",
-            _ => "bad-yaml",
-        };
-        let message: String = DefaultMessageFormatter
-            .format_message(inner)
-            .chars()
-            .flat_map(|c| {
-                if c.is_control() {
-                    c.escape_default().collect::<Vec<_>>()
-                } else {
-                    vec![c]
-                }
-            })
-            .collect();
+        let (code, message) = crate::yaml::classify(&e);
         YamlError {
             code,
             location,

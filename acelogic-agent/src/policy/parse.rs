@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_saphyr::{Budget, DefaultMessageFormatter, MessageFormatter as _, Spanned};
+use serde_saphyr::{Budget, Spanned};
 
 use super::{Located, Mode, PolicyErrors, Problem};
 use crate::capability::{AbsPath, ConnectCap, PathPattern};
@@ -138,43 +138,16 @@ fn options() -> serde_saphyr::Options {
 }
 
 fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Located {
-    use serde_saphyr::Error as E;
     let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-    // Errors met through an alias or with a snippet wrap the original.
-    let mut inner = e;
-    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
-        inner = error;
-    }
-    // Control characters from the input must not reach a terminal or log.
-    let message: String = DefaultMessageFormatter
-        .format_message(inner)
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    let problem = match inner {
-        E::SerdeUnknownField { .. } => Problem::UnknownField(message),
-        E::SerdeMissingField { .. } => Problem::MissingField(message),
-        E::DuplicateMappingKey { .. } => Problem::DuplicateField(message),
-        E::Budget { .. }
-        | E::AliasReplayLimitExceeded { .. }
-        | E::AliasExpansionLimitExceeded { .. }
-        | E::AliasReplayStackDepthExceeded { .. } => Problem::TooLarge(format!(
+    let (code, message) = crate::yaml::classify(e);
+    let problem = match code {
+        "unknown-field" => Problem::UnknownField(message),
+        "missing-field" => Problem::MissingField(message),
+        "duplicate-field" => Problem::DuplicateField(message),
+        "too-large" => Problem::TooLarge(format!(
             "{message}: a policy needs neither deep nesting nor mass alias expansion"
         )),
-        E::Message { .. }
-        | E::SerdeInvalidType { .. }
-        | E::SerdeInvalidValue { .. }
-        | E::SerdeInvalidLength { .. }
-        | E::SerdeUnknownVariant { .. }
-        | E::NullIntoString { .. }
-        | E::InvalidScalar { .. }
-        | E::InvalidBooleanStrict { .. } => Problem::BadValue(message),
+        "bad-value" => Problem::BadValue(message),
         _ => Problem::BadYaml(message),
     };
     Located::new(file, at, problem)
