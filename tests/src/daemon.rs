@@ -159,6 +159,18 @@ impl Daemon {
         }
     }
 
+    /// The daemon's capability set `field` (`CapEff`, `CapBnd`, ...)
+    /// from `/proc/PID/status`.
+    pub fn capabilities(&self, field: &str) -> anyhow::Result<u64> {
+        let pid = self.child.as_ref().context("not running")?.id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+        Ok(u64::from_str_radix(hex.trim(), 16)?)
+    }
+
     /// SIGTERM and wait.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.child.take() {

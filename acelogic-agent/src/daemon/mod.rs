@@ -169,28 +169,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let now = SystemTime::now();
     let scopes = set.workloads.values().map(|w| w.scope_id).collect();
     node.authz.settle(&mut node.kernel, &scopes, now)?;
-    let inputs_revoked = {
-        let Node {
-            authz,
-            kernel,
-            policy,
-            trust,
-            frozen,
-            cgroups,
-            ..
-        } = &mut node;
-        let inputs = crate::authz::Inputs {
-            policy,
-            trust,
-            frozen,
-            cgroups,
-            now,
-        };
-        authz.recheck(&inputs, kernel)?
-    };
-    for (id, why) in inputs_revoked {
-        tracing::warn!(artifact = %id, %why, "revoked at start: the policy no longer permits it");
-    }
+    node.recheck(now)?;
     node.authz.expire(&mut node.kernel, now)?;
     for w in &node.warnings {
         tracing::warn!(warning = %w, "policy");
@@ -325,29 +304,8 @@ fn reload(node: &mut Node, config: &Config) {
             node.policy_error = format!("applying: {e}");
         }
     }
-    let Node {
-        authz,
-        kernel,
-        policy,
-        trust,
-        frozen,
-        cgroups,
-        ..
-    } = node;
-    let inputs = crate::authz::Inputs {
-        policy,
-        trust,
-        frozen,
-        cgroups,
-        now: SystemTime::now(),
-    };
-    match authz.recheck(&inputs, kernel) {
-        Ok(revoked) => {
-            for (id, why) in revoked {
-                tracing::warn!(artifact = %id, %why, "revoked: the new policy no longer permits it");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "re-checking live artifacts"),
+    if let Err(e) = node.recheck(SystemTime::now()) {
+        tracing::error!(error = %e, "re-checking live artifacts");
     }
 }
 

@@ -53,14 +53,49 @@ impl Node {
         envelope: &[u8],
         peer: Option<crate::authz::state::Peer>,
     ) -> Result<crate::authz::Accepted, Refusal> {
+        let Self {
+            authz,
+            kernel,
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            ..
+        } = self;
         let inputs = Inputs {
-            policy: &self.policy,
-            trust: &self.trust,
-            frozen: &self.frozen,
-            cgroups: &self.cgroups,
+            policy,
+            trust,
+            frozen,
+            cgroups,
             now: SystemTime::now(),
         };
-        self.authz.submit(envelope, peer, &inputs, &mut self.kernel)
+        authz.submit(envelope, peer, &inputs, kernel)
+    }
+
+    /// Re-checks every live artifact against the policy and trust store in
+    /// force and revokes those they no longer permit; returns how many.
+    pub fn recheck(&mut self, now: SystemTime) -> Result<usize, Refusal> {
+        let Self {
+            authz,
+            kernel,
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            ..
+        } = self;
+        let inputs = Inputs {
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            now,
+        };
+        let revoked = authz.recheck(&inputs, kernel)?;
+        for (id, why) in &revoked {
+            tracing::warn!(artifact = %id, %why, "revoked: the policy in force no longer permits it");
+        }
+        Ok(revoked.len())
     }
 
     /// True when `pid` runs in a cgroup this daemon governs.
