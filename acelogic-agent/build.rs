@@ -11,8 +11,14 @@ fn main() -> anyhow::Result<()> {
     // environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
     tonic_prost_build::configure()
-        .compile_protos(&["proto/acelogic/agent/v1/agent.proto"], &["proto"])
-        .context("generating the gRPC API")?;
+        .compile_protos(
+            &[
+                "proto/acelogic/agent/v1/agent.proto",
+                "proto/acelogic/lineage/v1/lineage.proto",
+            ],
+            &["proto"],
+        )
+        .context("generating the gRPC APIs")?;
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
