@@ -81,6 +81,8 @@ pub struct Daemon {
     pub policies: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// Extra daemon arguments (`--journal-cap`, `--collector`, ...).
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -110,6 +112,7 @@ impl Daemon {
             log: dir.join("agent.log"),
             policies,
             dir,
+            args: Vec::new(),
             child: None,
         })
     }
@@ -133,6 +136,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket)
             .args(["--audience", "test", "--node-name", "vm", "--tick", "200ms"])
+            .args(&self.args)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
@@ -185,6 +189,24 @@ impl Daemon {
             );
         }
         Ok(())
+    }
+
+    /// Sends `signal` to the daemon; after SIGKILL it is reaped and gone.
+    pub fn signal(&mut self, signal: i32) -> anyhow::Result<()> {
+        let c = self.child.as_mut().context("not running")?;
+        let pid = i32::try_from(c.id())?;
+        // SAFETY: plain kill(2) on our own child.
+        ensure!(unsafe { libc::kill(pid, signal) } == 0, "kill({pid}, {signal})");
+        if signal == libc::SIGKILL {
+            c.wait()?;
+            self.child = None;
+        }
+        Ok(())
+    }
+
+    /// The daemon's journal (`<state>/journal.db`).
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("state/journal.db")
     }
 
     /// `acelogicctl --socket <ours> ARGS`.

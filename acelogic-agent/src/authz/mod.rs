@@ -84,6 +84,8 @@ pub struct Usage {
     pub entries: usize,
     /// Fewest uses left among the entries; `None` when unlimited.
     pub uses_left: Option<u64>,
+    /// Every entry is limited and has no use left.
+    pub used_up: bool,
     pub scope_id: u32,
 }
 
@@ -103,9 +105,11 @@ impl GrantTable for Kernel {
             let e = out.entry(g.grant.grant_id).or_insert(Usage {
                 entries: 0,
                 uses_left: left,
+                used_up: true,
                 scope_id: g.scope_id,
             });
             e.entries += 1;
+            e.used_up &= left == Some(0);
             e.uses_left = match (e.uses_left, left) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -147,6 +151,13 @@ pub struct LiveGrant {
 }
 
 /// The engine and its durable state.
+/// Where authorization records go when not into the state database: the
+/// daemon sends them to the lineage journal.
+pub trait RecordSink: std::fmt::Debug + Send {
+    /// Stores `r` durably; returns its sequence number.
+    fn write(&mut self, r: &Record<'_>) -> Result<i64, String>;
+}
+
 #[derive(Debug)]
 pub struct Authorizer {
     state: State,
@@ -154,6 +165,8 @@ pub struct Authorizer {
     /// Print each record as a lineage line (the daemon does; benchmarks
     /// do not).
     echo: bool,
+    /// Replaces the state database's `authz_records` when set.
+    sink: Option<Box<dyn RecordSink>>,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -169,7 +182,14 @@ impl Authorizer {
             state,
             settings,
             echo: true,
+            sink: None,
         }
+    }
+
+    /// Sends every record to `sink` (durably, before the outcome takes
+    /// effect) instead of the state database's `authz_records`.
+    pub fn set_sink(&mut self, sink: Box<dyn RecordSink>) {
+        self.sink = Some(sink);
     }
 
     /// Whether records are also printed to stdout.
@@ -187,7 +207,10 @@ impl Authorizer {
 
     /// Writes an authorization record and prints it as a lineage line.
     pub fn note(&mut self, r: &Record<'_>) -> Result<i64, StateError> {
-        let seq = self.state.record(r)?;
+        let seq = match &mut self.sink {
+            Some(sink) => sink.write(r).map_err(StateError::Journal)?,
+            None => self.state.record(r)?,
+        };
         if self.echo {
             println!("{}", render(seq, r));
         }
@@ -338,6 +361,10 @@ impl Authorizer {
                 outcome: "accepted",
                 reason: "granted",
                 detail: &detail,
+                approvers: &approvers,
+                operation_key: a.operation_key.as_deref(),
+                capabilities: &row.capabilities,
+                grant_id: Some(grant_id),
                 ..base.clone()
             })
         });
@@ -414,8 +441,11 @@ impl Authorizer {
             .end(&row.id, state, why, now)
             .map_err(|e| Refusal::state(&e))?;
         let detail = format!("grant {}: {why}", row.grant_id);
+        // A used-up artifact ends in the `expired` state; its record says
+        // what happened.
+        let outcome = if reason == "consumed" { reason } else { state };
         self.note(&Record {
-            outcome: state,
+            outcome,
             reason,
             detail: &detail,
             artifact_id: Some(&row.id),
@@ -423,6 +453,8 @@ impl Authorizer {
             issuer: Some(&row.issuer),
             peer,
             envelope_sha256: Some(&row.envelope_sha256),
+            grant_id: Some(row.grant_id),
+            ..Record::default()
         })
         .map_err(|e| Refusal::state(&e))?;
         Ok(())
@@ -451,9 +483,39 @@ impl Authorizer {
                 issuer: Some(&row.issuer),
                 peer: None,
                 envelope_sha256: Some(&row.envelope_sha256),
+                grant_id: Some(row.grant_id),
+                ..Record::default()
             })?;
         }
         Ok(rows.len())
+    }
+
+    /// Ends live artifacts whose every kernel entry has used its last use:
+    /// records `consumed`, removes the spent entries and frees the
+    /// operation key. The id stays spent, so presenting the artifact again
+    /// is refused `replayed`. (The state table has no `consumed` state; the
+    /// row ends `expired` with the reason `consumed`.)
+    pub fn consume(
+        &mut self,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<usize, Refusal> {
+        let usage = grants.usage().map_err(|e| Refusal {
+            code: "install-failed",
+            why: format!("reading kernel grants: {e}"),
+        })?;
+        let mut n = 0;
+        for row in self.state.active().map_err(|e| Refusal::state(&e))? {
+            if !usage.get(&row.grant_id).is_some_and(|u| u.used_up) {
+                continue;
+            }
+            if let Err(e) = grants.remove(row.grant_id) {
+                tracing::warn!(grant = row.grant_id, error = %e, "removing a used-up grant");
+            }
+            self.end(&row, "expired", "consumed", "every use was consumed", None, unix(now))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// After a start: artifacts a crash left `installing` become live if

@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS authz_records (
 pub enum StateError {
     #[error("authorization state database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The lineage journal refused the record (full or failing).
+    #[error("lineage journal: {0}")]
+    Journal(String),
     #[error(
         "authorization state schema {found} is newer than this daemon's {SCHEMA_VERSION}; \
          run the newer daemon or move the state directory aside"
@@ -123,6 +126,14 @@ pub struct Record<'a> {
     pub issuer: Option<&'a str>,
     pub peer: Option<Peer>,
     pub envelope_sha256: Option<&'a str>,
+    /// For lineage (not kept in `authz_records`): who approved, the
+    /// operation key, what was granted and under which kernel grant id.
+    pub approvers: &'a [String],
+    pub operation_key: Option<&'a str>,
+    pub capabilities: &'a [String],
+    pub grant_id: Option<u64>,
+    /// Policy in force, for daemon lifecycle records.
+    pub policy_sha256: Option<&'a str>,
 }
 
 /// Who called the daemon (from `SO_PEERCRED`).

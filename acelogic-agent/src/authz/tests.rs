@@ -20,6 +20,8 @@ use crate::{
 struct Table {
     grants: Vec<GrantSpec>,
     fail_next: bool,
+    /// Grant ids whose every entry has used its last use.
+    used_up: std::collections::HashSet<u64>,
 }
 
 impl GrantTable for Table {
@@ -52,9 +54,11 @@ impl GrantTable for Table {
             let e = out.entry(g.grant_id).or_insert(Usage {
                 entries: 0,
                 uses_left: g.max_uses.map(u64::from),
+                used_up: true,
                 scope_id: g.scope_id,
             });
             e.entries += 1;
+            e.used_up &= self.used_up.contains(&g.grant_id);
         }
         Ok(out)
     }
@@ -429,4 +433,24 @@ fn a_symlink_to_a_never_binary_is_refused() {
     assert_eq!(r.code, "never", "{r}");
     assert!(r.why.contains("resolved through symlinks"), "{r}");
     assert!(w.table.grants.is_empty());
+}
+
+#[test]
+fn a_used_up_artifact_is_consumed_frees_its_key_and_stays_spent() {
+    let mut w = World::new("consume");
+    let first = w.artifact("/bin/sh", Some("scale/checkout"));
+    let env1 = w.envelope(&first, false);
+    let ok = w.submit(&env1).unwrap();
+    // Not used up yet: nothing happens.
+    assert_eq!(w.authz.consume(&mut w.table, w.now).unwrap(), 0);
+    assert_eq!(w.table.grants.len(), 1);
+    w.table.used_up.insert(ok.grant_id);
+    assert_eq!(w.authz.consume(&mut w.table, w.now).unwrap(), 1);
+    assert_eq!(w.last_record(), ("consumed".into(), "consumed".into()));
+    assert!(w.table.grants.is_empty(), "the spent entries were removed");
+    assert_eq!(w.authz.consume(&mut w.table, w.now).unwrap(), 0, "only once");
+    assert_eq!(w.submit(&env1).unwrap_err().code, "replayed");
+    // The operation key is free for the next artifact.
+    let env2 = w.envelope(&w.artifact("/bin/sh", Some("scale/checkout")), false);
+    w.submit(&env2).unwrap();
 }

@@ -54,6 +54,11 @@ struct Args {
     /// How often policies are checked for changes and expired grants retired.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     tick: Duration,
+    /// Bytes of lineage records kept for the collector. When they are all
+    /// unacknowledged, governed actions are denied rather than records
+    /// dropped.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    journal_cap: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
             clock_skew: args.clock_skew,
         },
         tick: args.tick,
+        journal_cap: args.journal_cap,
     })
     .await
 }

@@ -3,6 +3,7 @@
 //! socket, drop privileges, then stream records and reload policies until
 //! told to stop.
 
+pub mod lineage;
 pub mod node;
 pub mod privileges;
 
@@ -30,7 +31,6 @@ use crate::{
         state::{Record, State},
     },
     kernel::{Kernel, LoadOptions},
-    lineage,
     node::NodeReport,
     policy,
 };
@@ -55,6 +55,9 @@ pub struct Config {
     /// How often policies are checked for changes, cgroup patterns
     /// rescanned and expired artifacts retired.
     pub tick: Duration,
+    /// Bytes of records the journal keeps for the collector before
+    /// governed actions are denied.
+    pub journal_cap: u64,
 }
 
 /// Loads the policy directory and the trust store, or says why not.
@@ -130,7 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         attached.adopted.len(),
         config.pin_dir.display()
     );
-    let records = kernel.records()?;
+    let mut records = kernel.records()?;
 
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
@@ -139,12 +142,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let epoch = state.next_epoch()?;
     let frozen = state.frozen()?.into_iter().collect();
     let mut authz = Authorizer::new(state, config.settings.clone());
-    authz.note(&Record {
+    let mut lineage = lineage::Lineage::open(
+        &config.state_dir,
+        &config.settings.node,
+        epoch,
+        config.journal_cap,
+        &mut authz,
+        &mut records,
+    )?;
+    let policy_hash = hex::encode(loaded.set.sha256);
+    // Not fatal: a daemon that cannot record its start (journal full)
+    // must still run, or nothing would ever drain the journal.
+    if let Err(e) = authz.note(&Record {
         outcome: "daemon-start",
         reason: "start",
         detail: &format!("epoch {epoch}, node {}", config.settings.node),
+        policy_sha256: Some(&policy_hash),
         ..Record::default()
-    })?;
+    }) {
+        tracing::error!(error = %e, "could not record the daemon's start");
+    }
 
     let listener = bind(&config.socket, config.socket_gid)?;
     let mut node = Node {
@@ -174,6 +191,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for w in &node.warnings {
         tracing::warn!(warning = %w, "policy");
     }
+    lineage.learn_policy(&node.policy, &node.cgroups);
+    lineage.drain(&mut records)?;
 
     let dropped = privileges::drop_after_setup()?;
     println!(
@@ -212,17 +231,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 if now_seen != seen {
                     seen = now_seen;
                     reload(&mut guard, &config);
+                    lineage.learn_policy(&guard.policy, &guard.cgroups);
                 }
                 housekeeping(&mut guard);
+                // Retry a blocked journal, and account for losses.
+                lineage.drain(ring.get_mut())?;
+                lineage.account_losses(&guard.kernel);
             }
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("waiting for records")?;
-                for record in guard.get_inner_mut().drain() {
-                    match record {
-                        Ok(event) => println!("{}", lineage::render(&event)),
-                        Err(e) => tracing::error!(error = %e, "undecodable record"),
-                    }
-                }
+                lineage.drain(guard.get_inner_mut())?;
                 guard.clear_ready();
             }
         }
@@ -233,6 +251,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut guard = node
         .lock()
         .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+    if let Err(e) = lineage.drain(ring.get_mut()) {
+        tracing::error!(error = %e, "journaling the last records; they stay in the ring buffer");
+    }
+    lineage.account_losses(&guard.kernel);
     let _ = guard.authz.note(&Record {
         outcome: "daemon-stop",
         reason: "signal",

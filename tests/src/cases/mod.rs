@@ -4,6 +4,7 @@ mod authz;
 mod escape;
 mod exec_gate;
 mod files;
+mod journal;
 mod lineage;
 mod network;
 mod pinning;
@@ -23,5 +24,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(network::CASES);
     cases.extend_from_slice(escape::CASES);
     cases.extend_from_slice(authz::CASES);
+    cases.extend_from_slice(journal::CASES);
     cases
 }

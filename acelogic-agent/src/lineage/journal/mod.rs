@@ -220,6 +220,17 @@ impl Journal {
         records: &[pb::Record],
         cursor: Option<RingCursor>,
     ) -> Result<Option<RangeInclusive<u64>>, JournalError> {
+        self.append_with(records, cursor, &[])
+    }
+
+    /// As [`Self::append_with_cursor`], and sets `meta` numbers in the same
+    /// transaction (loss-counter baselines move with their loss records).
+    pub fn append_with(
+        &mut self,
+        records: &[pb::Record],
+        cursor: Option<RingCursor>,
+        meta: &[(&str, u64)],
+    ) -> Result<Option<RangeInclusive<u64>>, JournalError> {
         let encoded: Vec<Vec<u8>> = records.iter().map(prost::Message::encode_to_vec).collect();
         let bytes: u64 = encoded.iter().map(|e| e.len() as u64).sum();
         if !encoded.is_empty() && self.pending_bytes.saturating_add(bytes) > self.cap_bytes {
@@ -242,13 +253,18 @@ impl Journal {
                 prev = hash;
             }
         }
-        if let Some(c) = cursor {
+        {
             let mut set = tx.prepare_cached(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2) \
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             )?;
-            set.execute(params!["ring_id", i64::from(c.ring_id)])?;
-            set.execute(params!["ring_pos", to_i64(c.pos)])?;
+            if let Some(c) = cursor {
+                set.execute(params!["ring_id", i64::from(c.ring_id)])?;
+                set.execute(params!["ring_pos", to_i64(c.pos)])?;
+            }
+            for (key, value) in meta {
+                set.execute(params![key, to_i64(*value)])?;
+            }
         }
         tx.commit()?;
         if encoded.is_empty() {
@@ -434,12 +450,13 @@ impl Shared {
     }
 
     /// Appends and wakes the shipper.
-    pub fn append_with_cursor(
+    pub fn append_with(
         &self,
         records: &[pb::Record],
         cursor: Option<RingCursor>,
+        meta: &[(&str, u64)],
     ) -> Result<Option<RangeInclusive<u64>>, JournalError> {
-        let range = self.lock().append_with_cursor(records, cursor)?;
+        let range = self.lock().append_with(records, cursor, meta)?;
         if let Some(r) = &range {
             self.head.send_replace(*r.end());
         }
@@ -450,7 +467,7 @@ impl Shared {
         &self,
         records: &[pb::Record],
     ) -> Result<Option<RangeInclusive<u64>>, JournalError> {
-        self.append_with_cursor(records, None)
+        self.append_with(records, None, &[])
     }
 
     /// Changes whenever the head seq moves.
