@@ -13,3 +13,4 @@ pub mod cases;
 pub mod daemon;
 pub mod fixtures;
 pub mod harness;
+pub mod journal_bench;

@@ -1,7 +1,8 @@
-//! `cargo xtask bench`: the benchmark suite. Today: kernel hook overhead,
+//! `cargo xtask bench`: the benchmark suite. Native benchmarks first
+//! (verify and decide; kernel into journal), then kernel hook overhead
 //! measured inside one VM run (`acelogic-bench`, see `tests/src/bench.rs`)
 //! and reported as ratios to the no-programs baseline of the same run.
-//! Prints the markdown table and writes the results as JSON.
+//! Prints the markdown tables and writes the results as JSON.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -25,6 +26,64 @@ pub(crate) struct BenchArgs {
     vm_timeout: u64,
 }
 
+/// A benchmark binary run natively on this machine: its name, the prefix
+/// of its JSON result line, the file the result goes to, and what it
+/// measures.
+struct Native {
+    bin: &'static str,
+    tag: &'static str,
+    json: &'static str,
+    what: &'static str,
+}
+
+const NATIVE: &[Native] = &[
+    Native {
+        bin: "acelogic-authz-bench",
+        tag: "ACELOGIC-BENCH-AUTHZ ",
+        json: "authz.json",
+        what: "verify and decide",
+    },
+    Native {
+        bin: "acelogic-journal-bench",
+        tag: "ACELOGIC-BENCH-JOURNAL ",
+        json: "journal.json",
+        what: "kernel into journal (host tracepoints; needs root)",
+    },
+];
+
+/// Builds and runs one native benchmark; prints its table and writes its
+/// JSON.
+fn native(target: &std::path::Path, out_dir: &std::path::Path, bench: &Native) -> Result<()> {
+    run(
+        cargo_with_linker()?.args(["build", "--release", "-p", "acelogic-tests", "--bin", bench.bin]),
+        &format!("building {}", bench.bin),
+    )?;
+    println!("bench: {}, natively on this machine", bench.what);
+    let out = std::process::Command::new(target.join("release").join(bench.bin))
+        .output()
+        .with_context(|| format!("running {}", bench.bin))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut doc = None;
+    for line in text.lines() {
+        if let Some(json) = line.strip_prefix(bench.tag) {
+            doc = Some(serde_json::from_str::<serde_json::Value>(json)?);
+        } else {
+            println!("{line}");
+        }
+    }
+    let doc = doc.with_context(|| {
+        format!(
+            "{} did not finish: {}",
+            bench.bin,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let path = out_dir.join(bench.json);
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+    println!("bench: wrote {}", path.display());
+    Ok(())
+}
+
 pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
     let ready = setup()?;
     let mut matrix = kernels::select(ready.kernels, args.kernel.as_deref())?;
@@ -41,43 +100,11 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         ]),
         "building acelogic-bench",
     )?;
-    run(
-        cargo_with_linker()?.args([
-            "build",
-            "--release",
-            "-p",
-            "acelogic-tests",
-            "--bin",
-            "acelogic-authz-bench",
-        ]),
-        "building acelogic-authz-bench",
-    )?;
-    println!("bench: verify and decide, natively on this machine");
-    let out = std::process::Command::new(ws.target_dir.join("release/acelogic-authz-bench"))
-        .output()
-        .context("running acelogic-authz-bench")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut authz = None;
-    for line in text.lines() {
-        if let Some(json) = line.strip_prefix("ACELOGIC-BENCH-AUTHZ ") {
-            authz = Some(serde_json::from_str::<serde_json::Value>(json)?);
-        } else {
-            println!("{line}");
-        }
-    }
-    let authz = authz.with_context(|| {
-        format!(
-            "acelogic-authz-bench did not finish: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
     let out_dir: PathBuf = ws.target_dir.join("acelogic-bench");
     std::fs::create_dir_all(&out_dir)?;
-    std::fs::write(
-        out_dir.join("authz.json"),
-        serde_json::to_string_pretty(&authz)?,
-    )?;
-    println!("bench: wrote {}", out_dir.join("authz.json").display());
+    for bench in NATIVE {
+        native(&ws.target_dir, &out_dir, bench)?;
+    }
 
     let bin = ws.target_dir.join("release/acelogic-bench");
     let spec = VmSpec {

@@ -331,12 +331,15 @@ fn reload(node: &mut Node, config: &Config) {
     }
 }
 
-/// Retires expired artifacts and governs cgroups that appeared under a
-/// workload's patterns.
+/// Retires expired and used-up artifacts and governs cgroups that
+/// appeared under a workload's patterns.
 fn housekeeping(node: &mut Node) {
     let Node { authz, kernel, .. } = node;
     if let Err(e) = authz.expire(kernel, SystemTime::now()) {
         tracing::error!(error = %e, "retiring expired artifacts");
+    }
+    if let Err(e) = authz.consume(kernel, SystemTime::now()) {
+        tracing::error!(error = %e, "retiring used-up artifacts");
     }
     let workloads: Vec<_> = node.policy.workloads.values().cloned().collect();
     for w in workloads {
