@@ -6,6 +6,7 @@
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-changed=proto");
     let protoc = protoc_bin_vendored::protoc_bin_path().context("locating the vendored protoc")?;
     // SAFETY: build scripts are single-threaded; nothing else reads the
     // environment concurrently.

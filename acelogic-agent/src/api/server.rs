@@ -221,6 +221,16 @@ impl pb::agent_server::Agent for Service {
             })
             .collect();
         let settings = node.authz.settings().clone();
+        let lineage = node.journal.as_ref().map(|j| {
+            let j = j.lock();
+            pb::Lineage {
+                head_seq: j.head().0,
+                acked_seq: j.acked(),
+                pending_bytes: j.pending_bytes(),
+                cap_bytes: j.cap_bytes(),
+                ..pb::Lineage::default()
+            }
+        });
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: settings.node,
@@ -237,6 +247,7 @@ impl pb::agent_server::Agent for Service {
             trusted_keys: u32::try_from(node.trust.keys().count()).unwrap_or(u32::MAX),
             warnings: node.warnings.clone(),
             cgroup_root: node.cgroup_root.display().to_string(),
+            lineage,
         }))
     }
 }

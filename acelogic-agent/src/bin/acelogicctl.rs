@@ -213,6 +213,11 @@ fn main_inner(args: Args) -> CtlResult<String> {
                     "workloads": s.workloads.iter().map(|w| serde_json::json!({
                         "name": w.name, "scopeId": w.scope_id, "mode": w.mode, "frozen": w.frozen,
                         "cgroups": w.cgroups, "policy": w.policy})).collect::<Vec<_>>(),
+                    "lineage": s.lineage.as_ref().map(|l| serde_json::json!({
+                        "headSeq": l.head_seq, "ackedSeq": l.acked_seq,
+                        "pendingBytes": l.pending_bytes, "capBytes": l.cap_bytes,
+                        "collector": l.collector, "connected": l.connected,
+                        "lastError": l.last_error})),
                 })
                 .to_string())
             } else {

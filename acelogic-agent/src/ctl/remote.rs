@@ -216,6 +216,34 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
             w.cgroups.join(", ")
         ));
     }
+    if let Some(l) = &s.lineage {
+        out.push_str(&format!(
+            "journal seq {} acknowledged {}; {} of {} byte(s) await the collector{}\n",
+            l.head_seq,
+            l.acked_seq,
+            l.pending_bytes,
+            l.cap_bytes,
+            if l.pending_bytes >= l.cap_bytes {
+                " (FULL: governed actions are denied)"
+            } else {
+                ""
+            }
+        ));
+        if l.collector.is_empty() {
+            out.push_str("collector: none configured; records stay in the journal\n");
+        } else {
+            out.push_str(&format!(
+                "collector {} {}{}\n",
+                l.collector,
+                if l.connected { "connected" } else { "NOT connected" },
+                if l.last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last error: {})", l.last_error)
+                }
+            ));
+        }
+    }
     for w in &s.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }

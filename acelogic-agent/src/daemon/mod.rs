@@ -177,6 +177,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy_loaded: SystemTime::now(),
         policy_error: String::new(),
         warnings: Vec::new(),
+        journal: Some(Arc::clone(&lineage.journal)),
     };
     let set = loaded.set;
     node.warnings = node.apply(&set, None)?;

@@ -44,6 +44,8 @@ pub struct Node {
     /// Problems of the policy in force on this node (missing baseline
     /// paths, unresolvable names), shown by `Status`.
     pub warnings: Vec<String>,
+    /// The lineage journal, for `Status`.
+    pub journal: Option<std::sync::Arc<crate::lineage::journal::Shared>>,
 }
 
 impl Node {
