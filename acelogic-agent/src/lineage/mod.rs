@@ -103,6 +103,16 @@ pub fn render(event: &Event) -> String {
                 lossy(c_str_bytes(&p.comm))
             );
         }
+        Event::ProcessFork(f) => {
+            let _ = write!(
+                line,
+                "process-fork child={} child_start_ns={}",
+                f.child_tgid, f.child_start_ns
+            );
+        }
+        Event::ProcessExit(x) => {
+            let _ = write!(line, "process-exit exit_code={:#x}", x.exit_code);
+        }
     }
     let _ = write!(
         line,
