@@ -22,6 +22,10 @@ pub mod kind {
     pub const SYSTEM_DECISION: u16 = 0x0104;
     /// A process executed a new image: [`super::ProcessExec`].
     pub const PROCESS_EXEC: u16 = 0x0201;
+    /// A process (not a thread) was created: [`super::ProcessFork`].
+    pub const PROCESS_FORK: u16 = 0x0202;
+    /// A thread-group leader exited: [`super::ProcessExit`].
+    pub const PROCESS_EXIT: u16 = 0x0203;
 }
 
 /// Length of a task's `comm`, as in the kernel (`TASK_COMM_LEN`).
@@ -50,9 +54,15 @@ pub struct EventHeader {
     pub boot_ns: u64,
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
+    /// Start time of the task's process: its thread-group leader's
+    /// `start_boottime`, in ns since boot. `/proc/PID/stat` field 22
+    /// (`starttime`) is this divided by `10^9 / USER_HZ`, so it names the
+    /// process together with boot id and tgid even after the pid is reused.
+    /// 0 when the kernel could not be read (userspace falls back to procfs).
+    pub start_ns: u64,
 }
 
-const _: () = assert!(size_of::<EventHeader>() == 32);
+const _: () = assert!(size_of::<EventHeader>() == 40);
 
 /// Common part of every decision, after the header.
 #[repr(C)]
@@ -109,7 +119,7 @@ pub struct FileDecision {
     pub name: [u8; NAME_LEN],
 }
 
-const _: () = assert!(size_of::<FileDecision>() == 240);
+const _: () = assert!(size_of::<FileDecision>() == 248);
 
 /// Record of [`kind::NET_DECISION`].
 #[repr(C)]
@@ -130,7 +140,7 @@ pub struct NetDecision {
     pub unix: FileId,
 }
 
-const _: () = assert!(size_of::<NetDecision>() == 112);
+const _: () = assert!(size_of::<NetDecision>() == 120);
 
 /// Record of [`kind::TASK_DECISION`].
 #[repr(C)]
@@ -149,7 +159,7 @@ pub struct TaskDecision {
     pub _pad: u32,
 }
 
-const _: () = assert!(size_of::<TaskDecision>() == 96);
+const _: () = assert!(size_of::<TaskDecision>() == 104);
 
 /// Record of [`kind::SYSTEM_DECISION`].
 #[repr(C)]
@@ -161,7 +171,7 @@ pub struct SystemDecision {
     pub detail: u64,
 }
 
-const _: () = assert!(size_of::<SystemDecision>() == 80);
+const _: () = assert!(size_of::<SystemDecision>() == 88);
 
 /// Record of [`kind::PROCESS_EXEC`].
 #[repr(C)]
@@ -177,7 +187,38 @@ pub struct ProcessExec {
     pub filename: [u8; FILENAME_LEN],
 }
 
-const _: () = assert!(size_of::<ProcessExec>() == 312);
+const _: () = assert!(size_of::<ProcessExec>() == 320);
+
+/// Record of [`kind::PROCESS_FORK`]: a governed task created a new process.
+/// The header describes the parent (the task that called fork or clone);
+/// threads are not recorded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessFork {
+    pub header: EventHeader,
+    /// Thread-group id (the userspace pid) of the new process.
+    pub child_tgid: u32,
+    pub _pad: u32,
+    /// The new process's `start_boottime` (see [`EventHeader::start_ns`]);
+    /// 0 when unreadable.
+    pub child_start_ns: u64,
+}
+
+const _: () = assert!(size_of::<ProcessFork>() == 56);
+
+/// Record of [`kind::PROCESS_EXIT`]: a governed thread-group leader exited.
+/// The header describes the exiting task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessExit {
+    pub header: EventHeader,
+    /// `task->exit_code` in wait-status form: `code << 8` after `exit(code)`,
+    /// the signal number (with `0x80` for a core dump) when killed.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<ProcessExit>() == 48);
 
 #[expect(
     clippy::cast_possible_truncation,

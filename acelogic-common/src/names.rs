@@ -96,6 +96,18 @@ gates! {
 pub const PROG_PROC_EXEC: &str = "proc_exec";
 /// Tracepoint category and name of [`PROG_PROC_EXEC`].
 pub const TP_PROC_EXEC: (&str, &str) = ("sched", "sched_process_exec");
+/// BTF tracepoint program on `sched_process_fork`: a governed task created
+/// a process.
+pub const PROG_PROC_FORK: &str = "proc_fork";
+/// BTF tracepoint of [`PROG_PROC_FORK`] (the kernel's `btf_trace_<name>`).
+pub const TP_PROC_FORK: &str = "sched_process_fork";
+/// Tracepoint program on `sched/sched_process_exit`: a governed process
+/// exited.
+pub const PROG_PROC_EXIT: &str = "proc_exit";
+/// Tracepoint category and name of [`PROG_PROC_EXIT`].
+pub const TP_PROC_EXIT: (&str, &str) = ("sched", "sched_process_exit");
+/// Every lineage (recording, non-deciding) program.
+pub const ALL_LINEAGE: [&str; 3] = [PROG_PROC_EXEC, PROG_PROC_FORK, PROG_PROC_EXIT];
 
 /// Global set at load time: byte offset of the `filename` `__data_loc`
 /// field in the `sched_process_exec` tracepoint record, read from tracefs.
@@ -117,5 +129,9 @@ const _: () = {
         assert!(ALL_GATES[i].program.len() <= MAX_OBJ_NAME);
         i += 1;
     }
-    assert!(PROG_PROC_EXEC.len() <= MAX_OBJ_NAME);
+    let mut i = 0;
+    while i < ALL_LINEAGE.len() {
+        assert!(ALL_LINEAGE[i].len() <= MAX_OBJ_NAME);
+        i += 1;
+    }
 };

@@ -31,7 +31,13 @@ pub struct KernelOffsets {
     pub msghdr_msg_name: u32,
     pub msghdr_msg_namelen: u32,
     pub task_real_parent: u32,
+    pub task_pid: u32,
     pub task_tgid: u32,
+    pub task_group_leader: u32,
+    /// `start_boottime` (`real_start_time` before Linux 5.5), a `u64`.
+    pub task_start_boottime: u32,
+    /// `exit_code`, an `int`.
+    pub task_exit_code: u32,
     pub task_cgroups: u32,
     pub task_mm: u32,
     pub mm_exe_file: u32,
@@ -43,4 +49,4 @@ pub struct KernelOffsets {
     pub unix_sock_addr: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 116);
+const _: () = assert!(size_of::<KernelOffsets>() == 132);

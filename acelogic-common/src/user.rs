@@ -5,8 +5,8 @@ use core::{fmt, mem::size_of};
 use crate::{
     codes::{hook, reason, verdict},
     event::{
-        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec,
-        SystemDecision, TaskDecision,
+        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec, ProcessExit,
+        ProcessFork, SystemDecision, TaskDecision,
     },
     offsets::KernelOffsets,
     rules::{FileKey, FileRule, Grant, NetKey, NetRule},
@@ -155,6 +155,8 @@ pub enum Event {
     Task(TaskDecisionEvent),
     System(SystemDecisionEvent),
     ProcessExec(ProcessExecEvent),
+    ProcessFork(ProcessForkEvent),
+    ProcessExit(ProcessExitEvent),
 }
 
 /// The checked common part of every decision.
@@ -270,6 +272,92 @@ impl ProcessExecEvent {
     }
 }
 
+/// A process created by a governed task. The header is the parent's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessForkEvent {
+    pub header: EventHeader,
+    /// The new process's pid (thread-group id).
+    pub child_tgid: u32,
+    /// The new process's `start_boottime` in ns; 0 when the kernel could
+    /// not read it.
+    pub child_start_ns: u64,
+}
+
+impl ProcessForkEvent {
+    /// The parent's pid.
+    #[must_use]
+    pub const fn parent_tgid(&self) -> u32 {
+        self.header.tgid
+    }
+
+    /// The new process's start time in clock ticks since boot, as
+    /// `/proc/PID/stat` field 22 reports it; `None` when unknown.
+    #[must_use]
+    pub const fn child_start_ticks(&self) -> Option<u64> {
+        start_ticks(self.child_start_ns)
+    }
+}
+
+/// A governed process ended (its thread-group leader exited). The header
+/// is the exiting process's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessExitEvent {
+    pub header: EventHeader,
+    /// Raw `task->exit_code`, in wait-status form.
+    pub exit_code: u32,
+}
+
+impl ProcessExitEvent {
+    /// The status passed to `exit`, when the process exited normally.
+    #[must_use]
+    pub const fn exited(&self) -> Option<u8> {
+        if self.exit_code & 0x7f == 0 {
+            Some((self.exit_code >> 8).to_le_bytes()[0])
+        } else {
+            None
+        }
+    }
+
+    /// The signal that killed the process, when it was killed.
+    #[must_use]
+    pub const fn signal(&self) -> Option<u8> {
+        match self.exit_code & 0x7f {
+            0 | 0x7f => None,
+            sig => Some(sig.to_le_bytes()[0]),
+        }
+    }
+
+    /// Whether the process dumped core when killed.
+    #[must_use]
+    pub const fn core_dumped(&self) -> bool {
+        self.signal().is_some() && self.exit_code & 0x80 != 0
+    }
+}
+
+/// USER_HZ: the clock-tick unit of `/proc/PID/stat` times on every Linux
+/// architecture this agent runs on.
+pub const USER_HZ: u64 = 100;
+
+/// A `start_boottime` in ns as `/proc/PID/stat` `starttime` ticks; `None`
+/// for 0 (the kernel could not read it).
+#[must_use]
+pub const fn start_ticks(start_ns: u64) -> Option<u64> {
+    if start_ns == 0 {
+        None
+    } else {
+        Some(start_ns / (1_000_000_000 / USER_HZ))
+    }
+}
+
+impl EventHeader {
+    /// The process's start time in clock ticks since boot, as
+    /// `/proc/PID/stat` field 22 reports it; `None` when unknown.
+    #[must_use]
+    pub const fn start_ticks(&self) -> Option<u64> {
+        start_ticks(self.start_ns)
+    }
+}
+
 /// The used part of a kernel string buffer: at most `len` bytes, cut at the
 /// first NUL.
 fn used(bytes: &[u8], len: u32) -> usize {
@@ -365,6 +453,21 @@ impl Event {
                     filename_len: used(&r.filename, r.filename_len),
                 }))
             }
+            event::kind::PROCESS_FORK => {
+                let r: ProcessFork = read(header.kind, bytes)?;
+                Ok(Self::ProcessFork(ProcessForkEvent {
+                    header,
+                    child_tgid: r.child_tgid,
+                    child_start_ns: r.child_start_ns,
+                }))
+            }
+            event::kind::PROCESS_EXIT => {
+                let r: ProcessExit = read(header.kind, bytes)?;
+                Ok(Self::ProcessExit(ProcessExitEvent {
+                    header,
+                    exit_code: r.exit_code,
+                }))
+            }
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
@@ -377,6 +480,8 @@ impl Event {
             Self::Task(e) => &e.header,
             Self::System(e) => &e.header,
             Self::ProcessExec(e) => &e.header,
+            Self::ProcessFork(e) => &e.header,
+            Self::ProcessExit(e) => &e.header,
         }
     }
 }
@@ -390,7 +495,7 @@ impl Event {
             Self::Net(e) => Some(&e.decision),
             Self::Task(e) => Some(&e.decision),
             Self::System(e) => Some(&e.decision),
-            Self::ProcessExec(_) => None,
+            Self::ProcessExec(_) | Self::ProcessFork(_) | Self::ProcessExit(_) => None,
         }
     }
 }

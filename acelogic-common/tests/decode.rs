@@ -6,8 +6,8 @@ use core::mem::size_of;
 use acelogic_common::{
     codes::{hook, reason, verdict},
     event::{
-        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec,
-        SystemDecision, TaskDecision, record_size,
+        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec, ProcessExit,
+        ProcessFork, SystemDecision, TaskDecision, record_size,
     },
     user::{DecodeError, Event, Hook, Reason, UnknownCode, Verdict},
 };
@@ -26,6 +26,7 @@ fn header(kind: u16, size: u16) -> EventHeader {
         uid: 1000,
         boot_ns: 123_456_789,
         cgroup_id: 9876,
+        start_ns: 4_321_000_000_007,
     }
 }
 
@@ -175,18 +176,80 @@ fn process_exec_filename_is_bounded_by_len_and_nul() {
 }
 
 #[test]
+fn header_fields_sit_where_the_kernel_writes_them() {
+    // The BPF side writes the same `repr(C)` struct; pin the layout so a
+    // reordering shows up here and not as garbage in the journal.
+    let h = header(event::kind::PROCESS_EXEC, 0);
+    let b = bytes_of(&h);
+    assert_eq!(b.len(), 40);
+    assert_eq!(&b[32..40], &4_321_000_000_007u64.to_ne_bytes());
+    assert_eq!(&b[24..32], &9876u64.to_ne_bytes());
+    assert_eq!(h.start_ticks(), Some(432_100));
+    let mut unknown = h;
+    unknown.start_ns = 0;
+    assert_eq!(unknown.start_ticks(), None, "0 means unread, not boot");
+}
+
+#[test]
+fn process_fork_and_exit_round_trip() {
+    let fork = ProcessFork {
+        header: header(event::kind::PROCESS_FORK, record_size::<ProcessFork>()),
+        child_tgid: 77,
+        _pad: 0,
+        child_start_ns: 5_000_000_123,
+    };
+    let Event::ProcessFork(f) = Event::decode(&bytes_of(&fork)).unwrap() else {
+        panic!("wrong kind");
+    };
+    assert_eq!((f.parent_tgid(), f.child_tgid), (40, 77));
+    assert_eq!(f.child_start_ticks(), Some(500));
+    assert_eq!(f.header, fork.header);
+    assert!(Event::ProcessFork(f).decision().is_none());
+
+    let exit = |exit_code| ProcessExit {
+        header: header(event::kind::PROCESS_EXIT, record_size::<ProcessExit>()),
+        exit_code,
+        _pad: 0,
+    };
+    let decode = |code| {
+        let Event::ProcessExit(e) = Event::decode(&bytes_of(&exit(code))).unwrap() else {
+            panic!("wrong kind");
+        };
+        e
+    };
+    let normal = decode(7 << 8);
+    assert_eq!((normal.exited(), normal.signal()), (Some(7), None));
+    let killed = decode(9);
+    assert_eq!((killed.exited(), killed.signal()), (None, Some(9)));
+    assert!(!killed.core_dumped());
+    let dumped = decode(0x80 | 11);
+    assert_eq!(dumped.signal(), Some(11));
+    assert!(dumped.core_dumped());
+
+    let full = bytes_of(&fork);
+    assert_eq!(
+        Event::decode(&full[..50]),
+        Err(DecodeError::Size {
+            kind: event::kind::PROCESS_FORK,
+            need: 56,
+            got: 50
+        })
+    );
+}
+
+#[test]
 fn short_and_truncated_records_are_rejected() {
     assert_eq!(
         Event::decode(&[0u8; 5]),
-        Err(DecodeError::ShortHeader { len: 5, header: 32 })
+        Err(DecodeError::ShortHeader { len: 5, header: 40 })
     );
     let full = bytes_of(&exec_decision(verdict::ALLOW, reason::NO_GRANT));
     assert_eq!(
-        Event::decode(&full[..40]),
+        Event::decode(&full[..48]),
         Err(DecodeError::Size {
             kind: event::kind::FILE_DECISION,
             need: size_of::<FileDecision>(),
-            got: 40
+            got: 48
         })
     );
 }

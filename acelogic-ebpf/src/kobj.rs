@@ -32,7 +32,11 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     msghdr_msg_name: 0,
     msghdr_msg_namelen: 0,
     task_real_parent: 0,
+    task_pid: 0,
     task_tgid: 0,
+    task_group_leader: 0,
+    task_start_boottime: 0,
+    task_exit_code: 0,
     task_cgroups: 0,
     task_mm: 0,
     mm_exe_file: 0,
@@ -192,6 +196,31 @@ pub(crate) fn msghdr_name(msg: Kptr) -> Result<(Kptr, i32), Error> {
 #[inline(always)]
 pub(crate) fn task_tgid(task: Kptr) -> Result<u32, Error> {
     read(task, off!(task_tgid))
+}
+
+/// `task->pid` (the kernel thread id).
+#[inline(always)]
+pub(crate) fn task_pid(task: Kptr) -> Result<u32, Error> {
+    read(task, off!(task_pid))
+}
+
+/// `task->start_boottime`: when the task was created, in ns since boot.
+#[inline(always)]
+pub(crate) fn task_start_ns(task: Kptr) -> Result<u64, Error> {
+    read(task, off!(task_start_boottime))
+}
+
+/// `task->group_leader->start_boottime`: when the task's process was
+/// created (what `/proc/PID/stat` reports as `starttime`).
+#[inline(always)]
+pub(crate) fn process_start_ns(task: Kptr) -> Result<u64, Error> {
+    task_start_ns(read_ptr(task, off!(task_group_leader))?)
+}
+
+/// `task->exit_code`, in wait-status form.
+#[inline(always)]
+pub(crate) fn task_exit_code(task: Kptr) -> Result<u32, Error> {
+    read(task, off!(task_exit_code))
 }
 
 /// `task->real_parent->tgid`.

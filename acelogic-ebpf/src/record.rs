@@ -12,9 +12,14 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
 
+use crate::{kobj, scope};
+
 /// The header for a record of `kind` and `size` about the current task.
+/// A start time that cannot be read is 0, never an error: no decision
+/// depends on it, and userspace falls back to procfs.
 #[inline(always)]
 pub(crate) fn header(kind: u16, size: u16, cgroup_id: u64) -> EventHeader {
+    let start_ns = kobj::process_start_ns(scope::current_task()).unwrap_or(0);
     let pid_tgid = bpf_get_current_pid_tgid();
     #[expect(
         clippy::cast_possible_truncation,
@@ -29,6 +34,7 @@ pub(crate) fn header(kind: u16, size: u16, cgroup_id: u64) -> EventHeader {
         // SAFETY: plain BPF helper call with no arguments.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
         cgroup_id,
+        start_ns,
     }
 }
 
@@ -61,6 +67,7 @@ const HEADER: EventHeader = EventHeader {
     uid: 0,
     boot_ns: 0,
     cgroup_id: 0,
+    start_ns: 0,
 };
 
 const DECISION: Decision = Decision {

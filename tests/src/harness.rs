@@ -24,7 +24,8 @@ pub enum Env {
 pub enum Need {
     /// BPF LSM programs load (probed by loading the exec gate).
     BpfLsm,
-    /// Tracepoints attach and tracefs describes their records.
+    /// The lineage tracepoints (classic and BTF) load and tracefs
+    /// describes their records.
     Tracepoints,
 }
 
@@ -145,18 +146,22 @@ fn install_shared() -> anyhow::Result<std::path::PathBuf> {
 
 /// Can this kernel do what `need` says? `Err` carries the reason.
 fn probe(need: Need) -> Result<(), String> {
-    let spec = match need {
-        Need::BpfLsm => compat::EXEC_GATE,
-        Need::Tracepoints => compat::PROCESS_LINEAGE,
+    let specs: &[compat::ProgramSpec] = match need {
+        Need::BpfLsm => &[compat::EXEC_GATE],
+        Need::Tracepoints => &compat::LINEAGE,
     };
     let mut kernel = Kernel::load().map_err(|e| format!("{e:#}"))?;
-    kernel.probe(&spec).map_err(|e| match e.load_errno() {
-        Some(libc::EPERM) => format!(
-            "BPF_PROG_LOAD of `{}` returned EPERM (this kernel refuses BPF trampoline programs)",
-            spec.name
-        ),
-        _ => format!("{e:#}"),
-    })
+    for spec in specs {
+        kernel.probe(spec).map_err(|e| match e.load_errno() {
+            Some(libc::EPERM) => format!(
+                "BPF_PROG_LOAD of `{}` returned EPERM (this kernel refuses BPF trampoline \
+                 programs)",
+                spec.name
+            ),
+            _ => format!("{e:#}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs one case in a child process of this binary so that a crash, a

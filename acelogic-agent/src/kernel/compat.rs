@@ -16,7 +16,11 @@ pub enum Requirement {
     /// BPF LSM active (`bpf` in `/sys/kernel/security/lsm`) and BPF
     /// trampolines usable; Linux 5.7 or newer with `CONFIG_BPF_LSM=y`.
     BpfLsm,
-    /// Tracepoints and tracefs (to read record layouts).
+    /// Tracepoints and tracefs (to read record layouts), and BTF-enabled
+    /// tracepoints (`tp_btf`, Linux 5.5+ with kernel BTF, which the loader
+    /// needs anyway for its offsets). Unlike LSM programs these attach
+    /// without BPF trampolines, so kernels that refuse trampolines still
+    /// run them.
     Tracepoints,
 }
 
@@ -32,6 +36,9 @@ pub enum Attach {
         category: &'static str,
         name: &'static str,
     },
+    /// A BTF-enabled tracepoint (`tp_btf/<name>`), typed by the kernel's
+    /// `btf_trace_<name>`.
+    BtfTracePoint { name: &'static str },
 }
 
 /// One row of the table.
@@ -60,7 +67,7 @@ const fn gate(g: Gate, params: usize) -> ProgramSpec {
 /// The exec gate; also the program that probes for BPF LSM support.
 pub const EXEC_GATE: ProgramSpec = gate(gate::EXEC, 1);
 
-/// Process lineage (exec of a governed task).
+/// Process lineage: exec of a governed task.
 pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
     name: names::PROG_PROC_EXEC,
     attach: Attach::TracePoint {
@@ -70,6 +77,33 @@ pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
     needs: Requirement::Tracepoints,
     enforcing: false,
 };
+
+/// Process lineage: a governed task created a process.
+pub const PROCESS_FORK: ProgramSpec = ProgramSpec {
+    name: names::PROG_PROC_FORK,
+    attach: Attach::BtfTracePoint {
+        name: names::TP_PROC_FORK,
+    },
+    needs: Requirement::Tracepoints,
+    enforcing: false,
+};
+
+/// Process lineage: a governed process exited.
+pub const PROCESS_EXIT: ProgramSpec = ProgramSpec {
+    name: names::PROG_PROC_EXIT,
+    attach: Attach::TracePoint {
+        category: names::TP_PROC_EXIT.0,
+        name: names::TP_PROC_EXIT.1,
+    },
+    needs: Requirement::Tracepoints,
+    enforcing: false,
+};
+
+/// The recorders, attached before any gate (see [`select`]). Fork comes
+/// first: a process that execs or exits after the recorders are up was
+/// either created after that too (and has a fork record) or existed
+/// before (and is found through procfs).
+pub const LINEAGE: [ProgramSpec; 3] = [PROCESS_FORK, PROCESS_LINEAGE, PROCESS_EXIT];
 
 /// Every LSM gate with its hook's parameter count. A hook listed twice has
 /// one program per prototype; [`select`] keeps the one that matches.
@@ -104,7 +138,7 @@ pub const GATES: [ProgramSpec; 25] = [
 /// Every program of the object, variants included.
 #[must_use]
 pub fn programs() -> Vec<ProgramSpec> {
-    let mut all = vec![PROCESS_LINEAGE];
+    let mut all = LINEAGE.to_vec();
     all.extend_from_slice(&GATES);
     all
 }
@@ -121,14 +155,14 @@ pub struct HookChanged {
     pub found: usize,
 }
 
-/// The programs to attach on a kernel, in attach order (the recorder
+/// The programs to attach on a kernel, in attach order (the recorders
 /// first, so no gate decides while lineage is not yet recorded):
 /// `params(hook)` is the hook's parameter count on that kernel, from BTF.
 /// For each hook the one program built for that count is chosen.
 pub fn select(
     mut params: impl FnMut(&'static str) -> Option<usize>,
 ) -> Result<Vec<ProgramSpec>, HookChanged> {
-    let mut chosen = vec![PROCESS_LINEAGE];
+    let mut chosen = LINEAGE.to_vec();
     let mut seen: Vec<&'static str> = Vec::new();
     for spec in GATES {
         let Attach::Lsm { hook, .. } = spec.attach else {
@@ -155,7 +189,7 @@ pub fn select(
                         .iter()
                         .filter_map(|g| match g.attach {
                             Attach::Lsm { params, .. } => Some(params),
-                            Attach::TracePoint { .. } => None,
+                            Attach::TracePoint { .. } | Attach::BtfTracePoint { .. } => None,
                         })
                         .collect(),
                     found,
@@ -180,8 +214,8 @@ mod tests {
         assert!(
             new.iter().any(|p| p.name == "bpf_gate_k") && !new.iter().any(|p| p.name == "bpf_gate")
         );
-        assert_eq!(old.len(), 25, "the recorder and one program per hook");
-        assert_eq!(old[0], PROCESS_LINEAGE, "the recorder attaches first");
+        assert_eq!(old.len(), 27, "the recorders and one program per hook");
+        assert_eq!(old[..3], LINEAGE, "the recorders attach first");
         let err = select(|hook| {
             Some(if hook == "path_rename" {
                 6
@@ -211,7 +245,7 @@ mod tests {
     fn table_covers_every_program_of_the_object() {
         let mut in_table: Vec<_> = programs().iter().map(|p| p.name).collect();
         let mut named: Vec<_> = names::ALL_GATES.iter().map(|g| g.program).collect();
-        named.push(names::PROG_PROC_EXEC);
+        named.extend(names::ALL_LINEAGE);
         in_table.sort_unstable();
         named.sort_unstable();
         assert_eq!(in_table, named);

@@ -24,15 +24,15 @@ use std::{
 use acelogic_common::{codes::counter, names};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, PerCpuArray},
     programs::{
-        Lsm, TracePoint,
+        BtfTracePoint, Lsm, TracePoint,
         links::{FdLink, PinnedLink},
     },
 };
 use compat::{Attach, ProgramSpec};
 pub use pins::{DEFAULT_PIN_DIR, Uninstalled, uninstall};
-pub use records::Records;
+pub use records::{Batch, CommitError, RawRecord, Records};
 
 /// Errors of the kernel module, each naming the object involved.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,12 @@ pub enum KernelError {
     Rule(#[from] rules::RuleError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::FormatError),
+    #[error("ring buffer `{map}`: {what}: {source}", map = names::MAP_EVENTS)]
+    Ring {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl KernelError {
@@ -231,6 +237,11 @@ impl Kernel {
                 let tp: &mut TracePoint = program.try_into().map_err(load)?;
                 tp.load().map_err(load)
             }
+            Attach::BtfTracePoint { name } => {
+                let btf = aya::Btf::from_sys_fs().map_err(KernelError::Btf)?;
+                let tp: &mut BtfTracePoint = program.try_into().map_err(load)?;
+                tp.load(name, &btf).map_err(load)
+            }
         }
     }
 
@@ -275,6 +286,14 @@ impl Kernel {
                     None => None,
                 }
             }
+            Attach::BtfTracePoint { .. } => {
+                let tp: &mut BtfTracePoint = program.try_into().map_err(attach)?;
+                let id = tp.attach().map_err(attach)?;
+                match pin_dir {
+                    Some(_) => Some(tp.take_link(id).map_err(attach)?.into()),
+                    None => None,
+                }
+            }
         };
         if let (Some(link), Some(dir)) = (link, &self.pin_dir) {
             self.pinned.push(pins::pin_link(dir, spec.name, link)?);
@@ -312,24 +331,34 @@ impl Kernel {
             })
     }
 
-    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, KernelError> {
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, KernelError> {
         self.ebpf
             .map_mut(name)
             .ok_or(KernelError::missing_map(name))
     }
 
-    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, KernelError> {
+    fn map(&self, name: &'static str) -> Result<&Map, KernelError> {
         self.ebpf.map(name).ok_or(KernelError::missing_map(name))
     }
 
-    /// Takes the consumer side of the record ring buffer (once).
+    /// Takes the consumer side of the record ring buffer (once). With a
+    /// pin directory this is the pinned ring: a restarted loader resumes at
+    /// the consumer position the previous one committed.
     pub fn records(&mut self) -> Result<Records, KernelError> {
         let map = self
             .ebpf
             .take_map(names::MAP_EVENTS)
             .ok_or(KernelError::missing_map(names::MAP_EVENTS))?;
-        let ring = RingBuf::try_from(map).map_err(KernelError::on_map(names::MAP_EVENTS))?;
-        Ok(Records::new(ring))
+        let Map::RingBuf(data) = map else {
+            return Err(KernelError::Ring {
+                what: "checking its type",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the object's map is not a ring buffer (build mismatch)",
+                ),
+            });
+        };
+        Records::new(data)
     }
 
     /// Current counter values, summed over CPUs.

@@ -25,7 +25,7 @@ mod tests {
         let programs = names::ALL_GATES
             .iter()
             .map(|g| g.program)
-            .chain([names::PROG_PROC_EXEC]);
+            .chain(names::ALL_LINEAGE);
         for program in programs {
             assert!(
                 obj.programs.contains_key(program),

@@ -83,7 +83,17 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         msghdr_msg_name: member(btf, "msghdr", &["msg_name"], PTR)?,
         msghdr_msg_namelen: member(btf, "msghdr", &["msg_namelen"], Some(4))?,
         task_real_parent: member(btf, "task_struct", &["real_parent"], PTR)?,
+        task_pid: member(btf, "task_struct", &["pid"], Some(4))?,
         task_tgid: member(btf, "task_struct", &["tgid"], Some(4))?,
+        task_group_leader: member(btf, "task_struct", &["group_leader"], PTR)?,
+        // Called `real_start_time` before Linux 5.5, same meaning.
+        task_start_boottime: member(
+            btf,
+            "task_struct",
+            &["start_boottime", "real_start_time"],
+            Some(8),
+        )?,
+        task_exit_code: member(btf, "task_struct", &["exit_code"], Some(4))?,
         task_cgroups: member(btf, "task_struct", &["cgroups"], PTR)?,
         task_mm: member(btf, "task_struct", &["mm"], PTR)?,
         mm_exe_file: member(btf, "mm_struct", &["exe_file"], PTR)?,
@@ -113,5 +123,7 @@ mod tests {
         assert_eq!(o.path_dentry, 8, "struct path is {{ mnt, dentry }}");
         assert_ne!(o.file_f_inode, o.file_f_mode);
         assert!(o.task_real_parent > 0 && o.task_tgid > 0);
+        assert_ne!(o.task_pid, o.task_tgid);
+        assert!(o.task_group_leader > 0 && o.task_start_boottime > 0 && o.task_exit_code > 0);
     }
 }

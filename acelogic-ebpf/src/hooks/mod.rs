@@ -17,6 +17,8 @@ mod move_mount;
 mod mprotect;
 mod open;
 mod proc_exec;
+mod proc_exit;
+mod proc_fork;
 mod ptrace;
 mod rename;
 mod rmdir;

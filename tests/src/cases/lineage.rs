@@ -1,22 +1,53 @@
-//! Process lineage: an exec in a governed cgroup is recorded with the new
-//! image's file name; one outside is not.
+//! Process lineage: exec, fork and exit of governed processes are
+//! recorded, with the process start times procfs reports; ungoverned
+//! processes and threads are not. Records not committed by a consumer
+//! survive its restart.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
-use acelogic_agent::kernel::{Kernel, compat, scopes::Mode};
-use acelogic_common::user::Event;
-use anyhow::{bail, ensure};
+use acelogic_agent::kernel::{self, Kernel, LoadOptions, Records, compat, scopes::Mode};
+use acelogic_common::user::{
+    Event, ProcessExecEvent, ProcessExitEvent, ProcessForkEvent, start_ticks,
+};
+use anyhow::{Context as _, bail, ensure};
 
 use crate::{
-    fixtures::{TestCgroup, collect, exit_code},
+    fixtures::{SCOPE, Scratch, TestCgroup, collect, exit_code, render_all},
     harness::{Case, Need},
 };
 
-pub(crate) const CASES: &[Case] = &[Case {
-    name: "process_exec_recorded_for_governed_only",
-    needs: &[Need::Tracepoints],
-    run: process_exec_recorded_for_governed_only,
-}];
+pub(crate) const CASES: &[Case] = &[
+    Case {
+        name: "process_exec_recorded_for_governed_only",
+        needs: &[Need::Tracepoints],
+        run: process_exec_recorded_for_governed_only,
+    },
+    Case {
+        name: "process_fork_and_exit_recorded_for_governed_only",
+        needs: &[Need::Tracepoints],
+        run: process_fork_and_exit_recorded_for_governed_only,
+    },
+    Case {
+        name: "process_threads_are_not_forks",
+        needs: &[Need::Tracepoints],
+        run: process_threads_are_not_forks,
+    },
+    Case {
+        name: "process_start_ns_matches_procfs",
+        needs: &[Need::Tracepoints],
+        run: process_start_ns_matches_procfs,
+    },
+    Case {
+        name: "process_records_survive_consumer_restart",
+        needs: &[Need::Tracepoints],
+        run: process_records_survive_consumer_restart,
+    },
+];
 
 fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
     let mut kernel = Kernel::load()?;
@@ -40,13 +71,7 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
         Duration::from_millis(500),
         Duration::from_secs(10),
     )?;
-    let execs: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ProcessExec(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let execs = execs(&events);
     let [rec] = execs.as_slice() else {
         bail!("expected exactly one process-exec record, got {events:#?}");
     };
@@ -68,6 +93,569 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
     ensure!(
         events.iter().all(|e| e.header().tgid != outside_pid),
         "the ungoverned process was recorded"
+    );
+    Ok(())
+}
+
+/// Every lineage program attached (no gate), a governed cgroup and an
+/// ungoverned twin.
+struct Lineage {
+    // Keeps the programs attached.
+    _kernel: Kernel,
+    records: Records,
+    governed: TestCgroup,
+    free: TestCgroup,
+}
+
+impl Lineage {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let mut kernel = Kernel::load()?;
+        for spec in &compat::LINEAGE {
+            kernel.attach(spec)?;
+        }
+        let records = kernel.records()?;
+        let governed = TestCgroup::new(&format!("{name}-gov"))?;
+        let free = TestCgroup::new(&format!("{name}-free"))?;
+        kernel.define_scope(SCOPE, Mode::Enforce)?;
+        kernel.govern(&governed.path, SCOPE)?;
+        Ok(Self {
+            _kernel: kernel,
+            records,
+            governed,
+            free,
+        })
+    }
+
+    fn events(&mut self) -> anyhow::Result<Vec<Event>> {
+        collect(
+            &mut self.records,
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        )
+    }
+}
+
+fn execs(events: &[Event]) -> Vec<&ProcessExecEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProcessExec(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+fn forks(events: &[Event]) -> Vec<&ProcessForkEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProcessFork(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exits(events: &[Event]) -> Vec<&ProcessExitEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProcessExit(x) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The one exit record of process `pid`.
+fn exit_of(events: &[Event], pid: u32) -> anyhow::Result<&ProcessExitEvent> {
+    let found: Vec<_> = exits(events)
+        .into_iter()
+        .filter(|x| x.header.tgid == pid)
+        .collect();
+    let [one] = found.as_slice() else {
+        bail!(
+            "expected one exit record of pid {pid}, got {}: {}",
+            found.len(),
+            render_all(events)
+        );
+    };
+    Ok(one)
+}
+
+/// Waits for a shell to write a pid into `path`.
+fn pid_in(path: &Path) -> anyhow::Result<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} holds {text:?}", path.display()));
+        }
+        if Instant::now() > deadline {
+            bail!("{} was never written", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`: the start time in clock ticks since boot.
+fn proc_starttime(pid: u32) -> anyhow::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The comm (field 2) is parenthesised and may hold spaces; fields
+    // after it start with field 3.
+    let after = stat
+        .rsplit_once(')')
+        .with_context(|| format!("malformed stat {stat:?}"))?
+        .1;
+    let field = after
+        .split_whitespace()
+        .nth(22 - 3)
+        .with_context(|| format!("short stat {stat:?}"))?;
+    Ok(field.parse()?)
+}
+
+/// The shell script of the fork/exit case: a foreground child, a
+/// background child, each writing its own pid, then `exit CODE`.
+fn family_script(dir: &Path, code: i32) -> String {
+    let d = dir.display();
+    format!(
+        "/bin/sh -c 'echo $$ > {d}/fg'; /bin/sh -c 'echo $$ > {d}/bg' & echo $! > {d}/bang; \
+         wait; exit {code}"
+    )
+}
+
+fn process_fork_and_exit_recorded_for_governed_only() -> anyhow::Result<()> {
+    let mut l = Lineage::new("family")?;
+    let inside_dir = Scratch::new("family-gov")?;
+    let outside_dir = Scratch::new("family-free")?;
+
+    let inside = l
+        .governed
+        .command("/bin/sh", &["-c", &family_script(&inside_dir.path, 7)])?
+        .spawn()?;
+    let sh = inside.id();
+    ensure!(exit_code(inside)? == 7, "governed script did not exit 7");
+    let outside = l
+        .free
+        .command("/bin/sh", &["-c", &family_script(&outside_dir.path, 9)])?
+        .spawn()?;
+    let free_sh = outside.id();
+    ensure!(exit_code(outside)? == 9, "ungoverned script did not exit 9");
+    let (fg, bg) = (
+        pid_in(&inside_dir.join("fg"))?,
+        pid_in(&inside_dir.join("bg"))?,
+    );
+    ensure!(
+        pid_in(&inside_dir.join("bang"))? == bg,
+        "$! is not the background child's pid"
+    );
+    let free_pids: BTreeSet<u32> = [
+        free_sh,
+        pid_in(&outside_dir.join("fg"))?,
+        pid_in(&outside_dir.join("bg"))?,
+    ]
+    .into();
+    let events = l.events()?;
+
+    // Forks: exactly the shell's two children, with their real pids; the
+    // children themselves (sh running a builtin) create nothing.
+    let forked = forks(&events);
+    let children: BTreeSet<u32> = forked
+        .iter()
+        .filter(|f| f.header.tgid == sh)
+        .map(|f| f.child_tgid)
+        .collect();
+    ensure!(
+        children == [fg, bg].into() && forked.len() == 2,
+        "expected fork records of {sh} for children {fg} and {bg}, got {}",
+        render_all(&events)
+    );
+    for f in &forked {
+        ensure!(
+            f.header.cgroup_id == l.governed.id && f.header.pid == sh,
+            "fork record not from the governed shell: {f:?}"
+        );
+    }
+
+    // Exits: the wait status of each process.
+    ensure!(
+        exit_of(&events, sh)?.exit_code == 7 << 8,
+        "shell exit record: {:?}",
+        exit_of(&events, sh)?
+    );
+    for child in [fg, bg] {
+        let x = exit_of(&events, child)?;
+        ensure!(x.exit_code == 0, "child {child} exit record: {x:?}");
+        ensure!(x.header.pid == x.header.tgid, "exit of a non-leader: {x:?}");
+        // The child's start time as its creator saw it is the one its own
+        // records carry.
+        let f = forked
+            .iter()
+            .find(|f| f.child_tgid == child)
+            .context("fork")?;
+        ensure!(
+            f.child_start_ns != 0 && f.child_start_ns == x.header.start_ns,
+            "child {child}: fork says start {} ns, its exit says {} ns",
+            f.child_start_ns,
+            x.header.start_ns
+        );
+    }
+    ensure!(
+        forked[0].header.start_ns == exit_of(&events, sh)?.header.start_ns,
+        "the shell's start time differs between its fork and exit records"
+    );
+    ensure!(
+        execs(&events)
+            .iter()
+            .filter(|e| e.header.tgid == fg || e.header.tgid == bg)
+            .count()
+            == 2,
+        "expected the children's two execs: {}",
+        render_all(&events)
+    );
+
+    // Nothing about the ungoverned family.
+    let leaked: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            free_pids.contains(&e.header().tgid)
+                || matches!(e, Event::ProcessFork(f) if free_pids.contains(&f.child_tgid))
+        })
+        .collect();
+    ensure!(
+        leaked.is_empty(),
+        "ungoverned processes {free_pids:?} were recorded: {leaked:?}"
+    );
+    Ok(())
+}
+
+/// What the threaded child's thread found.
+struct Report {
+    tid: u32,
+    grandchild: u32,
+}
+
+fn process_threads_are_not_forks() -> anyhow::Result<()> {
+    let mut l = Lineage::new("threads")?;
+    let procs = crate::fixtures::c_path(&l.governed.path.join("cgroup.procs"));
+    let mut report = [0i32; 2];
+    let mut hold = [0i32; 2];
+    for fds in [&mut report, &mut hold] {
+        // SAFETY: a valid out-pointer for two fds.
+        let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+        ensure!(rc == 0, "pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: the case runs alone in a single-threaded process, so the
+    // child may run ordinary code (it spawns a thread) after fork.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        // SAFETY: child side; raw calls, then `_exit`.
+        unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(250);
+            }
+            libc::close(fd);
+            // A thread of this (now governed) process creates a process;
+            // creating the thread itself must not count as one.
+            let joined = std::thread::spawn(|| {
+                let tid = u32::try_from(libc::syscall(libc::SYS_gettid)).unwrap_or(0);
+                let gc = libc::fork();
+                if gc == 0 {
+                    libc::_exit(5);
+                }
+                let mut status = 0;
+                libc::waitpid(gc, &raw mut status, 0);
+                #[expect(clippy::cast_sign_loss, reason = "fork succeeded")]
+                let grandchild = gc as u32;
+                Report { tid, grandchild }
+            })
+            .join();
+            let Ok(r) = joined else { libc::_exit(251) };
+            let bytes = [r.tid.to_ne_bytes(), r.grandchild.to_ne_bytes()].concat();
+            libc::write(report[1], bytes.as_ptr().cast(), bytes.len());
+            // Stay alive until the parent has read our start time.
+            let mut b = 0u8;
+            libc::close(hold[1]);
+            libc::read(hold[0], (&raw mut b).cast(), 1);
+            libc::_exit(3);
+        }
+    }
+    #[expect(clippy::cast_sign_loss, reason = "fork succeeded")]
+    let child_pid = child as u32;
+    // SAFETY: closing our copies of the child's ends.
+    unsafe {
+        libc::close(report[1]);
+        libc::close(hold[0]);
+    }
+    let mut buf = [0u8; 8];
+    // SAFETY: reading into a local buffer of the given size.
+    let n = unsafe { libc::read(report[0], buf.as_mut_ptr().cast(), buf.len()) };
+    let started = proc_starttime(child_pid);
+    // SAFETY: closing our ends releases the child.
+    unsafe {
+        libc::close(report[0]);
+        libc::close(hold[1]);
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid out-pointer.
+    let waited = unsafe { libc::waitpid(child, &raw mut status, 0) };
+    ensure!(
+        waited == child,
+        "waitpid: {}",
+        std::io::Error::last_os_error()
+    );
+    ensure!(
+        n == 8 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
+        "the threaded child failed (read {n} bytes, status {status:#x})"
+    );
+    let started = started?;
+    let tid = u32::from_ne_bytes(buf[..4].try_into()?);
+    let grandchild = u32::from_ne_bytes(buf[4..].try_into()?);
+    ensure!(tid != child_pid, "the thread reported the leader's id");
+    let events = l.events()?;
+
+    let from_child: Vec<_> = forks(&events)
+        .into_iter()
+        .filter(|f| f.header.tgid == child_pid)
+        .collect();
+    let [f] = from_child.as_slice() else {
+        bail!(
+            "expected exactly one fork record of {child_pid} (the grandchild {grandchild}; \
+             the thread {tid} is not a process), got {}",
+            render_all(&events)
+        );
+    };
+    ensure!(
+        f.child_tgid == grandchild && f.header.pid == tid,
+        "fork record {f:?}: expected child {grandchild} created by thread {tid}"
+    );
+    ensure!(
+        f.header.start_ticks() == Some(started),
+        "a thread's record carries start {:?} ticks, its process started at {started}",
+        f.header.start_ticks()
+    );
+    ensure!(
+        exit_of(&events, grandchild)?.exit_code == 5 << 8,
+        "grandchild exit {:?}",
+        exit_of(&events, grandchild)?
+    );
+    ensure!(
+        exit_of(&events, child_pid)?.exit_code == 3 << 8,
+        "child exit {:?}",
+        exit_of(&events, child_pid)?
+    );
+    ensure!(
+        !exits(&events).iter().any(|x| x.header.pid == tid),
+        "the thread's exit was recorded as a process exit: {}",
+        render_all(&events)
+    );
+    Ok(())
+}
+
+fn process_start_ns_matches_procfs() -> anyhow::Result<()> {
+    let mut l = Lineage::new("start")?;
+    let dir = Scratch::new("start")?;
+    let script = format!(
+        "/bin/sleep 30 & echo $! > {}/bg; wait $!",
+        dir.path.display()
+    );
+    let mut shell = l.governed.command("/bin/sh", &["-c", &script])?.spawn()?;
+    let sh = shell.id();
+    let result = (|| -> anyhow::Result<(u32, u64, u64)> {
+        let bg = pid_in(&dir.join("bg"))?;
+        // `$!` is known right after fork; wait for the exec so the kill
+        // below cannot come first.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read_to_string(format!("/proc/{bg}/comm"))?.trim_end() != "sleep" {
+            ensure!(Instant::now() < deadline, "{bg} never became sleep");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok((bg, proc_starttime(sh)?, proc_starttime(bg)?))
+    })();
+    if let Ok((bg, ..)) = &result {
+        // SAFETY: signalling the test's own grandchild.
+        unsafe { libc::kill(i32::try_from(*bg)?, libc::SIGTERM) };
+    } else {
+        let _ = shell.kill();
+    }
+    let status = shell.wait()?;
+    let (bg, sh_start, bg_start) = result?;
+    ensure!(
+        status.code() == Some(128 + libc::SIGTERM),
+        "shell ended {status}"
+    );
+    let events = l.events()?;
+
+    let fork = forks(&events)
+        .into_iter()
+        .find(|f| f.header.tgid == sh && f.child_tgid == bg)
+        .with_context(|| format!("no fork record {sh} -> {bg}: {}", render_all(&events)))?;
+    ensure!(
+        fork.header.start_ticks() == Some(sh_start),
+        "parent: header.start_ns {} ns / 10^7 != /proc/{sh}/stat starttime {sh_start}",
+        fork.header.start_ns
+    );
+    ensure!(
+        start_ticks(fork.child_start_ns) == Some(bg_start),
+        "child: child_start_ns {} ns / 10^7 != /proc/{bg}/stat starttime {bg_start}",
+        fork.child_start_ns
+    );
+    // The same process keeps its start time across exec.
+    let exec = execs(&events)
+        .into_iter()
+        .find(|e| e.header.tgid == bg)
+        .context("no exec record of the sleeper")?;
+    ensure!(
+        exec.header.start_ns == fork.child_start_ns,
+        "exec record start {} != fork record child start {}",
+        exec.header.start_ns,
+        fork.child_start_ns
+    );
+    let killed = exit_of(&events, bg)?;
+    ensure!(
+        killed.signal() == Some(u8::try_from(libc::SIGTERM)?) && killed.exit_code == 15,
+        "sleeper exit record {killed:?}"
+    );
+    ensure!(
+        exit_of(&events, sh)?.exited() == Some(143),
+        "shell exit record {:?}",
+        exit_of(&events, sh)?
+    );
+    Ok(())
+}
+
+/// A consumer that reads without committing, then dies, loses nothing: a
+/// new one on the same pinned ring sees the same records; once committed
+/// they are gone, for this consumer and the next.
+fn process_records_survive_consumer_restart() -> anyhow::Result<()> {
+    let dir = PathBuf::from(format!(
+        "/sys/fs/bpf/acelogic-test-{}-ring",
+        std::process::id()
+    ));
+    let result = survive(&dir);
+    let _ = kernel::uninstall(&dir);
+    result
+}
+
+/// Loads with pinned state at `dir` and attaches (or adopts) the lineage
+/// programs, as a restarted daemon would.
+fn pinned(dir: &Path) -> anyhow::Result<(Kernel, Records)> {
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(dir.to_path_buf()),
+        ..LoadOptions::default()
+    })?;
+    for spec in &compat::LINEAGE {
+        kernel.attach(spec)?;
+    }
+    let records = kernel.records()?;
+    Ok((kernel, records))
+}
+
+fn survive(dir: &Path) -> anyhow::Result<()> {
+    let cg = TestCgroup::new("ring")?;
+    let (mut kernel, mut records) = pinned(dir)?;
+    kernel.define_scope(SCOPE, Mode::Enforce)?;
+    kernel.govern(&cg.path, SCOPE)?;
+    drop(records.drain());
+    let ring_id = records.ring_id();
+    let before = records.consumer_pos();
+
+    for code in [3, 4] {
+        let child = cg
+            .command("/bin/sh", &["-c", &format!("exit {code}")])?
+            .spawn()?;
+        ensure!(exit_code(child)? == code, "governed sh did not run");
+    }
+    // Each run: one exec and one exit record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let batch = records.peek(64);
+        if batch.len() >= 4 || Instant::now() > deadline {
+            break batch;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ensure!(
+        first.len() == 4,
+        "expected 4 records (exec and exit, twice), peeked {}",
+        first.len()
+    );
+    let decoded = first
+        .records()
+        .iter()
+        .map(|r| r.decode())
+        .collect::<Result<Vec<_>, _>>()?;
+    let codes: Vec<u32> = exits(&decoded).iter().map(|x| x.exit_code).collect();
+    ensure!(
+        codes == [3 << 8, 4 << 8],
+        "exit records {}",
+        render_all(&decoded)
+    );
+    ensure!(
+        records.consumer_pos() == before && first.start() == before,
+        "peek moved the consumer position"
+    );
+    ensure!(
+        records.peek(64) == first,
+        "a second peek saw something else"
+    );
+
+    // The consumer dies without committing; a new one adopts the ring.
+    drop(records);
+    drop(kernel);
+    let (kernel, mut records) = pinned(dir)?;
+    ensure!(
+        records.ring_id() == ring_id,
+        "restart got ring {} instead of the pinned {ring_id}",
+        records.ring_id()
+    );
+    ensure!(
+        records.consumer_pos() == before,
+        "consumer position {} after restart, expected {before}",
+        records.consumer_pos()
+    );
+    let again = records.peek(64);
+    ensure!(
+        again == first,
+        "after restart the uncommitted records differ: {} records",
+        again.len()
+    );
+
+    // Commit the first run's two records only.
+    let half = first.records()[1].pos();
+    ensure!(
+        records.commit(half + 8).is_err(),
+        "a position inside a record was accepted"
+    );
+    ensure!(records.consumer_pos() == before, "a refused commit moved");
+    records.commit(half)?;
+    ensure!(records.consumer_pos() == half, "commit did not store");
+    drop(records);
+    drop(kernel);
+    let (kernel, mut records) = pinned(dir)?;
+    let rest = records.peek(64);
+    ensure!(
+        rest.records() == &first.records()[2..],
+        "after committing two records, a restarted consumer sees {} records",
+        rest.len()
+    );
+
+    records.commit(rest.end())?;
+    drop(records);
+    drop(kernel);
+    let (_kernel, records) = pinned(dir)?;
+    let after = records.peek(64);
+    ensure!(
+        after.is_empty() && records.consumer_pos() == first.end(),
+        "committed records came back: {} records from {}",
+        after.len(),
+        after.start()
     );
     Ok(())
 }
