@@ -41,17 +41,6 @@ pub fn entry_hash(
     h.finalize().into()
 }
 
-/// Clock ticks per second in `/proc/PID/stat` (`USER_HZ`; 100 on every
-/// architecture Linux exports to userspace).
-pub const USER_HZ: u64 = 100;
-
-/// Process start in the unit `/proc/PID/stat` reports (`starttime`), from
-/// the kernel's `start_boottime` in ns.
-#[must_use]
-pub const fn start_ticks(start_boottime_ns: u64) -> u64 {
-    start_boottime_ns / (1_000_000_000 / USER_HZ)
-}
-
 /// The stable id of a process on a node: 12 bytes of
 /// `SHA-256("acelogic-exec-v1" 0x00 boot_id start_ticks_be pid_be)`, hex.
 ///
@@ -149,14 +138,6 @@ mod tests {
         assert_ne!(id, exec_id(&boot, 12346, 42));
         assert_ne!(id, exec_id(&boot, 12345, 43));
         assert_ne!(id, exec_id(&[0; 16], 12345, 42));
-    }
-
-    #[test]
-    fn start_ticks_matches_procfs_unit() {
-        assert_eq!(start_ticks(0), 0);
-        assert_eq!(start_ticks(9_999_999), 0);
-        assert_eq!(start_ticks(10_000_000), 1);
-        assert_eq!(start_ticks(123_456_789_012), 12_345);
     }
 
     #[test]

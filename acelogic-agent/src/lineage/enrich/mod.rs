@@ -19,11 +19,11 @@ use std::{
 
 use acelogic_common::{
     event::{EventHeader, FileId},
-    user::{DecisionInfo, Event, c_str_bytes},
+    user::{DecisionInfo, Event, c_str_bytes, start_ticks},
 };
 
 use super::{
-    chain::{self, exec_id, start_ticks},
+    chain::{self, exec_id},
     pb::{self, record::Body},
 };
 
@@ -216,11 +216,9 @@ impl Enricher {
     /// The start time of the record's process in ticks: from the kernel
     /// when it gave one, else from procfs.
     fn ticks(&self, h: &EventHeader) -> u64 {
-        if h.start_ns != 0 {
-            start_ticks(h.start_ns)
-        } else {
-            proc_stat(&self.proc, h.tgid).map_or(0, |s| s.start_ticks)
-        }
+        h.start_ticks()
+            .or_else(|| proc_stat(&self.proc, h.tgid).map(|s| s.start_ticks))
+            .unwrap_or(0)
     }
 
     fn process(&mut self, h: &EventHeader, ppid: u32, scope_id: u32, comm: &[u8]) -> pb::Process {
@@ -376,11 +374,9 @@ impl Enricher {
             Event::ProcessFork(e) => {
                 let scope = self.scope_of(&h);
                 let parent = self.process(&h, 0, scope, &[]);
-                let ticks = if e.child_start_ns != 0 {
-                    start_ticks(e.child_start_ns)
-                } else {
-                    proc_stat(&self.proc, e.child_tgid).map_or(0, |s| s.start_ticks)
-                };
+                let ticks = start_ticks(e.child_start_ns)
+                    .or_else(|| proc_stat(&self.proc, e.child_tgid).map(|s| s.start_ticks))
+                    .unwrap_or(0);
                 let child_id = exec_id(&self.boot_id, ticks, e.child_tgid);
                 self.remember(child_id.clone(), parent.exec_id.clone());
                 Body::Fork(pb::ProcessFork {
