@@ -1,4 +1,6 @@
-//! `cargo xtask bench`: the benchmark suite. Today: kernel hook overhead,
+//! `cargo xtask bench`: the benchmark suite. Natively: verify-and-decide
+//! (`acelogic-authz-bench`) and collector ingest (`acelogic-collector-bench`,
+//! see `tests/src/collector_bench.rs`); then kernel hook overhead,
 //! measured inside one VM run (`acelogic-bench`, see `tests/src/bench.rs`)
 //! and reported as ratios to the no-programs baseline of the same run.
 //! Prints the markdown table and writes the results as JSON.
@@ -25,6 +27,30 @@ pub(crate) struct BenchArgs {
     vm_timeout: u64,
 }
 
+/// Runs a native benchmark binary: prints its table, returns the JSON it
+/// reports on the line starting with `tag`.
+fn native(bin: &std::path::Path, tag: &str) -> Result<serde_json::Value> {
+    let out = std::process::Command::new(bin)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut doc = None;
+    for line in text.lines() {
+        if let Some(json) = line.strip_prefix(tag) {
+            doc = Some(serde_json::from_str::<serde_json::Value>(json)?);
+        } else {
+            println!("{line}");
+        }
+    }
+    doc.with_context(|| {
+        format!(
+            "{} did not finish: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
     let ready = setup()?;
     let mut matrix = kernels::select(ready.kernels, args.kernel.as_deref())?;
@@ -49,28 +75,16 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             "acelogic-tests",
             "--bin",
             "acelogic-authz-bench",
+            "--bin",
+            "acelogic-collector-bench",
         ]),
-        "building acelogic-authz-bench",
+        "building acelogic-authz-bench and acelogic-collector-bench",
     )?;
     println!("bench: verify and decide, natively on this machine");
-    let out = std::process::Command::new(ws.target_dir.join("release/acelogic-authz-bench"))
-        .output()
-        .context("running acelogic-authz-bench")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut authz = None;
-    for line in text.lines() {
-        if let Some(json) = line.strip_prefix("ACELOGIC-BENCH-AUTHZ ") {
-            authz = Some(serde_json::from_str::<serde_json::Value>(json)?);
-        } else {
-            println!("{line}");
-        }
-    }
-    let authz = authz.with_context(|| {
-        format!(
-            "acelogic-authz-bench did not finish: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    let authz = native(
+        &ws.target_dir.join("release/acelogic-authz-bench"),
+        "ACELOGIC-BENCH-AUTHZ ",
+    )?;
     let out_dir: PathBuf = ws.target_dir.join("acelogic-bench");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(
@@ -78,6 +92,17 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         serde_json::to_string_pretty(&authz)?,
     )?;
     println!("bench: wrote {}", out_dir.join("authz.json").display());
+
+    println!("bench: collector ingest, natively on this machine (gRPC on loopback)");
+    let collector = native(
+        &ws.target_dir.join("release/acelogic-collector-bench"),
+        "ACELOGIC-BENCH-COLLECTOR ",
+    )?;
+    std::fs::write(
+        out_dir.join("collector.json"),
+        serde_json::to_string_pretty(&collector)?,
+    )?;
+    println!("bench: wrote {}", out_dir.join("collector.json").display());
 
     let bin = ws.target_dir.join("release/acelogic-bench");
     let spec = VmSpec {
