@@ -11,7 +11,37 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: build scripts are single-threaded; nothing else reads the
     // environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    tonic_prost_build::configure()
+    // Lineage records also derive serde::Serialize: the collector stores
+    // a JSON rendering beside each record and `acelogicctl lineage --json`
+    // prints the same rendering.
+    // Fields left at their default are omitted, as in protobuf's own JSON
+    // mapping (it keeps the stored rendering about half the size). Not on
+    // `Record`, whose oneof `body` is an enum serde renders as is.
+    let mut lineage = tonic_prost_build::configure()
+        .type_attribute(".acelogic.lineage.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(
+            ".acelogic.lineage.v1",
+            "#[serde(rename_all = \"camelCase\")]",
+        );
+    for message in [
+        "Process",
+        "Decision",
+        "FileObject",
+        "NetObject",
+        "TaskObject",
+        "ProcessExec",
+        "ProcessFork",
+        "ProcessExit",
+        "Authorization",
+        "Lifecycle",
+        "Loss",
+    ] {
+        lineage = lineage.field_attribute(
+            format!(".acelogic.lineage.v1.{message}"),
+            "#[serde(skip_serializing_if = \"crate::lineage::is_default\")]",
+        );
+    }
+    lineage
         .compile_protos(
             &[
                 "proto/acelogic/agent/v1/agent.proto",
@@ -20,6 +50,12 @@ fn main() -> anyhow::Result<()> {
             &["proto"],
         )
         .context("generating the gRPC APIs")?;
+    // The collector's API imports the record format; it refers to the
+    // types generated above instead of generating them twice.
+    tonic_prost_build::configure()
+        .extern_path(".acelogic.lineage.v1", "crate::lineage::pb")
+        .compile_protos(&["proto/acelogic/collector/v1/collector.proto"], &["proto"])
+        .context("generating the collector API")?;
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -6,6 +6,7 @@ pub mod api;
 pub mod artifact;
 pub mod authz;
 pub mod capability;
+pub mod collector;
 pub mod ctl;
 pub mod daemon;
 pub mod kernel;

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the benchmark suite. Native benchmarks first
-//! (verify and decide; kernel into journal), then kernel hook overhead
+//! (verify and decide; kernel into journal; collector ingest, see
+//! `tests/src/collector_bench.rs`), then kernel hook overhead
 //! measured inside one VM run (`acelogic-bench`, see `tests/src/bench.rs`)
 //! and reported as ratios to the no-programs baseline of the same run.
 //! Prints the markdown tables and writes the results as JSON.
@@ -48,6 +49,12 @@ const NATIVE: &[Native] = &[
         tag: "ACELOGIC-BENCH-JOURNAL ",
         json: "journal.json",
         what: "kernel into journal (host tracepoints; needs root)",
+    },
+    Native {
+        bin: "acelogic-collector-bench",
+        tag: "ACELOGIC-BENCH-COLLECTOR ",
+        json: "collector.json",
+        what: "collector ingest (gRPC on loopback, chain verification, SQLite)",
     },
 ];
 

@@ -63,7 +63,7 @@ mod payload;
 mod request;
 mod trust;
 mod verify;
-mod yaml;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod sweep;

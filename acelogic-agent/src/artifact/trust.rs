@@ -115,6 +115,9 @@ pub enum Role {
     Issuer,
     /// Co-signs artifacts a policy marks as needing human approval.
     Approver,
+    /// Signs execution lineage (a node's batches, the collector's
+    /// checkpoints), never artifacts: a trust store refuses such a key.
+    Lineage,
 }
 
 impl fmt::Display for Role {
@@ -122,6 +125,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Self::Issuer => "issuer",
             Self::Approver => "approver",
+            Self::Lineage => "lineage",
         })
     }
 }
@@ -132,7 +136,11 @@ impl FromStr for Role {
         match s {
             "issuer" => Ok(Self::Issuer),
             "approver" => Ok(Self::Approver),
-            _ => Err(format!("role {:?} is not issuer or approver", shorten(s))),
+            "lineage" => Ok(Self::Lineage),
+            _ => Err(format!(
+                "role {:?} is not issuer, approver or lineage",
+                shorten(s)
+            )),
         }
     }
 }
@@ -331,6 +339,14 @@ impl TrustStore {
                     why: "publicKey is a small-order (weak) point; no real key is".to_owned(),
                 });
             }
+            if entry.role == Role::Lineage {
+                return Err(TrustError::BadKey {
+                    location,
+                    why: "role lineage signs node batches and collector checkpoints, \
+                          never artifacts; list only issuer and approver keys here"
+                        .to_owned(),
+                });
+            }
             let key = TrustedKey::new(entry.name, entry.role, public_key);
             if entry.key_id.value != key.key_id.to_string() {
                 return Err(TrustError::KeyIdMismatch {
@@ -497,5 +513,13 @@ mod tests {
             TrustStore::from_yaml(&text, "t").unwrap_err().code(),
             "bad-key"
         );
+    }
+
+    #[test]
+    fn lineage_keys_cannot_sign_artifacts() {
+        let text = format!("{HEAD}{}", entry("node-a", "lineage", &key(5)));
+        let e = TrustStore::from_yaml(&text, "t.yaml").unwrap_err();
+        assert_eq!(e.code(), "bad-key", "{e}");
+        assert!(e.to_string().contains("never artifacts"), "{e}");
     }
 }

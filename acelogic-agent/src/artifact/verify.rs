@@ -142,6 +142,9 @@ pub fn verify(envelope_json: &[u8], trust: &TrustStore) -> Result<Verified, Arti
                 }
                 std::collections::btree_map::Entry::Occupied(_) => Some(IgnoredReason::Repeated),
             },
+            // A lineage key never counts for an artifact (a trust store
+            // file cannot list one; this covers stores built in code).
+            (Role::Lineage, _) => Some(IgnoredReason::UnknownKey),
         };
         if let Some(reason) = reason {
             ignored.push(ignore(reason));

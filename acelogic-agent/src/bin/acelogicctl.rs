@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use acelogic_agent::{
     api::DEFAULT_SOCKET,
     artifact::Role,
-    ctl::{CtlError, CtlResult, offline, remote, run},
+    ctl::{CtlError, CtlResult, lineage, offline, remote, run},
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -86,6 +86,61 @@ enum Command {
     /// Capability policies.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Execution lineage, asked of the collector.
+    Lineage(LineageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LineageArgs {
+    /// The collector (http:// or https://).
+    #[arg(long, global = true, value_name = "URL", default_value = lineage::DEFAULT_COLLECTOR)]
+    collector: String,
+    /// CA certificate (PEM) of an https collector.
+    #[arg(long, global = true, value_name = "FILE")]
+    collector_ca: Option<PathBuf>,
+    /// JSON output (export always prints JSON lines).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: LineageCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum LineageCmd {
+    /// The process tree around EXEC_ID: ancestors, descendants, and every
+    /// exec, fork, exit and decision of each.
+    Tree { exec_id: String },
+    /// An artifact: issuer, approvers, its authorization records and every
+    /// decision that used it.
+    Artifact { id: String },
+    /// Denied decisions of a workload.
+    Denials {
+        #[arg(long)]
+        workload: String,
+        /// RFC 3339 time or a duration ago (1h, 30m).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// RFC 3339 time or a duration ago [default: now].
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Recompute a node's chains and check the collector's checkpoints;
+    /// exit 1 when a record was altered or removed.
+    Verify {
+        #[arg(long)]
+        node: String,
+        /// Also exit 1 when the chain has recorded gaps.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Stored records as JSON lines.
+    Export {
+        #[arg(long, default_value = "")]
+        node: String,
+        /// RFC 3339 time or a duration ago [default: everything].
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +299,40 @@ fn main_inner(args: Args) -> CtlResult<String> {
         }
         Command::Policy(PolicyCmd::Check { dir, trust }) => {
             offline::policy_check(&dir, trust.as_deref())
+        }
+        Command::Lineage(l) => lineage_cmd(l),
+    }
+}
+
+fn lineage_cmd(l: LineageArgs) -> CtlResult<String> {
+    let t = lineage::Target {
+        url: l.collector,
+        ca: l.collector_ca,
+    };
+    let json = l.json;
+    match l.command {
+        LineageCmd::Tree { exec_id } => block(lineage::tree(&t, &exec_id, json)),
+        LineageCmd::Artifact { id } => block(lineage::artifact(&t, &id, json)),
+        LineageCmd::Denials {
+            workload,
+            since,
+            until,
+        } => {
+            let since = lineage::parse_since(&since)?;
+            let until = until.as_deref().map(lineage::parse_since).transpose()?;
+            block(lineage::denials(
+                &t,
+                &workload,
+                since,
+                until.unwrap_or(0),
+                json,
+            ))
+        }
+        LineageCmd::Verify { node, strict } => block(lineage::verify(&t, &node, json, strict)),
+        LineageCmd::Export { node, since } => {
+            let since = since.as_deref().map(lineage::parse_since).transpose()?;
+            block(lineage::export(&t, &node, since.unwrap_or(0)))?;
+            Ok(String::new())
         }
     }
 }

@@ -5,11 +5,12 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done |
-//! | 1 | refused or invalid: the daemon or the verifier refused (the reason code is printed as `[code]`), or a policy failed `policy check` |
+//! | 1 | refused or invalid: the daemon or the verifier refused (the reason code is printed as `[code]`), a policy failed `policy check`, or `lineage verify` found a problem |
 //! | 2 | usage error, or an input file that cannot be read or parsed |
-//! | 3 | the daemon is unreachable |
+//! | 3 | the daemon (or, for `lineage`, the collector) is unreachable |
 //! | 4 | anything else (internal error) |
 
+pub mod lineage;
 pub mod offline;
 pub mod remote;
 pub mod run;

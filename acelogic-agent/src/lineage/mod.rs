@@ -1,11 +1,16 @@
 //! Execution lineage: the record format (`pb`, from
 //! `proto/acelogic/lineage/v1/lineage.proto`), the hash chain and process
-//! identity (`chain`), and kernel records rendered for people (`render`).
+//! identity (`chain`), kernel records made lineage records (`enrich`), the
+//! node journal (`journal`) and what fills it (`pump` from the kernel,
+//! `sink` from the daemon), shipping it to the collector (`ship`), and
+//! kernel records rendered for people (`render`).
 
 pub mod chain;
 pub mod enrich;
 pub mod journal;
 pub mod pump;
+pub mod sample;
+pub mod ship;
 pub mod sink;
 
 /// Generated protobuf code for records and the chain.
@@ -24,6 +29,14 @@ use acelogic_common::{
     event::FileId,
     user::{DecisionInfo, Event, c_str_bytes},
 };
+
+/// Whether a field holds its default value (the JSON rendering of records
+/// leaves those out, as protobuf's JSON mapping does).
+#[doc(hidden)]
+#[must_use]
+pub fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
 
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -1,0 +1,8 @@
+//! End-to-end tests of the lineage collector: the real `acelogic-collector`
+//! and `acelogicctl` binaries, real node journals and the real shipper, real
+//! gRPC on loopback.
+
+mod ingest;
+mod queries;
+mod support;
+mod transport;
