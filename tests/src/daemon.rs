@@ -343,3 +343,74 @@ pub fn sha256_of(path: &Path) -> anyhow::Result<String> {
         .unwrap_or_default()
         .to_owned())
 }
+
+/// A running `acelogic-collector` on a free loopback port, enrolling nodes
+/// on first contact, with its store in `dir`.
+#[derive(Debug)]
+pub struct Collector {
+    pub url: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Collector {
+    pub fn start(dir: &Scratch) -> anyhow::Result<Self> {
+        let log_path = dir.join("collector.log");
+        let log = fs::File::create(&log_path)?;
+        let child = Command::new(binary("acelogic-collector")?)
+            .args(["--listen", "127.0.0.1:0", "--accept-new-nodes"])
+            .arg("--db")
+            .arg(dir.join("collector.db"))
+            .arg("--key")
+            .arg(dir.join("collector.key"))
+            .args(["--checkpoint-interval", "1s"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let mut me = Self {
+            url: String::new(),
+            log: log_path,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = fs::read_to_string(&me.log).unwrap_or_default();
+            if let Some(url) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("acelogic-collector: listening on "))
+            {
+                me.url = url.trim().to_owned();
+                return Ok(me);
+            }
+            if let Some(st) = me.child.try_wait()? {
+                bail!("the collector exited ({st}) while starting:\n{text}");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the collector did not start in 30 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `acelogicctl lineage --collector <ours> ARGS`.
+    pub fn lineage(&self, args: &[&str]) -> anyhow::Result<Ctl> {
+        let mut cmd = Command::new(binary("acelogicctl")?);
+        cmd.arg("lineage");
+        if let Some((sub, rest)) = args.split_first() {
+            cmd.arg(sub).args(["--collector", &self.url]).args(rest);
+        }
+        Ok(Ctl::of(&cmd.stdin(Stdio::null()).output()?))
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -291,11 +291,12 @@ fn host_privileged(bin: Option<&Path>, args: &TestArgs) -> Result<Suite> {
 }
 
 /// The privileged test binary and the workspace binaries it drives
-/// (`/usr/bin/acelogic-agent`, `/usr/bin/acelogicctl`).
+/// (`/usr/bin/acelogic-agent`, `/usr/bin/acelogicctl`,
+/// `/usr/bin/acelogic-collector`).
 fn guest_files(privtest: &Path) -> Vec<(PathBuf, String)> {
     let mut files = vec![(privtest.to_path_buf(), "/acelogic-privtest".to_owned())];
     if let Some(dir) = privtest.parent() {
-        for name in ["acelogic-agent", "acelogicctl"] {
+        for name in ["acelogic-agent", "acelogicctl", "acelogic-collector"] {
             let p = dir.join(name);
             if p.is_file() {
                 files.push((p, format!("/usr/bin/{name}")));

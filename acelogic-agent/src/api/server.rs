@@ -223,13 +223,20 @@ impl pb::agent_server::Agent for Service {
         let settings = node.authz.settings().clone();
         let lineage = node.journal.as_ref().map(|j| {
             let j = j.lock();
-            pb::Lineage {
+            let mut l = pb::Lineage {
                 head_seq: j.head().0,
                 acked_seq: j.acked(),
                 pending_bytes: j.pending_bytes(),
                 cap_bytes: j.cap_bytes(),
                 ..pb::Lineage::default()
+            };
+            if let Some((url, status)) = &node.shipping {
+                let s = status.borrow();
+                l.collector.clone_from(url);
+                l.connected = s.connected;
+                l.last_error = s.last_error.clone().unwrap_or_default();
             }
+            l
         });
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),

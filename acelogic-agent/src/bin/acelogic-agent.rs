@@ -59,6 +59,14 @@ struct Args {
     /// dropped.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     journal_cap: u64,
+    /// The lineage collector (`http://HOST:PORT`, or `https://` with
+    /// --collector-ca). The node key is `<state-dir>/node.key`, made on
+    /// first start.
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// CA certificate (PEM) that signed the collector's certificate.
+    #[arg(long, value_name = "FILE")]
+    collector_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +115,8 @@ async fn main() -> anyhow::Result<()> {
         },
         tick: args.tick,
         journal_cap: args.journal_cap,
+        collector: args.collector,
+        collector_ca: args.collector_ca,
     })
     .await
 }

@@ -58,6 +58,10 @@ pub struct Config {
     /// Bytes of records the journal keeps for the collector before
     /// governed actions are denied.
     pub journal_cap: u64,
+    /// Where to ship the journal (`http://` or `https://`), and the CA
+    /// that signed the collector's certificate; none keeps records local.
+    pub collector: Option<String>,
+    pub collector_ca: Option<PathBuf>,
 }
 
 /// Loads the policy directory and the trust store, or says why not.
@@ -163,6 +167,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %e, "could not record the daemon's start");
     }
 
+    let shipping = match &config.collector {
+        Some(url) => {
+            let key = config.state_dir.join("node.key");
+            let (_, created) = crate::lineage::ship::load_or_create_key(&key, &config.settings.node)
+                .with_context(|| format!("the node key {}", key.display()))?;
+            if created {
+                println!(
+                    "acelogic-agent: created the node key {}; the collector enrolls it on first \
+                     contact (--accept-new-nodes) or from its --nodes file",
+                    key.display()
+                );
+            }
+            let mut ship = crate::lineage::ship::ShipConfig::new(url.clone(), key);
+            ship.ca.clone_from(&config.collector_ca);
+            // Fail at start on a bad URL or CA, not in the background.
+            crate::lineage::ship::endpoint(url, ship.ca.as_deref())
+                .map_err(|e| anyhow::anyhow!("--collector: {e}"))?;
+            Some(ship)
+        }
+        None => {
+            println!(
+                "acelogic-agent: no --collector: lineage stays in the journal, up to {} bytes",
+                config.journal_cap
+            );
+            None
+        }
+    };
+
     let listener = bind(&config.socket, config.socket_gid)?;
     let mut node = Node {
         kernel,
@@ -178,6 +210,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy_error: String::new(),
         warnings: Vec::new(),
         journal: Some(Arc::clone(&lineage.journal)),
+        shipping: None,
     };
     let set = loaded.set;
     node.warnings = node.apply(&set, None)?;
@@ -204,6 +237,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dropped.kept.join(", ")
     );
 
+    if let Some(ship) = shipping {
+        let (tx, rx) = tokio::sync::watch::channel(crate::lineage::ship::ShipStatus::default());
+        node.shipping = Some((ship.endpoint.clone(), rx));
+        let journal = Arc::clone(&lineage.journal);
+        tokio::spawn(async move {
+            if let Err(e) = crate::lineage::ship::run(ship, journal, tx).await {
+                tracing::error!(error = %e, "shipping to the collector stopped");
+            }
+        });
+    }
     let node = Arc::new(Mutex::new(node));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

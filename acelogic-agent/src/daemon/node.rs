@@ -46,6 +46,11 @@ pub struct Node {
     pub warnings: Vec<String>,
     /// The lineage journal, for `Status`.
     pub journal: Option<std::sync::Arc<crate::lineage::journal::Shared>>,
+    /// The collector endpoint and the shipper's state, for `Status`.
+    pub shipping: Option<(
+        String,
+        tokio::sync::watch::Receiver<crate::lineage::ship::ShipStatus>,
+    )>,
 }
 
 impl Node {

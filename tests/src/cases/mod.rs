@@ -8,6 +8,7 @@ mod journal;
 mod lineage;
 mod network;
 mod pinning;
+mod session;
 
 pub use pinning::hold;
 
@@ -25,5 +26,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(escape::CASES);
     cases.extend_from_slice(authz::CASES);
     cases.extend_from_slice(journal::CASES);
+    cases.extend_from_slice(session::CASES);
     cases
 }
