@@ -91,6 +91,15 @@ impl TestCgroup {
         Ok(Self { path, id })
     }
 
+    /// The cgroup's directory name, as policies name it below the root.
+    #[must_use]
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// A command that joins this cgroup after fork and before exec, so the
     /// exec itself is decided in the cgroup.
     pub fn command(&self, program: &str, args: &[&str]) -> anyhow::Result<Command> {
@@ -160,14 +169,13 @@ pub fn own_comm() -> anyhow::Result<String> {
     Ok(fs::read_to_string("/proc/self/comm")?.trim_end().to_owned())
 }
 
-/// Runs `f` in a forked child that first joins `cg`, and returns what `f`
-/// returned as the child's exit code. `f` runs in the child only: it
-/// should make raw system calls and return 0 for success or the `errno`
-/// of the failure under test.
-pub fn in_cgroup(cg: &TestCgroup, f: impl FnOnce() -> i32) -> anyhow::Result<i32> {
+/// Forks a child that first joins `cg`, then runs `f` and exits with what
+/// it returned (250 when it could not join). Returns the child's pid; reap
+/// it with [`reap`]. `f` runs in the child only: it should make raw system
+/// calls.
+pub fn spawn_in_cgroup(cg: &TestCgroup, f: impl FnOnce() -> i32) -> anyhow::Result<libc::pid_t> {
     let procs = CString::new(cg.path.join("cgroup.procs").as_os_str().as_bytes())?;
-    // SAFETY: the test process is single-threaded (each case runs alone in
-    // its own process), so the child may run ordinary code after fork.
+    // SAFETY: the child runs only `f`'s raw calls, then `_exit`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         bail!("fork: {}", std::io::Error::last_os_error());
@@ -183,6 +191,11 @@ pub fn in_cgroup(cg: &TestCgroup, f: impl FnOnce() -> i32) -> anyhow::Result<i32
             libc::_exit(f());
         }
     }
+    Ok(pid)
+}
+
+/// Waits for a child of [`spawn_in_cgroup`]; its exit code.
+pub fn reap(pid: libc::pid_t, cg: &TestCgroup) -> anyhow::Result<i32> {
     let mut status = 0;
     // SAFETY: waiting for our own child with a valid out-pointer.
     if unsafe { libc::waitpid(pid, &raw mut status, 0) } != pid {
@@ -199,6 +212,14 @@ pub fn in_cgroup(cg: &TestCgroup, f: impl FnOnce() -> i32) -> anyhow::Result<i32
         cg.path.display()
     );
     Ok(code)
+}
+
+/// Runs `f` in a forked child that first joins `cg`, and returns what `f`
+/// returned as the child's exit code. `f` should make raw system calls and
+/// return 0 for success or the `errno` of the failure under test.
+pub fn in_cgroup(cg: &TestCgroup, f: impl FnOnce() -> i32) -> anyhow::Result<i32> {
+    let pid = spawn_in_cgroup(cg, f)?;
+    reap(pid, cg)
 }
 
 /// The `errno` of a failed raw call (`rc < 0`), or 0 when it succeeded.

@@ -29,31 +29,17 @@ use acelogic_agent::{
 };
 use anyhow::{Context as _, ensure};
 
-use crate::fixtures::{Scratch, TestCgroup};
+use crate::fixtures::{Scratch, TestCgroup, reap, spawn_in_cgroup};
 
 const SCOPE: u32 = 0x5eed;
 
 /// Forks `n` children in `cg` that exit at once; returns the churner's pid
 /// (reap it with [`reap`]).
 fn churn(cg: &TestCgroup, n: u32) -> anyhow::Result<libc::pid_t> {
-    let procs = std::ffi::CString::new(
-        cg.path
-            .join("cgroup.procs")
-            .into_os_string()
-            .into_encoded_bytes(),
-    )?;
-    // SAFETY: the child makes raw system calls only, then `_exit`.
-    let pid = unsafe { libc::fork() };
-    ensure!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: child side; raw calls only.
-        unsafe {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                libc::_exit(250);
-            }
-            libc::close(fd);
-            for _ in 0..n {
+    spawn_in_cgroup(cg, || {
+        for _ in 0..n {
+            // SAFETY: raw calls only; the grandchild exits at once.
+            unsafe {
                 let c = libc::fork();
                 if c == 0 {
                     libc::_exit(0);
@@ -62,27 +48,15 @@ fn churn(cg: &TestCgroup, n: u32) -> anyhow::Result<libc::pid_t> {
                     libc::waitpid(c, std::ptr::null_mut(), 0);
                 }
             }
-            libc::_exit(0);
         }
-    }
-    Ok(pid)
-}
-
-fn reap(pid: libc::pid_t) -> anyhow::Result<()> {
-    let mut status = 0;
-    // SAFETY: our own child, valid out-pointer.
-    let waited = unsafe { libc::waitpid(pid, &raw mut status, 0) };
-    ensure!(
-        waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the churning child failed: {status:#x}"
-    );
-    Ok(())
+        0
+    })
 }
 
 /// Fills the ring buffer (nobody reads) with about `want` records.
 fn fill(cg: &TestCgroup, records: &Records, want: usize) -> anyhow::Result<usize> {
     let pid = churn(cg, u32::try_from(want / 2)?)?;
-    reap(pid)?;
+    ensure!(reap(pid, cg)? == 0, "the churning child failed");
     Ok(records.peek(usize::MAX).len())
 }
 

@@ -25,7 +25,7 @@ use prost::Message as _;
 
 use crate::{
     daemon::Daemon,
-    fixtures::TestCgroup,
+    fixtures::{TestCgroup, reap, spawn_in_cgroup},
     harness::{Case, Need, SHARED_PIN_DIR},
 };
 
@@ -51,11 +51,7 @@ pub(crate) const CASES: &[Case] = &[
 const PORT: u16 = 9;
 
 fn policy(cg: &TestCgroup) -> String {
-    let rel = cg
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let rel = cg.name();
     format!(
         "apiVersion: acelogic.dev/v1
 kind: CapabilityPolicy
@@ -89,42 +85,28 @@ struct Flooder {
 
 impl Flooder {
     fn start(cg: &TestCgroup, n: u32) -> anyhow::Result<Self> {
-        let procs = std::ffi::CString::new(
-            cg.path
-                .join("cgroup.procs")
-                .into_os_string()
-                .into_encoded_bytes(),
-        )?;
         let mut fds = [0; 2];
         // SAFETY: valid out-array of two fds.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
         ensure!(rc == 0, "pipe2");
         let family = libc::sa_family_t::try_from(libc::AF_INET)?;
         let addr_len = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>())?;
-        // SAFETY: the child makes raw system calls only, then `_exit`.
-        let pid = unsafe { libc::fork() };
-        ensure!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            // SAFETY: child side; raw calls on memory it owns.
+        let pid = spawn_in_cgroup(cg, || {
+            let mut out = [0u32; 3];
+            let addr = libc::sockaddr_in {
+                sin_family: family,
+                sin_port: PORT.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: raw calls on memory the child owns.
             unsafe {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    libc::_exit(250);
-                }
-                libc::close(fd);
-                let mut out = [0u32; 3];
-                let addr = libc::sockaddr_in {
-                    sin_family: family,
-                    sin_port: PORT.to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
-                    },
-                    sin_zero: [0; 8],
-                };
                 for _ in 0..n {
                     let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
                     if s < 0 {
-                        libc::_exit(251);
+                        return 251;
                     }
                     let rc = libc::connect(s, (&raw const addr).cast(), addr_len);
                     let errno = if rc == 0 {
@@ -141,11 +123,11 @@ impl Flooder {
                 }
                 let len = size_of::<[u32; 3]>();
                 if libc::write(fds[1], out.as_ptr().cast(), len) != len as isize {
-                    libc::_exit(252);
+                    return 252;
                 }
-                libc::_exit(0);
             }
-        }
+            0
+        })?;
         // SAFETY: closing our copy of the write end.
         unsafe { libc::close(fds[1]) };
         Ok(Self {
@@ -154,15 +136,9 @@ impl Flooder {
         })
     }
 
-    fn wait(self) -> anyhow::Result<Flood> {
-        let mut status = 0;
-        // SAFETY: our own child, valid out-pointer.
-        let waited = unsafe { libc::waitpid(self.pid, &raw mut status, 0) };
-        ensure!(waited == self.pid, "waitpid");
-        ensure!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "the flooding child failed: status {status:#x}"
-        );
+    fn wait(self, cg: &TestCgroup) -> anyhow::Result<Flood> {
+        let code = reap(self.pid, cg)?;
+        ensure!(code == 0, "the flooding child failed: exit {code}");
         let mut out = [0u32; 3];
         let len = size_of::<[u32; 3]>();
         // SAFETY: reading into a buffer of `len` bytes we own.
@@ -303,7 +279,7 @@ fn daemon_killed_mid_stream_loses_nothing() -> anyhow::Result<()> {
     d.signal(libc::SIGKILL)?;
     std::thread::sleep(Duration::from_millis(300));
     d.start()?;
-    let flood = flooder.wait()?;
+    let flood = flooder.wait(&cg)?;
     wait_journaled(&d, flood.refused as usize)?;
     d.stop()?;
     let after = counters()?;
@@ -337,7 +313,7 @@ fn flood_every_action_recorded_or_denied() -> anyhow::Result<()> {
     // The daemon stops reading: the ring buffer (1 MiB) fills up.
     d.signal(libc::SIGSTOP)?;
     let before = counters()?;
-    let flood = Flooder::start(&cg, 20_000)?.wait()?;
+    let flood = Flooder::start(&cg, 20_000)?.wait(&cg)?;
     ensure!(
         flood.eperm > 0 && flood.refused > 0,
         "the flood should overrun the ring buffer: {flood:?}"
@@ -361,7 +337,7 @@ fn journal_full_denies_then_catches_up() -> anyhow::Result<()> {
     d.args = vec!["--journal-cap".into(), "65536".into()];
     d.start()?;
     let before = counters()?;
-    let flood = Flooder::start(&cg, 20_000)?.wait()?;
+    let flood = Flooder::start(&cg, 20_000)?.wait(&cg)?;
     ensure!(
         flood.eperm > 0,
         "a full journal should end in denials: {flood:?}"

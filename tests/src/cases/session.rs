@@ -26,11 +26,7 @@ pub(crate) const CASES: &[Case] = &[Case {
 }];
 
 fn policy(cg: &TestCgroup) -> String {
-    let rel = cg
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let rel = cg.name();
     format!(
         "apiVersion: acelogic.dev/v1
 kind: CapabilityPolicy
