@@ -10,7 +10,6 @@ use crate::{
     authz::Authorizer,
     kernel::{self, Kernel, Records},
     lineage::{
-        chain,
         enrich::Enricher,
         journal::{Journal, Shared},
         pump::{KernelLosses, Pump, Ring as _},
@@ -62,7 +61,7 @@ impl Lineage {
             Arc::clone(&journal),
             node,
             epoch,
-            chain::boot_id()?,
+            enricher.boot_id(),
             grants,
         )));
         let mut pump = Pump::new(enricher, BATCH);

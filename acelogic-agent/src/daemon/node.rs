@@ -60,28 +60,13 @@ impl Node {
         envelope: &[u8],
         peer: Option<crate::authz::state::Peer>,
     ) -> Result<crate::authz::Accepted, Refusal> {
-        let Self {
-            authz,
-            kernel,
-            policy,
-            trust,
-            frozen,
-            cgroups,
-            ..
-        } = self;
-        let inputs = Inputs {
-            policy,
-            trust,
-            frozen,
-            cgroups,
-            now: SystemTime::now(),
-        };
+        let (authz, kernel, inputs) = self.engine(SystemTime::now());
         authz.submit(envelope, peer, &inputs, kernel)
     }
 
-    /// Re-checks every live artifact against the policy and trust store in
-    /// force and revokes those they no longer permit; returns how many.
-    pub fn recheck(&mut self, now: SystemTime) -> Result<usize, Refusal> {
+    /// The engine, the kernel, and the engine's inputs (policy, trust
+    /// store, frozen workloads, governed cgroups) at `now`, borrowed apart.
+    fn engine(&mut self, now: SystemTime) -> (&mut Authorizer, &mut Kernel, Inputs<'_>) {
         let Self {
             authz,
             kernel,
@@ -98,6 +83,13 @@ impl Node {
             cgroups,
             now,
         };
+        (authz, kernel, inputs)
+    }
+
+    /// Re-checks every live artifact against the policy and trust store in
+    /// force and revokes those they no longer permit; returns how many.
+    pub fn recheck(&mut self, now: SystemTime) -> Result<usize, Refusal> {
+        let (authz, kernel, inputs) = self.engine(now);
         let revoked = authz.recheck(&inputs, kernel)?;
         for (id, why) in &revoked {
             tracing::warn!(artifact = %id, %why, "revoked: the policy in force no longer permits it");

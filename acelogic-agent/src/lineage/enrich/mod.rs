@@ -142,6 +142,12 @@ impl Enricher {
         self.epoch
     }
 
+    /// The boot id exec ids are derived from.
+    #[must_use]
+    pub fn boot_id(&self) -> [u8; 16] {
+        self.boot_id
+    }
+
     /// Scope id -> workload name, replaced on every policy load.
     pub fn set_workloads(&mut self, workloads: impl IntoIterator<Item = (u32, String)>) {
         self.workloads = workloads.into_iter().collect();
