@@ -1,7 +1,9 @@
-//! `cargo xtask demo`: boots the newest kernel of the matrix with the agent,
-//! acelogicctl and `assets/demo.sh`, and streams the guest console.
+//! `cargo xtask demo`: boots the newest kernel of the matrix with the node
+//! daemon, the collector, acelogicctl and the demo's assets
+//! (`assets/demo/`: the script, the agent runtime, the stand-in commands
+//! and the policies), and streams the guest console.
 
-use std::time::Duration;
+use std::{os::unix::fs::PermissionsExt as _, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
@@ -10,8 +12,25 @@ use crate::setup::{cargo_with_linker, setup};
 use crate::util::{run, secs, workspace};
 use crate::vm::{self, VmSpec};
 
-/// The guest side of the demo, run as `sh /demo.sh`.
-const DEMO_SH: &str = include_str!("../assets/demo.sh");
+/// The demo's files: (name in `assets/demo/`, path in the guest, contents).
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("demo.sh", "/demo/demo.sh", include_str!("../assets/demo/demo.sh")),
+    ("agent.sh", "/demo/agent.sh", include_str!("../assets/demo/agent.sh")),
+    ("scale", "/usr/local/bin/scale", include_str!("../assets/demo/scale")),
+    ("kubectl", "/usr/local/bin/kubectl", include_str!("../assets/demo/kubectl")),
+    (
+        "scaling-agents.yaml",
+        "/demo/policies/scaling-agents.yaml",
+        include_str!("../assets/demo/policies/scaling-agents.yaml"),
+    ),
+    (
+        "deploy-agent.yaml",
+        "/demo/policies/deploy-agent.yaml",
+        include_str!("../assets/demo/policies/deploy-agent.yaml"),
+    ),
+];
+/// The daemon, the collector and the CLI, from the release build.
+const BINARIES: &[&str] = &["acelogic-agent", "acelogic-collector", "acelogicctl"];
 /// The line demo.sh prints when everything it showed worked.
 const DEMO_OK: &str = "ACELOGIC-DEMO-OK";
 
@@ -32,32 +51,33 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
         .pop()
         .context("the kernel matrix is empty")?;
     let ws = workspace()?;
-    println!("demo: building acelogic-agent and acelogicctl (release)");
+    println!("demo: building {} (release)", BINARIES.join(", "));
     run(
         cargo_with_linker()?.args(["build", "--release", "-p", "acelogic-agent", "--bins"]),
         "fix the build errors above, then run `cargo xtask demo` again",
     )?;
     let release = ws.target_dir.join("release");
-    let script_dir = ws.root.join(".acelogic").join("demo");
-    std::fs::create_dir_all(&script_dir)
-        .with_context(|| format!("creating {}", script_dir.display()))?;
-    let script = script_dir.join("demo.sh");
-    std::fs::write(&script, DEMO_SH).with_context(|| format!("writing {}", script.display()))?;
+    let asset_dir = ws.root.join(".acelogic").join("demo");
+    std::fs::create_dir_all(&asset_dir)
+        .with_context(|| format!("creating {}", asset_dir.display()))?;
+    let mut files: Vec<(std::path::PathBuf, String)> = BINARIES
+        .iter()
+        .map(|b| (release.join(b), format!("/usr/bin/{b}")))
+        .collect();
+    for (name, guest, text) in ASSETS {
+        let path = asset_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        // The scripts are run as commands; the policies are only read.
+        let mode = if name.ends_with(".yaml") { 0o644 } else { 0o755 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))?;
+        files.push((path, (*guest).to_owned()));
+    }
     let spec = VmSpec {
         name: format!("demo-{}", kernel.label),
         kernel: kernel.clone(),
-        files: vec![
-            (
-                release.join("acelogic-agent"),
-                "/usr/bin/acelogic-agent".to_owned(),
-            ),
-            (
-                release.join("acelogicctl"),
-                "/usr/bin/acelogicctl".to_owned(),
-            ),
-            (script, "/demo.sh".to_owned()),
-        ],
-        payload: "sh /demo.sh".to_owned(),
+        files,
+        payload: "sh /demo/demo.sh".to_owned(),
         timeout: Duration::from_secs(args.vm_timeout),
     };
     println!(

@@ -110,6 +110,9 @@ enum LineageCmd {
     /// The process tree around EXEC_ID: ancestors, descendants, and every
     /// exec, fork, exit and decision of each.
     Tree { exec_id: String },
+    /// The exec id of a live process on this node (from procfs; asks no
+    /// collector): what `tree` takes.
+    ExecId { pid: u32 },
     /// An artifact: issuer, approvers, its authorization records and every
     /// decision that used it.
     Artifact { id: String },
@@ -312,6 +315,7 @@ fn lineage_cmd(l: LineageArgs) -> CtlResult<String> {
     let json = l.json;
     match l.command {
         LineageCmd::Tree { exec_id } => block(lineage::tree(&t, &exec_id, json)),
+        LineageCmd::ExecId { pid } => lineage::exec_id_of(pid),
         LineageCmd::Artifact { id } => block(lineage::artifact(&t, &id, json)),
         LineageCmd::Denials {
             workload,

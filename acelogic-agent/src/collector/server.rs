@@ -3,7 +3,7 @@
 //! checkpoints on a timer, export OTLP; on SIGTERM or SIGINT stop taking
 //! sessions, sign a last checkpoint and close the store.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, os::unix::fs::DirBuilderExt as _, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use tokio::{
@@ -126,6 +126,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         crate::lineage::ship::endpoint(endpoint, config.otlp_ca.as_deref())
             .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
     }
+    // The default paths are under /var/lib/acelogic-collector: make the
+    // directories on first start (0700: the key directory holds the
+    // private checkpoint key).
+    for path in [&config.key, &config.db] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
     let (key, created) = checkpoint::load_or_create_key(&config.key)
         .with_context(|| format!("checkpoint key {}", config.key.display()))?;
     if created {
@@ -150,10 +162,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         None => None,
     };
-    if let Some(parent) = config.db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
     let mut store = Store::open(&config.db)
         .with_context(|| format!("opening the store {}", config.db.display()))?;
     store

@@ -23,6 +23,8 @@ use crate::{
     api,
     collector::pb::{self, StoredRecord, query_client::QueryClient},
     lineage::{
+        chain,
+        enrich::proc_stat,
         pb::{self as lpb, record::Body},
         ship,
     },
@@ -157,12 +159,15 @@ pub fn describe(r: &StoredRecord) -> String {
         ),
         Some(Body::Exit(x)) => format!("exit status {:#x}", x.exit_code),
         Some(Body::Authorization(a)) => {
-            let mut s = format!(
-                "authorization {} artifact {} for {}",
-                verdict(&a.outcome, &a.reason),
-                a.artifact_id,
-                a.workload
-            );
+            // A refusal before the artifact was read (a governed caller,
+            // an unreadable envelope) has no artifact or workload.
+            let mut s = format!("authorization {}", verdict(&a.outcome, &a.reason));
+            if !a.artifact_id.is_empty() {
+                let _ = write!(s, " artifact {}", a.artifact_id);
+            }
+            if !a.workload.is_empty() {
+                let _ = write!(s, " for {}", a.workload);
+            }
             if !a.issuer.is_empty() {
                 let _ = write!(s, " issuer {}", a.issuer);
             }
@@ -230,7 +235,9 @@ fn render_tree(t: &pb::TreeResponse, asked: &str) -> String {
         for r in &p.records {
             let _ = writeln!(out, "{pad}  | {}", describe(r));
         }
-        if let Some(kids) = children.get(p.exec_id.as_str()) {
+        if let Some(kids) = children.get_mut(p.exec_id.as_str()) {
+            // Children in the order they appeared (their first record).
+            kids.sort_by_key(|k| k.records.iter().map(seq).min().unwrap_or(u64::MAX));
             for k in kids.iter().rev() {
                 stack.push((k, level + 1));
             }
@@ -240,6 +247,16 @@ fn render_tree(t: &pb::TreeResponse, asked: &str) -> String {
         out.push_str("(truncated: more descendants than one answer holds)\n");
     }
     out
+}
+
+/// The exec id the daemon gives the live process `pid` of this boot: the
+/// same formula over the boot id and the process's start time, so it can
+/// be asked for while the process runs and looked up once it is gone.
+pub fn exec_id_of(pid: u32) -> CtlResult<String> {
+    let boot = chain::boot_id().map_err(|e| CtlError::internal(format!("the boot id: {e}")))?;
+    let stat = proc_stat(std::path::Path::new("/proc"), pid)
+        .ok_or_else(|| CtlError::input(format!("no process {pid} (/proc/{pid}/stat unreadable)")))?;
+    Ok(chain::exec_id(&boot, stat.start_ticks, pid))
 }
 
 pub async fn tree(t: &Target, exec_id: &str, json: bool) -> CtlResult<String> {

@@ -377,3 +377,32 @@ async fn verify_names_an_altered_seq_and_catches_checkpoint_tampering() {
         "a consistent rewrite: {out}"
     );
 }
+
+/// `lineage exec-id PID` answers the id the daemon gives that process (the
+/// chain formula over this boot and the process's start time), for a
+/// process that is not this one, and refuses a pid with no process.
+#[test]
+fn exec_id_names_a_live_process_as_the_daemon_does() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let pid = child.id();
+    let stat = acelogic_agent::lineage::enrich::proc_stat(std::path::Path::new("/proc"), pid)
+        .expect("the child's stat");
+    let boot = chain::boot_id().expect("boot id");
+    let want = chain::exec_id(&boot, stat.start_ticks, pid);
+    let (code, out, err) = ctl(&["lineage", "exec-id", &pid.to_string()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), want);
+    assert_ne!(
+        want,
+        chain::exec_id(&boot, stat.start_ticks, std::process::id()),
+        "the id depends on the pid"
+    );
+    let (code, _, err) = ctl(&["lineage", "exec-id", "4194304"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no process 4194304"), "{err}");
+}

@@ -73,7 +73,9 @@ impl Collector {
     }
 
     pub(crate) fn start_on(dir: &Dir, listen: &str, extra: &[&str]) -> Self {
-        let db = dir.path("collector.db");
+        // In directories that do not exist yet: the collector makes them,
+        // as it must for its default paths on a fresh host.
+        let db = dir.path("store/collector.db");
         // One log file per start, so a restart does not hide the first.
         let n = (1..)
             .find(|n| !dir.path(&format!("collector-{n}.log")).exists())
@@ -83,7 +85,7 @@ impl Collector {
             .args(["--listen", listen, "--db"])
             .arg(&db)
             .arg("--key")
-            .arg(dir.path("collector.key"))
+            .arg(dir.path("keys/collector.key"))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

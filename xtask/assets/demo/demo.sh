@@ -1,0 +1,326 @@
+#!/bin/sh
+# The demo, run inside the VM as `sh /demo/demo.sh` (cargo xtask demo).
+#
+# Two AI agents disagree about one deployment, a third deploys to
+# production, and one of them tries to break out. Everything is real: the
+# node daemon loads BPF LSM programs into this kernel, the agents are
+# processes in governed cgroups running real commands, artifacts are
+# Ed25519-signed and verified by the daemon, and every decision is
+# journaled, shipped to the collector and read back from it.
+#
+# Each action prints what the agent ran, what it saw, and the decision the
+# kernel recorded with its reason code. The script stops with
+# "DEMO FAILED: ..." and exit 1 at the first step that does not behave as
+# stated; it prints ACELOGIC-DEMO-OK only if every step did.
+
+POLICIES=/etc/acelogic/policies
+KEYS=/root/keys
+WORK=/tmp/demo
+ARTIFACTS=/srv/artifacts
+DLOG=$WORK/daemon.log
+CLOG=$WORK/collector.log
+COLLECTOR=http://127.0.0.1:7400
+NODE=demo-node
+# The stand-in commands live in /usr/local/bin, as kubectl would.
+export PATH=/usr/local/bin:$PATH
+
+fail() {
+    echo "DEMO FAILED: $*"
+    exit 1
+}
+step() {
+    echo
+    echo "== $*"
+}
+say() {
+    echo "   $*"
+}
+# Waits up to $2 tenths of a second for the command $1 to succeed.
+await() {
+    i=0
+    until eval "$1" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -gt "$2" ] && return 1
+        sleep 0.1
+    done
+}
+
+# The daemon's log lines after the current mark (see `mark`).
+since_mark() {
+    tail -n +"$((DMARK + 1))" "$DLOG"
+}
+mark() {
+    DMARK=$(wc -l <"$DLOG")
+}
+
+# start_agent NAME WORKLOAD: starts the agent NAME as `acelogicctl run
+# --workload WORKLOAD` (a new cgroup below the workload's, governed from
+# the first instruction) and sets $PID_<NAME> to its pid.
+start_agent() {
+    mkfifo "$WORK/$1.inbox"
+    : >"$WORK/$1.log"
+    acelogicctl run --workload "$2" -- /bin/sh /demo/agent.sh "$1" "$WORK/$1.inbox" \
+        >>"$WORK/$1.log" 2>&1 &
+    pid=$!
+    await "grep -q '^@@ready' $WORK/$1.log" 300 || {
+        cat "$WORK/$1.log"
+        fail "agent $1 did not start"
+    }
+    eval "PID_$1=$pid"
+    say "agent $1 (pid $pid) runs in $(cut -d: -f3 /proc/$pid/cgroup), workload $2"
+}
+
+# ask AGENT COMMAND: hands the agent one command, waits for it to finish,
+# prints its output and sets $rc to its exit status.
+ask() {
+    agent=$1
+    shift
+    log=$WORK/$agent.log
+    from=$(wc -l <"$log")
+    done_before=$(grep -c '^@@done' "$log")
+    mark
+    say "$agent \$ $*"
+    echo "$*" >"$WORK/$agent.inbox"
+    await "[ \$(grep -c '^@@done' $log) -gt $done_before ]" 600 || fail "agent $agent did not answer"
+    tail -n +"$((from + 1))" "$log" | grep -v '^@@' | sed "s/^/   $agent | /"
+    rc=$(grep '^@@done' "$log" | tail -n 1 | cut -d' ' -f3)
+}
+
+# decision HOOK VERDICT REASON: the daemon journaled this kernel decision
+# for the last action; prints it.
+decision() {
+    want="decision hook=$1 verdict=$2 reason=$3"
+    if ! await "since_mark | grep -q '$want'" 100; then
+        since_mark | grep decision | sed 's/^/   recorded | /'
+        fail "expected the kernel decision [$2 $1 $3] for that action"
+    fi
+    since_mark | grep -m 1 "$want" | sed 's/ uid=.*//; s/^/   kernel   | /'
+    echo "   => $(echo "$2" | tr a-z A-Z) [$3]"
+}
+
+# authz OUTCOME REASON: the daemon recorded this authorization outcome for
+# the last action; prints it.
+authz() {
+    want="authz #[0-9]* $1 \[$2\]"
+    if ! await "since_mark | grep -q '$want'" 100; then
+        since_mark | grep authz | sed 's/^/   recorded | /'
+        fail "expected the authorization record [$1 $2] for that action"
+    fi
+    since_mark | grep -m 1 "$want" | sed 's/: .*//; s/^/   daemon   | /'
+    echo "   => $(echo "$1" | tr a-z A-Z) [$2]"
+}
+
+expect_denied() {
+    [ "$rc" -ne 0 ] || fail "the action succeeded; it should have been denied"
+}
+expect_ok() {
+    [ "$rc" -eq 0 ] || fail "the action failed (exit $rc); it should have been allowed"
+}
+expect_file() {
+    got=$(cat "$1")
+    [ "$got" = "$2" ] || fail "$1 holds '$got', expected '$2'"
+    say "$1: $got"
+}
+
+# sign NAME WORKLOAD OPERATION_KEY REASON CAPABILITY...: the authority signs
+# a one-use artifact into $ARTIFACTS/NAME.json; sets $SIGNED to its id.
+sign() {
+    name=$1 workload=$2 key=$3 why=$4
+    shift 4
+    {
+        echo "issuer: release-authority"
+        echo "subject: {workload: $workload}"
+        echo "audience: demo"
+        echo "ttl: 5m"
+        echo "maxUses: 1"
+        echo "operationKey: $key"
+        echo "reason: \"$why\""
+        echo "capabilities:"
+        for c in "$@"; do echo "  - $c"; done
+    } >"$WORK/$name.request.yaml"
+    SIGNED=$(acelogicctl artifact sign --request "$WORK/$name.request.yaml" \
+        --key "$KEYS/issuer.key" --out "$ARTIFACTS/$name.json" 2>&1 >/dev/null) ||
+        fail "signing $name: $SIGNED"
+    SIGNED=${SIGNED#signed artifact }
+    say "authority: signed artifact $SIGNED ($ARTIFACTS/$name.json) for $workload,"
+    say "           operation key $key, one use, 5 minutes: $why"
+}
+digest() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+# lineage_seq FIELD: headSeq or ackedSeq of the node journal, from status.
+lineage_seq() {
+    acelogicctl status --json | tr -d ' \n' | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+
+mkdir -p "$WORK" "$ARTIFACTS" "$POLICIES" "$KEYS"
+
+step "0. The node: a BPF-LSM kernel, the lineage collector, the node daemon and its policies"
+acelogicctl check-node | sed 's/^/   /'
+acelogicctl check-node >/dev/null || fail "this kernel cannot enforce"
+{
+    echo "apiVersion: acelogic.dev/v1"
+    echo "kind: TrustStore"
+    echo "keys:"
+    acelogicctl keygen --name release-authority --role issuer --out "$KEYS/issuer.key" 2>/dev/null
+    acelogicctl keygen --name change-approver --role approver --out "$KEYS/approver.key" 2>/dev/null
+} >"$POLICIES/trust.yaml" || fail "keygen"
+cp /demo/policies/*.yaml "$POLICIES/"
+acelogicctl policy check "$POLICIES" | sed 's/^/   /'
+acelogicctl policy check "$POLICIES" >/dev/null || fail "the policies do not check"
+# The "cluster" the agents change: one replica count, one production image.
+mkdir -p /srv/cluster/replicas /srv/cluster/production/checkout /srv/cluster/staging \
+    /srv/agents/scaling /srv/agents/deploy
+echo 3 >/srv/cluster/replicas/checkout
+echo shop/checkout:1.7.2 >/srv/cluster/production/checkout/image
+say "cluster: checkout runs 3 replicas of shop/checkout:1.7.2"
+
+acelogic-collector --listen 127.0.0.1:7400 --db /var/lib/acelogic-collector/lineage.db \
+    --key /var/lib/acelogic-collector/collector.key --accept-new-nodes \
+    --checkpoint-interval 1s >"$CLOG" 2>&1 &
+await "grep -q 'listening on' $CLOG" 300 || {
+    cat "$CLOG"
+    fail "the collector did not start"
+}
+sed 's/^/   collector | /' "$CLOG"
+acelogic-agent --policies "$POLICIES" --audience demo --node-name "$NODE" \
+    --collector "$COLLECTOR" >"$DLOG" 2>&1 &
+DAEMON=$!
+await "acelogicctl status" 600 || {
+    cat "$DLOG"
+    fail "the node daemon did not start"
+}
+grep 'acelogic-agent:' "$DLOG" | sed 's/^/   daemon | /'
+
+step "1. Two agents disagree about checkout; without artifacts, neither may scale it"
+start_agent autoscaler autoscaler
+start_agent costagent cost-agent
+say "autoscaler: CPU at 92% for 10 minutes -> scale checkout to 6"
+ask autoscaler scale checkout 6
+expect_denied
+decision exec deny no-grant
+say "cost agent: spend 40% over budget -> scale checkout to 2"
+ask costagent scale checkout 2
+expect_denied
+decision exec deny no-grant
+expect_file /srv/cluster/replicas/checkout 3
+
+step "2. The authority signs for the autoscaler (operation key scale/checkout); the cost agent's artifact for the same key is a conflict"
+SCALE="exec: {path: /usr/local/bin/scale, sha256: $(digest /usr/local/bin/scale)}"
+sign scale-up autoscaler scale/checkout "CPU 92%: checkout 3 -> 6" \
+    "$SCALE" "write: {path: /srv/cluster/replicas/checkout}"
+ask autoscaler acelogicctl artifact submit "$ARTIFACTS/scale-up.json"
+expect_ok
+authz accepted granted
+sign scale-down cost-agent scale/checkout "cost: checkout 3 -> 2" \
+    "$SCALE" "write: {path: /srv/cluster/replicas/checkout}"
+ask costagent acelogicctl artifact submit "$ARTIFACTS/scale-down.json"
+expect_denied
+authz refused operation-conflict
+ask autoscaler scale checkout 6
+expect_ok
+decision exec allow grant
+expect_file /srv/cluster/replicas/checkout 6
+ask costagent scale checkout 2
+expect_denied
+decision exec deny no-grant
+expect_file /srv/cluster/replicas/checkout 6
+
+step "3. A production deploy needs an approver's signature"
+start_agent deployer deploy-agent
+sign deploy deploy-agent deploy/production/checkout "release 1.8.0 to production" \
+    "exec: {path: /usr/local/bin/kubectl, sha256: $(digest /usr/local/bin/kubectl)}" \
+    "write: {path: /srv/cluster/production/checkout/image}"
+DEPLOY_ID=$SIGNED
+say "the issuer alone:"
+ask deployer acelogicctl artifact submit "$ARTIFACTS/deploy.json"
+expect_denied
+authz refused approval-missing
+acelogicctl artifact cosign "$ARTIFACTS/deploy.json" --key "$KEYS/approver.key" \
+    --out "$ARTIFACTS/deploy.json" >/dev/null || fail "cosign"
+say "change-approver co-signs $ARTIFACTS/deploy.json (the same artifact, one more signature):"
+ask deployer acelogicctl artifact submit "$ARTIFACTS/deploy.json"
+expect_ok
+authz accepted granted
+ask deployer kubectl -n production set image deployment/checkout shop/checkout:1.8.0
+expect_ok
+decision exec allow grant
+expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
+
+step "4. A replacement deploy agent tries to continue with the consumed one-time artifact"
+await "grep -q 'authz #[0-9]* consumed \[consumed\] artifact=$DEPLOY_ID' $DLOG" 100 || {
+    acelogicctl grants
+    grep authz "$DLOG"
+    fail "the daemon did not retire the used-up artifact $DEPLOY_ID"
+}
+grep "authz #[0-9]* consumed \[consumed\] artifact=$DEPLOY_ID" "$DLOG" | sed 's/: .*//; s/^/   daemon   | /'
+kill -9 "$PID_deployer"
+wait "$PID_deployer" 2>/dev/null
+say "deploy agent $PID_deployer crashed; a replacement instance starts"
+start_agent replacement deploy-agent
+ask replacement kubectl -n production set image deployment/checkout shop/checkout:1.8.1
+expect_denied
+decision exec deny no-grant
+ask replacement acelogicctl artifact submit "$ARTIFACTS/deploy.json"
+expect_denied
+authz refused replayed
+expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
+
+step "5. A governed agent tries to escape"
+say "kill the node daemon (pid $DAEMON):"
+ask autoscaler kill -9 "$DAEMON"
+expect_denied
+decision kill deny outside-scope
+kill -0 "$DAEMON" || fail "the daemon died"
+say "move itself out of its cgroup:"
+ask autoscaler 'echo $$ >/sys/fs/cgroup/cgroup.procs'
+expect_denied
+decision file-open deny no-grant
+say "still in $(cut -d: -f3 /proc/$PID_autoscaler/cgroup)"
+say "freeze its rival through the daemon's API:"
+ask autoscaler acelogicctl freeze cost-agent
+expect_denied
+authz refused governed-caller
+
+step "6. The collector's lineage of the session, and its verification"
+await "acelogicctl status --json | tr -d ' \n' | grep -q '\"connected\":true'" 300 ||
+    fail "the daemon is not connected to the collector"
+head=$(lineage_seq headSeq)
+[ -n "$head" ] || fail "acelogicctl status shows no journal"
+await '[ "$(lineage_seq ackedSeq)" -ge "$head" ]' 300 ||
+    fail "the collector did not acknowledge the journal up to seq $head"
+say "the collector holds the node's journal up to seq $head"
+echo
+say "\$ acelogicctl lineage tree \$(acelogicctl lineage exec-id $PID_autoscaler)   # the autoscaler's session"
+ID=$(acelogicctl lineage exec-id "$PID_autoscaler") || fail "exec-id"
+acelogicctl lineage tree "$ID" --collector "$COLLECTOR" >"$WORK/tree.txt" || fail "lineage tree"
+sed 's/^/   /' "$WORK/tree.txt"
+grep -qi 'exec .*scale.*deny.*no-grant' "$WORK/tree.txt" || fail "the tree lacks the denied scale"
+grep -qi 'exec .*scale.*allow.*grant' "$WORK/tree.txt" || fail "the tree lacks the granted scale"
+grep -qi 'kill .*deny' "$WORK/tree.txt" || fail "the tree lacks the kill attempt"
+echo
+say "\$ acelogicctl lineage artifact $DEPLOY_ID   # the production deploy's artifact"
+acelogicctl lineage artifact "$DEPLOY_ID" --collector "$COLLECTOR" >"$WORK/artifact.txt" ||
+    fail "lineage artifact"
+sed 's/^/   /' "$WORK/artifact.txt"
+for want in approval-missing consumed replayed; do
+    grep -q "$want" "$WORK/artifact.txt" || fail "the artifact's lineage lacks [$want]"
+done
+echo
+say "\$ acelogicctl lineage verify --node $NODE"
+acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" | sed 's/^/   /'
+acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" >/dev/null ||
+    fail "lineage verify"
+
+step "7. Fail closed: with the node daemon stopped, the agents are still governed"
+kill -TERM "$DAEMON"
+wait "$DAEMON"
+tail -n 1 "$DLOG" | sed 's/^/   daemon | /'
+ask autoscaler scale checkout 7
+expect_denied
+say "=> DENIED: the programs stay pinned in the kernel; the record waits in the ring buffer"
+expect_file /srv/cluster/replicas/checkout 6
+
+kill -9 "$PID_autoscaler" "$PID_costagent" "$PID_replacement" 2>/dev/null
+echo
+echo "ACELOGIC-DEMO-OK"
