@@ -19,7 +19,7 @@ pub struct Check {
     /// What was found.
     pub found: String,
     /// What to do when not ok.
-    pub fix: &'static str,
+    pub fix: String,
 }
 
 /// All checks of a node.
@@ -38,22 +38,25 @@ impl NodeReport {
                 name: "BPF LSM active",
                 ok: lsm_list_has_bpf(list),
                 found: format!("{LSM_LIST}: {}", list.trim()),
-                fix: "add `bpf` to the kernel's LSM list: boot with lsm=<current list>,bpf \
-                      (e.g. in GRUB_CMDLINE_LINUX) on a kernel built with CONFIG_BPF_LSM=y",
+                fix: lsm_fix(list),
             },
             Err(e) => Check {
                 name: "BPF LSM active",
                 ok: false,
                 found: format!("{LSM_LIST}: {e}"),
                 fix: "mount securityfs (mount -t securityfs securityfs /sys/kernel/security) \
-                      and check again",
+                      and check again; in a container, mount the host's /sys/kernel/security \
+                      read-only at the same path"
+                    .to_owned(),
             },
         };
         let btf = Check {
             name: "kernel BTF",
             ok: Path::new(VMLINUX_BTF).is_file(),
             found: VMLINUX_BTF.to_owned(),
-            fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+            fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y; in a container, mount the \
+                  host's /sys/kernel/btf read-only at the same path"
+                .to_owned(),
         };
         let cgroup2 = cgroup2_mount();
         let cgroup = Check {
@@ -64,14 +67,17 @@ impl NodeReport {
                 |p| p.display().to_string(),
             ),
             fix: "mount cgroup2 (mount -t cgroup2 none /sys/fs/cgroup) or boot with \
-                  systemd.unified_cgroup_hierarchy=1",
+                  systemd.unified_cgroup_hierarchy=1"
+                .to_owned(),
         };
         let bpffs = mount_of_type("bpf");
         let bpffs = Check {
             name: "bpffs mounted",
             ok: bpffs.is_some(),
             found: bpffs.map_or_else(|| "no bpf mount".to_owned(), |p| p.display().to_string()),
-            fix: "mount -t bpf bpf /sys/fs/bpf",
+            fix: "mount -t bpf bpf /sys/fs/bpf; in a container, mount the host's /sys/fs/bpf \
+                  at the same path (read-write: the programs are pinned there)"
+                .to_owned(),
         };
         let probe = probe_lsm_load();
         Self {
@@ -110,7 +116,7 @@ fn probe_lsm_load() -> Check {
             name,
             ok: false,
             found: "not checked: loading BPF needs root".to_owned(),
-            fix: "run this check as root",
+            fix: "run this check as root".to_owned(),
         };
     }
     let result =
@@ -120,7 +126,7 @@ fn probe_lsm_load() -> Check {
             name,
             ok: true,
             found: "exec gate loaded".to_owned(),
-            fix: "",
+            fix: String::new(),
         },
         Err(e) => Check {
             name,
@@ -128,9 +134,28 @@ fn probe_lsm_load() -> Check {
             found: format!("{e:#}"),
             fix: "the kernel refused a BPF LSM program: check `bpf` is in the LSM list, \
                   that BPF trampolines are allowed (no lockdown=confidentiality, not a \
-                  restricted sandbox or hypervisor), and the kernel log (dmesg)",
+                  restricted sandbox or hypervisor), and the kernel log (dmesg)"
+                .to_owned(),
         },
     }
+}
+
+/// The exact kernel command line parameter that activates BPF LSM next to
+/// the LSMs active now (their order is kept: it is the order the kernel
+/// calls them in), and where to put it.
+fn lsm_fix(active: &str) -> String {
+    let mut names: Vec<&str> = active
+        .trim()
+        .split(',')
+        .filter(|n| !n.is_empty() && *n != "bpf")
+        .collect();
+    names.push("bpf");
+    let param = format!("lsm={}", names.join(","));
+    format!(
+        "boot with the kernel parameter `{param}` (Debian/Ubuntu: append it to \
+         GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub, reboot); the kernel must be \
+         built with CONFIG_BPF_LSM=y (check /boot/config-$(uname -r))"
+    )
 }
 
 /// Does a `/sys/kernel/security/lsm` list name `bpf`?
@@ -144,6 +169,68 @@ pub fn lsm_list_has_bpf(list: &str) -> bool {
 #[must_use]
 pub fn cgroup2_mount() -> Option<PathBuf> {
     mount_of_type("cgroup2")
+}
+
+/// Why a directory cannot be the cgroup v2 root the daemon governs under.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupRootError {
+    #[error("no cgroup2 mount in /proc/self/mounts; mount cgroup2 or pass --cgroup-root")]
+    NoMount,
+    #[error("{path}: {source}")]
+    Stat {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a cgroup v2 filesystem; pass the directory where cgroup2 is mounted")]
+    NotCgroup2 { path: PathBuf },
+    #[error(
+        "{path} is a cgroup below the hierarchy's root (it has cgroup.type), as in a container's \
+         private cgroup namespace; mount the host's cgroup2 root (e.g. a hostPath of \
+         /sys/fs/cgroup at /host/sys/fs/cgroup) and pass --cgroup-root with that path"
+    )]
+    NotRoot { path: PathBuf },
+}
+
+/// The cgroup v2 root the daemon creates and governs workloads' cgroups
+/// under: `configured` (`--cgroup-root`) or else the first cgroup2 mount.
+///
+/// It must be the hierarchy's real root. In a container with a private
+/// cgroup namespace (containerd's default on cgroup v2) the runtime's
+/// `/sys/fs/cgroup` is the container's own cgroup: policies'
+/// `/acelogic/...` cgroups would be made inside the pod, the level check
+/// against the kernel's walk would be off, and the host's workloads would
+/// never be governed. Only the root has no `cgroup.type`.
+pub fn cgroup_root(configured: Option<&Path>) -> Result<PathBuf, CgroupRootError> {
+    let dir = match configured {
+        Some(dir) => dir.to_path_buf(),
+        None => cgroup2_mount().ok_or(CgroupRootError::NoMount)?,
+    };
+    let fs_type = |path: &Path| -> Result<libc::__fsword_t, CgroupRootError> {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| {
+            CgroupRootError::Stat {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            }
+        })?;
+        // SAFETY: `c` is a valid NUL-terminated path and `buf` a zeroed
+        // statfs the call fills in.
+        let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::statfs(c.as_ptr(), &raw mut buf) } != 0 {
+            return Err(CgroupRootError::Stat {
+                path: path.to_path_buf(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(buf.f_type)
+    };
+    if fs_type(&dir)? != libc::CGROUP2_SUPER_MAGIC {
+        return Err(CgroupRootError::NotCgroup2 { path: dir });
+    }
+    if dir.join("cgroup.type").exists() {
+        return Err(CgroupRootError::NotRoot { path: dir });
+    }
+    Ok(dir)
 }
 
 fn mount_of_type(fstype: &str) -> Option<PathBuf> {
@@ -196,6 +283,54 @@ mod tests {
         assert!(!lsm_list_has_bpf("lockdown,capability,apparmor"));
         assert!(!lsm_list_has_bpf("bpfx,xbpf"));
         assert!(!lsm_list_has_bpf(""));
+    }
+
+    #[test]
+    fn lsm_fix_names_the_exact_parameter() {
+        let fix = lsm_fix("capability,lockdown,landlock,yama,apparmor\n");
+        assert!(
+            fix.contains("`lsm=capability,lockdown,landlock,yama,apparmor,bpf`"),
+            "{fix}"
+        );
+        assert!(fix.contains("GRUB_CMDLINE_LINUX"), "{fix}");
+        // Never listed twice, and an empty list still gives a usable value.
+        assert!(lsm_fix("bpf,yama").contains("`lsm=yama,bpf`"));
+        assert!(lsm_fix("").contains("`lsm=bpf`"));
+    }
+
+    #[test]
+    fn cgroup_root_refuses_what_is_not_a_cgroup2_root() {
+        let dir = std::env::temp_dir().join(format!("acelogic-cgroot-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let err = cgroup_root(Some(&dir)).unwrap_err();
+        assert!(
+            matches!(&err, CgroupRootError::NotCgroup2 { path } if *path == dir),
+            "{err}"
+        );
+        fs::remove_dir(&dir).unwrap();
+        let err = cgroup_root(Some(&dir)).unwrap_err();
+        assert!(matches!(err, CgroupRootError::Stat { .. }), "{err}");
+        assert!(err.to_string().contains("No such file"), "{err}");
+        // The first cgroup2 mount of a host (not a container) is the root,
+        // and naming it explicitly gives the same answer.
+        if let Some(mount) = cgroup2_mount()
+            && !mount.join("cgroup.type").exists()
+        {
+            assert_eq!(cgroup_root(None).unwrap(), mount);
+            assert_eq!(cgroup_root(Some(&mount)).unwrap(), mount);
+            // A cgroup below it is refused, as a container's namespaced
+            // /sys/fs/cgroup would be.
+            let child = fs::read_dir(&mount)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("cgroup.type").exists());
+            if let Some(child) = child {
+                let err = cgroup_root(Some(&child)).unwrap_err();
+                assert!(matches!(err, CgroupRootError::NotRoot { .. }), "{err}");
+                assert!(err.to_string().contains("--cgroup-root"), "{err}");
+            }
+        }
     }
 
     #[test]

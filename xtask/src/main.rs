@@ -1,12 +1,17 @@
 //! `cargo xtask`: ACELOGIC's developer and CI tasks.
 //!
-//! - `setup`: nightly rust-src, bpf-linker, QEMU/busybox/cpio, VM kernels.
-//! - `test`: the one test command (unit, host privileged, one VM per kernel).
+//! - `setup`: nightly rust-src, bpf-linker, QEMU/busybox/cpio/systemd, the
+//!   offline Kubernetes schema validator, VM kernels.
+//! - `test`: the one test command (unit, deploy, host privileged, one VM per
+//!   kernel).
 //! - `demo`: boots the newest kernel with the agent and `assets/demo.sh`.
 //! - `vm`: boots kernels of the matrix with an ad-hoc payload.
+//! - `policies-configmap`: writes deploy/kubernetes/policies-configmap.yaml
+//!   from policies/*.yaml.
 
 mod bench;
 mod demo;
+mod deploy;
 mod kernels;
 mod setup;
 mod test;
@@ -28,7 +33,7 @@ struct Cli {
 enum Task {
     /// Install what builds and tests need (idempotent; also run by test and demo).
     Setup,
-    /// Run every test suite: unit, privileged on the host, privileged in VMs.
+    /// Run every test suite: unit, deploy, privileged on the host, privileged in VMs.
     Test(test::TestArgs),
     /// Boot a VM with the agent and run the demo script.
     Demo(demo::DemoArgs),
@@ -36,6 +41,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Boot kernels of the matrix with an ad-hoc payload, for poking around.
     Vm(vm::VmArgs),
+    /// Write deploy/kubernetes/policies-configmap.yaml from policies/*.yaml.
+    PoliciesConfigmap,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +52,7 @@ fn main() -> ExitCode {
         Task::Test(args) => test::test(args),
         Task::Demo(args) => demo::demo(args).map(|()| true),
         Task::Bench(args) => bench::bench(args).map(|()| true),
+        Task::PoliciesConfigmap => deploy::write_policies_configmap().map(|()| true),
         Task::Vm(args) => setup::setup()
             .and_then(|ready| vm::vm_command(args, ready.kernels, &util::workspace()?.root)),
     };

@@ -12,7 +12,8 @@ use crate::kernels::{self, Kernel};
 use crate::util::{cache_dir, capture, cargo, elf_is_dynamic, is_root, run, secs};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const PACKAGES: [&str; 3] = ["qemu-system-x86", "busybox-static", "cpio"];
+/// `systemd` for `systemd-analyze verify` of the units in deploy/systemd.
+const PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "cpio", "systemd"];
 const NIGHTLY_HINT: &str = "install the nightly toolchain: `rustup toolchain install nightly`";
 
 /// What setup found: the kernel matrix.
@@ -27,6 +28,7 @@ pub(crate) fn setup() -> Result<Ready> {
     rust_src()?;
     bpf_linker()?;
     packages()?;
+    crate::deploy::install_validator()?;
     let kernels = kernels::ensure_matrix()?;
     println!("setup: done in {}", secs(start.elapsed()));
     Ok(Ready { kernels })

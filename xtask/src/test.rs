@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::deploy;
 use crate::kernels::{self, Kernel};
 use crate::setup::{cargo_with_linker, setup};
 use crate::util::{StreamEnd, is_root, kernel_release, secs, stream_lines, workspace};
@@ -28,6 +29,9 @@ pub(crate) struct TestArgs {
     /// Skip `cargo test` (unit tests).
     #[arg(long)]
     skip_unit: bool,
+    /// Skip the deploy suite (manifests, container build file, systemd units).
+    #[arg(long)]
+    skip_deploy: bool,
     /// Only run privileged tests whose name contains this.
     #[arg(long)]
     filter: Option<String>,
@@ -38,17 +42,17 @@ pub(crate) struct TestArgs {
 
 /// One suite's counts and the reasons for its failures.
 #[derive(Debug, Default)]
-struct Suite {
+pub(crate) struct Suite {
     name: &'static str,
     place: String,
-    passed: u32,
-    failed: u32,
-    skipped: u32,
+    pub(crate) passed: u32,
+    pub(crate) failed: u32,
+    pub(crate) skipped: u32,
     failures: Vec<String>,
 }
 
 impl Suite {
-    fn new(name: &'static str, place: String) -> Self {
+    pub(crate) fn new(name: &'static str, place: String) -> Self {
         Self {
             name,
             place,
@@ -56,7 +60,7 @@ impl Suite {
         }
     }
 
-    fn fail(&mut self, why: String) {
+    pub(crate) fn fail(&mut self, why: String) {
         self.failed += 1;
         self.failures.push(why);
     }
@@ -87,7 +91,7 @@ fn count_before(text: &str, word: &str) -> Option<u32> {
 }
 
 /// `test result: ok. 3 passed; 1 failed; 2 ignored; ...` → [3, 1, 2].
-fn parse_libtest(line: &str) -> Option<[u32; 3]> {
+pub(crate) fn parse_libtest(line: &str) -> Option<[u32; 3]> {
     let rest = &line[line.find("test result: ")?..];
     Some([
         count_before(rest, "passed")?,
@@ -214,7 +218,7 @@ fn unit() -> Result<Suite> {
 }
 
 /// Builds one cargo target set in release mode; `Err` holds the reason.
-fn cargo_build(args: &[&str]) -> Result<(), String> {
+pub(crate) fn cargo_build(args: &[&str]) -> Result<(), String> {
     let mut cmd = cargo_with_linker().map_err(|e| format!("{e:#}"))?;
     cmd.args(["build", "--release"]).args(args);
     let status = cmd
@@ -394,18 +398,36 @@ pub(crate) fn test(args: &TestArgs) -> Result<bool> {
         timings.push(("unit".into(), t.elapsed()));
     }
 
-    let t = Instant::now();
-    let mut build = Suite::new("build", format!("host {}", kernel_release()));
-    let privtest_built = record(
-        &mut build,
-        cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-privtest"]),
-    );
-    record(&mut build, cargo_build(&["-p", "acelogic-agent", "--bins"]));
-    let bin = ws.target_dir.join("release/acelogic-privtest");
-    let privtest: Option<PathBuf> = (privtest_built && bin.is_file()).then_some(bin);
-    build.print();
-    suites.push(build);
-    timings.push(("build".into(), t.elapsed()));
+    // The release builds serve the privileged suites (and the deploy
+    // suite's systemd checks, which build what they miss themselves).
+    let privtest: Option<PathBuf> = if args.skip_host && args.skip_vm {
+        println!("build: skipped (no privileged suite runs)");
+        None
+    } else {
+        let t = Instant::now();
+        let mut build = Suite::new("build", format!("host {}", kernel_release()));
+        let privtest_built = record(
+            &mut build,
+            cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-privtest"]),
+        );
+        record(&mut build, cargo_build(&["-p", "acelogic-agent", "--bins"]));
+        let bin = ws.target_dir.join("release/acelogic-privtest");
+        build.print();
+        suites.push(build);
+        timings.push(("build".into(), t.elapsed()));
+        (privtest_built && bin.is_file()).then_some(bin)
+    };
+
+    if args.skip_deploy {
+        println!("deploy: skipped (--skip-deploy)");
+    } else {
+        let t = Instant::now();
+        let suite = deploy::suite(&ws.root, &ws.target_dir)
+            .unwrap_or_else(|e| errored("deploy", "host, offline".to_owned(), &e));
+        suite.print();
+        suites.push(suite);
+        timings.push(("deploy".into(), t.elapsed()));
+    }
 
     if args.skip_host {
         println!("privileged (host): skipped (--skip-host)");

@@ -67,6 +67,11 @@ struct Args {
     /// CA certificate (PEM) that signed the collector's certificate.
     #[arg(long, value_name = "FILE")]
     collector_ca: Option<PathBuf>,
+    /// Root of the host's cgroup v2 hierarchy, where policies' cgroups are
+    /// made and governed [default: the first cgroup2 mount]. In a container
+    /// (private cgroup namespace) mount the host's in and name it here.
+    #[arg(long, value_name = "DIR")]
+    cgroup_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +122,24 @@ async fn main() -> anyhow::Result<()> {
         journal_cap: args.journal_cap,
         collector: args.collector,
         collector_ca: args.collector_ca,
+        cgroup_root: args.cgroup_root,
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_root_is_optional_and_taken_as_given() {
+        let args = Args::try_parse_from(["acelogic-agent"]).unwrap();
+        assert_eq!(args.cgroup_root, None);
+        let args = Args::try_parse_from(["acelogic-agent", "--cgroup-root", "/host/sys/fs/cgroup"])
+            .unwrap();
+        assert_eq!(
+            args.cgroup_root.as_deref(),
+            Some(std::path::Path::new("/host/sys/fs/cgroup"))
+        );
+    }
 }

@@ -296,7 +296,12 @@ fn main_inner(args: Args) -> CtlResult<String> {
                     format!("workload {workload:?} has no governed cgroup on this node"),
                 ));
             };
-            run::enter(std::path::Path::new(dir))?;
+            let dir = run::local_dir(
+                std::path::Path::new(dir),
+                std::path::Path::new(&s.cgroup_root),
+                acelogic_agent::node::cgroup2_mount().as_deref(),
+            );
+            run::enter(&dir)?;
             run::close_inherited()?;
             Err(run::exec(&cmd))
         }

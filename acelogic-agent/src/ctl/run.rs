@@ -4,12 +4,28 @@
 //! descriptor but stdio, and execs: the exec itself is already decided by
 //! the workload's policy.
 
-use std::{os::unix::process::CommandExt as _, path::PathBuf};
+use std::{
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+};
 
 use super::{CtlError, CtlResult};
 
+/// Where the daemon's governed directory `dir` is from this process: the
+/// daemon names it under its own cgroup root (`--cgroup-root`), which in a
+/// pod is the host's hierarchy mounted at another path, while here it is
+/// under this host's cgroup2 mount `local_root`. A directory outside the
+/// daemon's root, or no local mount, leaves `dir` as it is.
+#[must_use]
+pub fn local_dir(dir: &Path, daemon_root: &Path, local_root: Option<&Path>) -> PathBuf {
+    match (dir.strip_prefix(daemon_root), local_root) {
+        (Ok(rel), Some(local)) => local.join(rel),
+        _ => dir.to_path_buf(),
+    }
+}
+
 /// Moves this process into a new cgroup below `dir`; returns its path.
-pub fn enter(dir: &std::path::Path) -> CtlResult<PathBuf> {
+pub fn enter(dir: &Path) -> CtlResult<PathBuf> {
     let pid = std::process::id();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -58,5 +74,27 @@ pub fn exec(cmd: &[String]) -> CtlError {
     CtlError {
         exit: 126,
         message: format!("exec {prog}: {e}{hint}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pods_cgroup_paths_map_to_this_hosts_mount() {
+        let pod = Path::new("/host/sys/fs/cgroup");
+        let here = Some(Path::new("/sys/fs/cgroup"));
+        let dir = Path::new("/host/sys/fs/cgroup/acelogic/coding-agent");
+        assert_eq!(
+            local_dir(dir, pod, here),
+            Path::new("/sys/fs/cgroup/acelogic/coding-agent")
+        );
+        // A daemon on the host: the same path.
+        let host = Path::new("/sys/fs/cgroup/acelogic/coding-agent");
+        assert_eq!(local_dir(host, Path::new("/sys/fs/cgroup"), here), host);
+        // Outside the daemon's root, or nothing mounted here: as given.
+        assert_eq!(local_dir(host, pod, here), host);
+        assert_eq!(local_dir(dir, pod, None), dir);
     }
 }

@@ -62,6 +62,10 @@ pub struct Config {
     /// that signed the collector's certificate; none keeps records local.
     pub collector: Option<String>,
     pub collector_ca: Option<PathBuf>,
+    /// The cgroup v2 root workloads' cgroups are made and governed under;
+    /// `None`: the first cgroup2 mount. A container names the host's
+    /// hierarchy mounted in (see [`crate::node::cgroup_root`]).
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// Loads the policy directory and the trust store, or says why not.
@@ -123,10 +127,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     privileges::check_start()?;
     let (loaded, trust) = load_policy(&config.policies, &config.trust)
         .map_err(|e| anyhow::anyhow!("the policies do not load; nothing was started:\n{e}"))?;
-    let cgroup_root = crate::node::cgroup2_mount().context("no cgroup2 mount")?;
+    let cgroup_root = crate::node::cgroup_root(config.cgroup_root.as_deref())
+        .context("the cgroup v2 root to govern under")?;
 
     let mut kernel = Kernel::load_with(&LoadOptions {
         pin_dir: Some(config.pin_dir.clone()),
+        cgroup_root: Some(cgroup_root.clone()),
         ..LoadOptions::default()
     })
     .context("loading the BPF object")?;
@@ -170,8 +176,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shipping = match &config.collector {
         Some(url) => {
             let key = config.state_dir.join("node.key");
-            let (_, created) = crate::lineage::ship::load_or_create_key(&key, &config.settings.node)
-                .with_context(|| format!("the node key {}", key.display()))?;
+            let (_, created) =
+                crate::lineage::ship::load_or_create_key(&key, &config.settings.node)
+                    .with_context(|| format!("the node key {}", key.display()))?;
             if created {
                 println!(
                     "acelogic-agent: created the node key {}; the collector enrolls it on first \

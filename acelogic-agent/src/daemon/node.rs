@@ -53,6 +53,20 @@ pub struct Node {
     )>,
 }
 
+/// True when the cgroup `rel` (as `/proc/PID/cgroup` shows it) is at or
+/// below one of `governed`. A path that climbs out with `..` is relative
+/// to a cgroup namespace the daemon is not at the root of (a container's
+/// private one): where it points cannot be told, so it counts as governed
+/// (fail closed) rather than never matching.
+fn governs<'a>(root: &Path, mut governed: impl Iterator<Item = &'a PathBuf>, rel: &str) -> bool {
+    let rel = rel.trim().trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return true;
+    }
+    let path = root.join(rel);
+    governed.any(|d| path.starts_with(d))
+}
+
 impl Node {
     /// Submits one envelope.
     pub fn submit(
@@ -107,8 +121,7 @@ impl Node {
         let Some(rel) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
             return true;
         };
-        let path = self.cgroup_root.join(rel.trim_start_matches('/'));
-        self.cgroups.values().flatten().any(|d| path.starts_with(d))
+        governs(&self.cgroup_root, self.cgroups.values().flatten(), rel)
     }
 
     /// Freezes or unfreezes a workload, durably.
@@ -282,4 +295,39 @@ impl Node {
 /// and everything below it (writes and libraries walk up from the object).
 fn pattern_base(p: &PathPattern) -> &Path {
     p.base().as_path()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_is_governed_below_a_governed_cgroup_or_when_its_path_escapes() {
+        let root = Path::new("/host/sys/fs/cgroup");
+        let governed = [root.join("acelogic/coding-agent")];
+        assert!(governs(root, governed.iter(), "/acelogic/coding-agent\n"));
+        assert!(governs(
+            root,
+            governed.iter(),
+            "/acelogic/coding-agent/run-7"
+        ));
+        assert!(!governs(root, governed.iter(), "/acelogic/coding-agent-2"));
+        assert!(!governs(
+            root,
+            governed.iter(),
+            "/system.slice/sshd.service"
+        ));
+        assert!(!governs(root, governed.iter(), "/"));
+        // Seen from a private cgroup namespace: cannot be placed.
+        assert!(governs(
+            root,
+            governed.iter(),
+            "/../../acelogic/coding-agent"
+        ));
+        assert!(governs(
+            root,
+            governed.iter(),
+            "/../../../system.slice/x.service"
+        ));
+    }
 }

@@ -148,6 +148,9 @@ pub struct LoadOptions {
     /// this process. `None`: nothing is pinned and dropping the `Kernel`
     /// detaches everything (tests, probes).
     pub pin_dir: Option<PathBuf>,
+    /// The cgroup v2 root that governed cgroups are measured against (the
+    /// kernel's walk is bounded by level). `None`: the first cgroup2 mount.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// What [`Kernel::attach_all`] did.
@@ -164,6 +167,7 @@ pub struct Attached {
 pub struct Kernel {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
+    cgroup_root: Option<PathBuf>,
     /// Links pinned by this process, kept open for its lifetime.
     pinned: Vec<PinnedLink>,
     /// The programs that match this kernel (`compat::select`).
@@ -212,6 +216,7 @@ impl Kernel {
         Ok(Self {
             ebpf,
             pin_dir: options.pin_dir.clone(),
+            cgroup_root: options.cgroup_root.clone(),
             pinned: Vec::new(),
             selected,
         })

@@ -119,7 +119,7 @@ impl Kernel {
             return Err(ScopeError::Undefined(scope_id).into());
         }
         let id = cgroup_id(path)?;
-        check_level(path)?;
+        check_level(path, self.cgroup_root.as_deref())?;
         let mut scopes = self.scopes_map()?;
         match scopes.get(&id, 0) {
             Ok(e) if e.scope_id == scope_id => return Ok(id),
@@ -184,9 +184,14 @@ impl Kernel {
     }
 }
 
-/// Refuses the root cgroup and cgroups deeper than the kernel walk.
-fn check_level(path: &Path) -> Result<(), ScopeError> {
-    let mount = node::cgroup2_mount().ok_or(ScopeError::NoCgroup2)?;
+/// Refuses the root cgroup and cgroups deeper than the kernel walk, the
+/// level counted from `root` (the daemon's `--cgroup-root`) or else from
+/// the first cgroup2 mount.
+fn check_level(path: &Path, root: Option<&Path>) -> Result<(), ScopeError> {
+    let mount = match root {
+        Some(root) => root.to_path_buf(),
+        None => node::cgroup2_mount().ok_or(ScopeError::NoCgroup2)?,
+    };
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let (full, root) = (canon(path), canon(&mount));
     let rel = full

@@ -1,6 +1,7 @@
 //! Every privileged test, one module per area.
 
 mod authz;
+mod deploy;
 mod escape;
 mod exec_gate;
 mod files;
@@ -27,5 +28,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(authz::CASES);
     cases.extend_from_slice(journal::CASES);
     cases.extend_from_slice(session::CASES);
+    cases.extend_from_slice(deploy::CASES);
     cases
 }
