@@ -3,11 +3,15 @@
 //! (`assets/demo/`: the script, the agent runtime, the stand-in commands
 //! and the policies), and streams the guest console.
 
-use std::{os::unix::fs::PermissionsExt as _, time::Duration};
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 
-use crate::kernels;
+use crate::kernels::{self, Kernel};
 use crate::setup::{cargo_with_linker, setup};
 use crate::util::{run, secs, workspace};
 use crate::vm::{self, VmSpec};
@@ -56,13 +60,35 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
         cargo_with_linker()?.args(["build", "--release", "-p", "acelogic-agent", "--bins"]),
         "fix the build errors above, then run `cargo xtask demo` again",
     )?;
-    let release = ws.target_dir.join("release");
-    let asset_dir = ws.root.join(".acelogic").join("demo");
+    play(
+        &kernel,
+        &ws.target_dir.join("release"),
+        &ws.root,
+        Duration::from_secs(args.vm_timeout),
+        |line| println!("{line}"),
+    )?;
+    println!("demo: OK on {}", kernel.label);
+    Ok(())
+}
+
+/// Plays the demo in a VM of `kernel` with the binaries in `bin_dir`,
+/// passing each line the guest prints after it started to `echo`. Fails,
+/// naming what went wrong, unless demo.sh finished and printed
+/// `ACELOGIC-DEMO-OK`. `cargo xtask test` plays it too (with the debug
+/// binaries), so the demo cannot rot.
+pub(crate) fn play(
+    kernel: &Kernel,
+    bin_dir: &Path,
+    root: &Path,
+    timeout: Duration,
+    mut echo: impl FnMut(&str),
+) -> Result<()> {
+    let asset_dir = root.join(".acelogic").join("demo");
     std::fs::create_dir_all(&asset_dir)
         .with_context(|| format!("creating {}", asset_dir.display()))?;
-    let mut files: Vec<(std::path::PathBuf, String)> = BINARIES
+    let mut files: Vec<(PathBuf, String)> = BINARIES
         .iter()
-        .map(|b| (release.join(b), format!("/usr/bin/{b}")))
+        .map(|b| (bin_dir.join(b), format!("/usr/bin/{b}")))
         .collect();
     for (name, guest, text) in ASSETS {
         let path = asset_dir.join(name);
@@ -78,16 +104,16 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
         kernel: kernel.clone(),
         files,
         payload: "sh /demo/demo.sh".to_owned(),
-        timeout: Duration::from_secs(args.vm_timeout),
+        timeout,
     };
     println!(
         "demo: booting {} (QEMU TCG; the guest console follows)",
         kernel.label
     );
     let mut started = false;
-    let outcome = vm::run_vm(&spec, &ws.root, |line| {
+    let outcome = vm::run_vm(&spec, root, |line| {
         if started {
-            println!("{line}");
+            echo(line);
         }
         started |= line.contains(vm::START_MARKER);
     })?;
@@ -99,7 +125,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
     if outcome.timed_out {
         missing.push(format!(
             "the VM did not finish within {} s (raise --vm-timeout?)",
-            args.vm_timeout
+            timeout.as_secs()
         ));
     }
     if !ok {
@@ -113,7 +139,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
     if !missing.is_empty() {
         if !started {
             for line in &outcome.lines {
-                println!("{line}");
+                echo(line);
             }
         }
         bail!(
@@ -123,6 +149,5 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
             outcome.log.display()
         );
     }
-    println!("demo: OK on {}", kernel.label);
     Ok(())
 }

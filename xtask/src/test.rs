@@ -32,6 +32,9 @@ pub(crate) struct TestArgs {
     /// Skip the deploy suite (manifests, container build file, systemd units).
     #[arg(long)]
     skip_deploy: bool,
+    /// Skip playing `cargo xtask demo` in the newest VM kernel.
+    #[arg(long)]
+    skip_demo: bool,
     /// Only run privileged tests whose name contains this.
     #[arg(long)]
     filter: Option<String>,
@@ -453,6 +456,41 @@ pub(crate) fn test(args: &TestArgs) -> Result<bool> {
             suites.push(suite);
             timings.push((format!("vm {}", kernel.label), t.elapsed()));
         }
+    }
+
+    // The demo is the README's first command: play it here too (newest
+    // kernel, the release binaries just built), so it cannot rot.
+    if args.skip_vm || args.skip_demo || args.filter.is_some() {
+        println!("demo: skipped (--skip-vm, --skip-demo or --filter)");
+    } else if let Some(kernel) = matrix.last() {
+        let t = Instant::now();
+        let mut suite = Suite::new("demo", format!("vm {}", kernel.label));
+        let mut tail: Vec<String> = Vec::new();
+        match crate::demo::play(
+            kernel,
+            &ws.target_dir.join("release"),
+            &ws.root,
+            Duration::from_secs(args.vm_timeout),
+            |line| {
+                // Only the step headers and the verdicts; the full
+                // story is in the console log.
+                if line.starts_with("== ") || line.contains("DEMO") {
+                    println!("  demo| {line}");
+                }
+                tail.push(line.to_owned());
+            },
+        ) {
+            Ok(()) => suite.passed += 1,
+            Err(e) => {
+                for line in tail.iter().rev().take(30).rev() {
+                    println!("  demo| {line}");
+                }
+                suite.fail(format!("{e:#}"));
+            }
+        }
+        suite.print();
+        suites.push(suite);
+        timings.push(("demo".into(), t.elapsed()));
     }
 
     println!();
