@@ -1,5 +1,5 @@
 //! The node agent.
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use acelogic_agent::{
     api::DEFAULT_SOCKET,
@@ -67,6 +67,11 @@ struct Args {
     /// CA certificate (PEM) that signed the collector's certificate.
     #[arg(long, value_name = "FILE")]
     collector_ca: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /healthz (liveness) and /readyz
+    /// (readiness) over HTTP on this address (`0.0.0.0:9464`; port 0
+    /// picks one). Prints `acelogic-agent: metrics on http://ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         journal_cap: args.journal_cap,
         collector: args.collector,
         collector_ca: args.collector_ca,
+        metrics_listen: args.metrics_listen,
     })
     .await
 }
