@@ -84,6 +84,9 @@ pub struct Daemon {
     /// Extra daemon arguments (`--journal-cap`, `--collector`, ...).
     pub args: Vec<String>,
     child: Option<Child>,
+    /// Length of the log when the running daemon started: what it printed
+    /// comes after.
+    log_from: usize,
 }
 
 impl Daemon {
@@ -114,6 +117,7 @@ impl Daemon {
             dir,
             args: Vec::new(),
             child: None,
+            log_from: 0,
         })
     }
 
@@ -126,6 +130,7 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(&self.log)?;
+        self.log_from = self.log_text().len();
         let child = Command::new(binary("acelogic-agent")?)
             .arg("--policies")
             .arg(&self.policies)
@@ -202,6 +207,22 @@ impl Daemon {
             self.child = None;
         }
         Ok(())
+    }
+
+    /// Where the running daemon serves its metrics and probes (it was
+    /// started with `--metrics-listen`).
+    pub fn metrics_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        const PREFIX: &str = "acelogic-agent: metrics on http://";
+        let text = self.log_text();
+        let line = text
+            .get(self.log_from..)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(PREFIX))
+            .with_context(|| format!("no {PREFIX:?} line since the start:\n{text}"))?;
+        line.trim()
+            .parse()
+            .with_context(|| format!("the metrics address {line:?}"))
     }
 
     /// The daemon's journal (`<state>/journal.db`).

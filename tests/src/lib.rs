@@ -14,4 +14,5 @@ pub mod collector_bench;
 pub mod daemon;
 pub mod fixtures;
 pub mod harness;
+pub mod http;
 pub mod journal_bench;

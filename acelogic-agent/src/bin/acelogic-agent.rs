@@ -1,5 +1,5 @@
 //! The node agent.
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use acelogic_agent::{
     api::DEFAULT_SOCKET,
@@ -72,6 +72,11 @@ struct Args {
     /// (private cgroup namespace) mount the host's in and name it here.
     #[arg(long, value_name = "DIR")]
     cgroup_root: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /healthz (liveness) and /readyz
+    /// (readiness) over HTTP on this address (`0.0.0.0:9464`; port 0
+    /// picks one). Prints `acelogic-agent: metrics on http://ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         collector: args.collector,
         collector_ca: args.collector_ca,
         cgroup_root: args.cgroup_root,
+        metrics_listen: args.metrics_listen,
     })
     .await
 }

@@ -6,13 +6,14 @@ use std::{path::Path, sync::Arc};
 
 use anyhow::Context as _;
 
+use super::metrics::{CountedSink, Metrics};
 use crate::{
     authz::Authorizer,
-    kernel::{self, Kernel, Records},
+    kernel::{self, Counters, Kernel, Records},
     lineage::{
         enrich::Enricher,
         journal::{Journal, Shared},
-        pump::{KernelLosses, Pump, Ring as _},
+        pump::{KernelLosses, Observer, Pump, Ring as _},
         sink::JournalSink,
     },
     policy::PolicySet,
@@ -33,7 +34,8 @@ pub struct Lineage {
 impl Lineage {
     /// Opens `<state_dir>/journal.db` for `node`, points the engine's
     /// records at it, and consumes what an earlier run had journaled but
-    /// not yet consumed.
+    /// not yet consumed. `metrics` counts the decisions and authorization
+    /// records journaled from now on.
     pub fn open(
         state_dir: &Path,
         node: &str,
@@ -41,6 +43,7 @@ impl Lineage {
         cap_bytes: u64,
         authz: &mut Authorizer,
         ring: &mut Records,
+        metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let path = state_dir.join("journal.db");
         let journal = Shared::new(
@@ -57,15 +60,17 @@ impl Lineage {
                 known.insert(row.grant_id, row.id);
             }
         }
-        authz.set_sink(Box::new(JournalSink::new(
+        let sink = JournalSink::new(
             Arc::clone(&journal),
             node,
             epoch,
             enricher.boot_id(),
             grants,
-        )));
+        );
+        authz.set_sink(Box::new(CountedSink::new(sink, Arc::clone(metrics))));
         let mut pump = Pump::new(enricher, BATCH);
         pump.set_echo(true);
+        pump.set_observer(Arc::clone(metrics) as Arc<dyn Observer>);
         let skipped = pump.resume(&journal, ring)?;
         if skipped > 0 {
             println!(
@@ -137,13 +142,13 @@ impl Lineage {
 
     /// Turns growth of the kernel's loss counters into loss records. When
     /// they cannot be written now (journal full), the counters keep the
-    /// count and the next tick tries again.
-    pub fn account_losses(&mut self, kernel: &Kernel) {
+    /// count and the next tick tries again. Returns the counters read.
+    pub fn account_losses(&mut self, kernel: &Kernel) -> Option<Counters> {
         let counters = match kernel.counters() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reading the kernel's counters");
-                return;
+                return None;
             }
         };
         match self.pump.losses(
@@ -157,5 +162,6 @@ impl Lineage {
             Ok(lost) => tracing::warn!(lost, "records the kernel could not make; loss records written"),
             Err(e) => tracing::error!(error = %e, "writing loss records; will retry"),
         }
+        Some(counters)
     }
 }

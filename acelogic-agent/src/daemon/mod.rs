@@ -1,13 +1,16 @@
 //! The node daemon: check the node, load and attach the programs, open the
 //! authorization state, apply the policies, serve the API on a Unix
 //! socket, drop privileges, then stream records and reload policies until
-//! told to stop.
+//! told to stop. With `--metrics-listen` it also serves health probes and
+//! Prometheus metrics ([`metrics`]).
 
 pub mod lineage;
+pub mod metrics;
 pub mod node;
 pub mod privileges;
 
 use std::{
+    net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -66,6 +69,9 @@ pub struct Config {
     /// `None`: the first cgroup2 mount. A container names the host's
     /// hierarchy mounted in (see [`crate::node::cgroup_root`]).
     pub cgroup_root: Option<PathBuf>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none serves
+    /// nothing.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Loads the policy directory and the trust store, or says why not.
@@ -125,6 +131,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bail!("this node cannot enforce; refusing to start in enforce mode:\n{report}");
     }
     privileges::check_start()?;
+    // Probes answer from here on (503 with the reason until ready).
+    let metrics = Arc::new(metrics::Metrics::new(config.tick));
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let server = metrics::Server::start(addr, Arc::clone(&metrics))?;
+            println!("acelogic-agent: metrics on http://{}", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
     let (loaded, trust) = load_policy(&config.policies, &config.trust)
         .map_err(|e| anyhow::anyhow!("the policies do not load; nothing was started:\n{e}"))?;
     let cgroup_root = crate::node::cgroup_root(config.cgroup_root.as_deref())
@@ -143,6 +159,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         attached.adopted.len(),
         config.pin_dir.display()
     );
+    metrics.attached(attached.attached.len() + attached.adopted.len());
     let mut records = kernel.records()?;
 
     std::fs::create_dir_all(&config.state_dir)
@@ -159,6 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.journal_cap,
         &mut authz,
         &mut records,
+        &metrics,
     )?;
     let policy_hash = hex::encode(loaded.set.sha256);
     // Not fatal: a daemon that cannot record its start (journal full)
@@ -281,13 +299,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let mut guard = node.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
                 if now_seen != seen {
                     seen = now_seen;
-                    reload(&mut guard, &config);
+                    reload(&mut guard, &config, &metrics);
                     lineage.learn_policy(&guard.policy, &guard.cgroups);
                 }
                 housekeeping(&mut guard);
                 // Retry a blocked journal, and account for losses.
                 lineage.drain(ring.get_mut())?;
-                lineage.account_losses(&guard.kernel);
+                let counters = lineage.account_losses(&guard.kernel);
+                if metrics_server.is_some() {
+                    metrics.refresh(&mut guard, &lineage, counters);
+                }
+                metrics.ticked();
             }
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("waiting for records")?;
@@ -295,6 +317,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
         }
+    }
+    if let Some(m) = metrics_server {
+        m.stop();
     }
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -346,11 +371,12 @@ fn note_policy_loaded(node: &mut Node) {
 /// Loads changed policies. A policy that fails to load or apply keeps the
 /// one in force and says why; a good one is applied, then every live
 /// artifact is re-checked and those it no longer permits are revoked.
-fn reload(node: &mut Node, config: &Config) {
+fn reload(node: &mut Node, config: &Config, metrics: &metrics::Metrics) {
     let (loaded, trust) = match load_policy(&config.policies, &config.trust) {
         Ok(ok) => ok,
         Err(why) => {
             tracing::error!(%why, "policy reload refused; keeping the policy in force");
+            metrics.reload_failed();
             node.policy_error = why.clone();
             let _ = node.authz.note(&Record {
                 outcome: "policy-rejected",
@@ -374,6 +400,7 @@ fn reload(node: &mut Node, config: &Config) {
         }
         Err(e) => {
             tracing::error!(error = %e, "applying the new policy failed");
+            metrics.reload_failed();
             node.policy_error = format!("applying: {e}");
         }
     }

@@ -12,6 +12,10 @@
 //! Everything else (`CAP_SYS_ADMIN`, `CAP_PERFMON`, `CAP_NET_ADMIN`, ...)
 //! is dropped from the effective, permitted, inheritable, ambient and
 //! bounding sets.
+//!
+//! Capability sets belong to a thread. The metrics thread, started before
+//! setup so its probes answer meanwhile, needs none and drops them all
+//! itself ([`drop_all`]).
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -80,4 +84,16 @@ pub fn drop_after_setup() -> Result<Dropped, PrivilegeError> {
         .collect();
     kept.sort();
     Ok(Dropped { kept })
+}
+
+/// Empties the calling thread's effective, permitted, inheritable and
+/// ambient sets: it can never use or regain a capability. (The bounding
+/// set only limits what an `execve` may gain; a thread that never execs
+/// need not touch it, and dropping from it would need `CAP_SETPCAP`.)
+pub fn drop_all() -> Result<(), PrivilegeError> {
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::clear(None, CapSet::Effective)?;
+    caps::clear(None, CapSet::Permitted)?;
+    Ok(())
 }

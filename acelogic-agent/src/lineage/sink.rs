@@ -19,6 +19,20 @@ const LIFECYCLE: [&str; 4] = [
     "policy-rejected",
 ];
 
+/// The outcome an authorization record carries in lineage, or `None` for
+/// the daemon's lifecycle records. (The engine says "refused"; lineage
+/// says "rejected".)
+#[must_use]
+pub fn authorization_outcome(outcome: &str) -> Option<&str> {
+    if LIFECYCLE.contains(&outcome) {
+        None
+    } else if outcome == "refused" {
+        Some("rejected")
+    } else {
+        Some(outcome)
+    }
+}
+
 /// Writes authorization and lifecycle records to the journal.
 #[derive(Debug)]
 pub struct JournalSink {
@@ -51,13 +65,7 @@ impl JournalSink {
     #[must_use]
     pub fn convert(&self, r: &Record<'_>) -> pb::Record {
         let text = |s: Option<&str>| s.unwrap_or_default().to_owned();
-        let body = if LIFECYCLE.contains(&r.outcome) {
-            Body::Lifecycle(pb::Lifecycle {
-                event: r.outcome.to_owned(),
-                policy_sha256: text(r.policy_sha256),
-                detail: r.detail.to_owned(),
-            })
-        } else {
+        let body = if let Some(outcome) = authorization_outcome(r.outcome) {
             let peer_pid = r.peer.and_then(|p| p.pid).and_then(|p| u32::try_from(p).ok());
             let peer_exec_id = peer_pid
                 .and_then(|pid| {
@@ -66,12 +74,7 @@ impl JournalSink {
                 })
                 .unwrap_or_default();
             Body::Authorization(pb::Authorization {
-                // The engine says "refused"; lineage says "rejected".
-                outcome: if r.outcome == "refused" {
-                    "rejected".to_owned()
-                } else {
-                    r.outcome.to_owned()
-                },
+                outcome: outcome.to_owned(),
                 reason: r.reason.to_owned(),
                 artifact_id: text(r.artifact_id),
                 workload: text(r.workload),
@@ -85,6 +88,12 @@ impl JournalSink {
                 peer_uid: r.peer.map_or(0, |p| p.uid),
                 envelope_sha256: text(r.envelope_sha256),
                 peer_exec_id,
+            })
+        } else {
+            Body::Lifecycle(pb::Lifecycle {
+                event: r.outcome.to_owned(),
+                policy_sha256: text(r.policy_sha256),
+                detail: r.detail.to_owned(),
             })
         };
         pb::Record {

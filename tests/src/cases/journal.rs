@@ -50,7 +50,7 @@ pub(crate) const CASES: &[Case] = &[
 /// Nothing listens here in the VM: an allowed connect is refused.
 const PORT: u16 = 9;
 
-fn policy(cg: &TestCgroup) -> String {
+pub(crate) fn policy(cg: &TestCgroup) -> String {
     let rel = cg.name();
     format!(
         "apiVersion: acelogic.dev/v1
@@ -71,20 +71,20 @@ spec:
 
 /// Outcomes of the connects one flood made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Flood {
-    refused: u32,
-    eperm: u32,
-    other: u32,
+pub(crate) struct Flood {
+    pub(crate) refused: u32,
+    pub(crate) eperm: u32,
+    pub(crate) other: u32,
 }
 
 /// A child in `cg` making `n` connects; it reports through a pipe.
-struct Flooder {
+pub(crate) struct Flooder {
     pid: libc::pid_t,
     read_fd: libc::c_int,
 }
 
 impl Flooder {
-    fn start(cg: &TestCgroup, n: u32) -> anyhow::Result<Self> {
+    pub(crate) fn start(cg: &TestCgroup, n: u32) -> anyhow::Result<Self> {
         let mut fds = [0; 2];
         // SAFETY: valid out-array of two fds.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
@@ -136,7 +136,7 @@ impl Flooder {
         })
     }
 
-    fn wait(self, cg: &TestCgroup) -> anyhow::Result<Flood> {
+    pub(crate) fn wait(self, cg: &TestCgroup) -> anyhow::Result<Flood> {
         let code = reap(self.pid, cg)?;
         ensure!(code == 0, "the flooding child failed: exit {code}");
         let mut out = [0u32; 3];
@@ -164,7 +164,7 @@ fn counters() -> anyhow::Result<Counters> {
 }
 
 /// Every record of the daemon's journal, after checking its chain.
-fn journal(d: &Daemon) -> anyhow::Result<Vec<pb::Record>> {
+pub(crate) fn journal(d: &Daemon) -> anyhow::Result<Vec<pb::Record>> {
     let j = Journal::open(&d.journal_path(), "vm", u64::MAX)?;
     j.verify().context("the journal's chain")?;
     ensure!(j.acked() == 0, "nothing acknowledged without a collector");
@@ -181,7 +181,7 @@ fn journal(d: &Daemon) -> anyhow::Result<Vec<pb::Record>> {
 
 /// Allowed connects to our port, by kernel time (unique per connect of one
 /// thread): duplicates would collapse.
-fn allowed_connects(records: &[pb::Record]) -> anyhow::Result<usize> {
+pub(crate) fn allowed_connects(records: &[pb::Record]) -> anyhow::Result<usize> {
     let mut times = HashSet::new();
     let mut n = 0;
     for r in records {

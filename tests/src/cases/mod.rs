@@ -7,6 +7,7 @@ mod exec_gate;
 mod files;
 mod journal;
 mod lineage;
+mod metrics;
 mod network;
 mod pinning;
 mod session;
@@ -29,5 +30,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(journal::CASES);
     cases.extend_from_slice(session::CASES);
     cases.extend_from_slice(deploy::CASES);
+    cases.extend_from_slice(metrics::CASES);
     cases
 }

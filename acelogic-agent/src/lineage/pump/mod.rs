@@ -16,6 +16,8 @@
 //! counters; the baselines move in the same transaction as those records,
 //! so a restart neither repeats nor skips a loss.
 
+use std::sync::Arc;
+
 use acelogic_common::user::Event;
 
 use super::{
@@ -94,6 +96,13 @@ pub struct KernelLosses {
     pub record_unavailable: u64,
 }
 
+/// Told about each kernel record once the journal has committed it (the
+/// daemon counts decisions for its metrics), so it never sees a record
+/// that was not made durable.
+pub trait Observer: std::fmt::Debug + Send + Sync {
+    fn journaled(&self, event: &Event);
+}
+
 /// Drains the ring buffer into the journal.
 #[derive(Debug)]
 pub struct Pump {
@@ -101,6 +110,7 @@ pub struct Pump {
     batch: usize,
     /// Print each journaled kernel record as a line (the daemon does).
     echo: bool,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 const LOSS_KEYS: [(&str, &str, &str); 2] = [
@@ -124,7 +134,13 @@ impl Pump {
             enricher,
             batch: batch.max(1),
             echo: false,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` about every kernel record journaled from now on.
+    pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
+        self.observer = Some(observer);
     }
 
     /// Prints every kernel record to stdout once it is journaled.
@@ -179,6 +195,11 @@ impl Pump {
             };
             match journal.append_with(&records[..n], Some(cursor), &[]) {
                 Ok(_) => {
+                    if let Some(o) = &self.observer {
+                        for event in events[..n].iter().flatten() {
+                            o.journaled(event);
+                        }
+                    }
                     ring.commit(cursor.pos).map_err(PumpError::Ring)?;
                     if self.echo {
                         for event in &events[..n] {

@@ -272,3 +272,36 @@ fn undecodable_records_and_kernel_losses_become_loss_records_once() {
         ]
     );
 }
+
+/// Remembers the pids of the records it was told about.
+#[derive(Debug, Default)]
+struct Seen(std::sync::Mutex<Vec<u32>>);
+
+impl Observer for Seen {
+    fn journaled(&self, event: &Event) {
+        self.0.lock().unwrap().push(event.header().tgid);
+    }
+}
+
+#[test]
+fn the_observer_sees_only_what_the_journal_committed() {
+    // Room for one record (~100 bytes encoded), not two.
+    let journal = Shared::new(Journal::open(&temp_db("observe"), "node-a", 150).unwrap());
+    let mut ring = MemRing::default();
+    ring.push(exec_denied(11));
+    ring.push(exec_denied(12));
+    ring.push(vec![1, 2, 3]);
+    let seen = Arc::new(Seen::default());
+    let mut p = pump();
+    p.set_observer(Arc::clone(&seen) as Arc<dyn Observer>);
+    let step = p.step(&journal, &mut ring).unwrap();
+    assert_eq!(step.journaled, 1, "half the batch fit");
+    assert_eq!(*seen.0.lock().unwrap(), [11]);
+    let step = p.step(&journal, &mut ring).unwrap();
+    assert!(step.blocked, "{step:?}");
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [11],
+        "nothing new while the journal is full"
+    );
+}
