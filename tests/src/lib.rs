@@ -15,3 +15,4 @@ pub mod daemon;
 pub mod fixtures;
 pub mod harness;
 pub mod journal_bench;
+pub mod summary;

@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod kernels;
 mod setup;
+mod summary;
 mod test;
 mod util;
 mod vm;
