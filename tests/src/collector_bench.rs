@@ -41,6 +41,8 @@ use acelogic_agent::{
 use anyhow::{Context as _, bail};
 use prost::Message as _;
 
+use crate::summary::{Row, Target, Unit, rows_json};
+
 const NODE: &str = "bench-node";
 const BATCH: usize = 1024;
 const WINDOW: usize = 8;
@@ -312,5 +314,22 @@ async fn run_async(n: usize) -> anyhow::Result<serde_json::Value> {
         "baseline_per_second": base,
         "ingest_vs_baseline": per_second(n, ingest_time.wall) / base,
         "rows": rows,
+        "summary": rows_json(&[
+            Row::new(
+                "collector ingest (native)",
+                "full ingest over gRPC loopback, verified and durably stored",
+                per_second(n, ingest_time.wall),
+                Unit::PerSecond,
+            )
+            .against("decode + chain hash only, one core", base)
+            .target(Target::AtLeast(100_000.0)),
+            Row::new(
+                "collector ingest (native)",
+                "store only (SQLite WAL, synchronous=FULL)",
+                per_second(n, store_time.wall),
+                Unit::PerSecond,
+            )
+            .against("decode + chain hash only, one core", base),
+        ]),
     }))
 }

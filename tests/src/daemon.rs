@@ -83,6 +83,9 @@ pub struct Daemon {
     pub log: PathBuf,
     /// Extra daemon arguments (`--journal-cap`, `--collector`, ...).
     pub args: Vec<String>,
+    /// Where the daemon pins (and adopts) its programs; `None`: the
+    /// privileged suite's shared install (`SHARED_PIN_DIR`).
+    pub pin_dir: Option<PathBuf>,
     child: Option<Child>,
     /// Length of the log when the running daemon started: what it printed
     /// comes after.
@@ -116,6 +119,7 @@ impl Daemon {
             policies,
             dir,
             args: Vec::new(),
+            pin_dir: None,
             child: None,
             log_from: 0,
         })
@@ -124,8 +128,11 @@ impl Daemon {
     /// Starts the daemon and waits until its API answers.
     pub fn start(&mut self) -> anyhow::Result<()> {
         ensure!(self.child.is_none(), "already running");
-        let pin = std::env::var(SHARED_PIN_DIR)
-            .context("the shared pinned programs are missing (run through the harness)")?;
+        let pin = match &self.pin_dir {
+            Some(dir) => dir.clone().into_os_string(),
+            None => std::env::var_os(SHARED_PIN_DIR)
+                .context("the shared pinned programs are missing (run through the harness)")?,
+        };
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -201,7 +208,8 @@ impl Daemon {
         let c = self.child.as_mut().context("not running")?;
         let pid = i32::try_from(c.id())?;
         // SAFETY: plain kill(2) on our own child.
-        ensure!(unsafe { libc::kill(pid, signal) } == 0, "kill({pid}, {signal})");
+        let rc = unsafe { libc::kill(pid, signal) };
+        ensure!(rc == 0, "kill({pid}, {signal})");
         if signal == libc::SIGKILL {
             c.wait()?;
             self.child = None;

@@ -16,3 +16,4 @@ pub mod fixtures;
 pub mod harness;
 pub mod http;
 pub mod journal_bench;
+pub mod summary;

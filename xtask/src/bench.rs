@@ -1,17 +1,23 @@
 //! `cargo xtask bench`: the benchmark suite. Native benchmarks first
-//! (verify and decide; kernel into journal; collector ingest, see
-//! `tests/src/collector_bench.rs`), then kernel hook overhead
-//! measured inside one VM run (`acelogic-bench`, see `tests/src/bench.rs`)
-//! and reported as ratios to the no-programs baseline of the same run.
-//! Prints the markdown tables and writes the results as JSON.
+//! (verify and decide; kernel into journal; collector ingest), then one VM
+//! run (`acelogic-bench`, see `tests/src/bench/`): kernel hook overhead
+//! beside the kernel's own Landlock and AppArmor, and the submit-to-enforced
+//! latency with the real daemon. Every result is a ratio to a baseline of
+//! the same run. Prints each benchmark's tables, then one combined table;
+//! writes each benchmark's JSON and `summary.json` (every row plus the
+//! machine).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
     kernels,
     setup::{cargo_with_linker, setup},
+    summary::{self, Machine},
     util::{run, secs, workspace},
     vm::{self, VmSpec},
 };
@@ -23,8 +29,19 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     kernel: Option<String>,
     /// Seconds before the VM is given up on.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1800)]
     vm_timeout: u64,
+    /// Skip the native benchmarks (verify and decide, journal, collector);
+    /// the combined table then takes their rows from the JSON of an
+    /// earlier run, when there is one.
+    #[arg(long)]
+    skip_native: bool,
+    /// Skip the VM benchmark (kernel hooks, peers, submit to enforced).
+    #[arg(long)]
+    skip_vm: bool,
+    /// Submit-to-enforced iterations in the VM.
+    #[arg(long, default_value_t = 50)]
+    submit_iterations: usize,
 }
 
 /// A benchmark binary run natively on this machine: its name, the prefix
@@ -58,11 +75,33 @@ const NATIVE: &[Native] = &[
     },
 ];
 
-/// Builds and runs one native benchmark; prints its table and writes its
-/// JSON.
-fn native(target: &std::path::Path, out_dir: &std::path::Path, bench: &Native) -> Result<()> {
+/// What the VM benchmark prints: (line prefix, JSON file).
+const VM_DOCS: [(&str, &str); 2] = [
+    ("ACELOGIC-BENCH-HOOKS ", "kernel-hooks.json"),
+    ("ACELOGIC-BENCH-SUBMIT ", "submit.json"),
+];
+
+/// Writes `doc` as pretty JSON to `out_dir/name`.
+fn write_json(out_dir: &Path, name: &str, doc: &serde_json::Value) -> Result<()> {
+    let path = out_dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("bench: wrote {}", path.display());
+    Ok(())
+}
+
+/// Builds and runs one native benchmark; prints its table, writes its
+/// JSON and returns it.
+fn native(target: &Path, out_dir: &Path, bench: &Native) -> Result<serde_json::Value> {
     run(
-        cargo_with_linker()?.args(["build", "--release", "-p", "acelogic-tests", "--bin", bench.bin]),
+        cargo_with_linker()?.args([
+            "build",
+            "--release",
+            "-p",
+            "acelogic-tests",
+            "--bin",
+            bench.bin,
+        ]),
         &format!("building {}", bench.bin),
     )?;
     println!("bench: {}, natively on this machine", bench.what);
@@ -85,17 +124,86 @@ fn native(target: &std::path::Path, out_dir: &std::path::Path, bench: &Native) -
             String::from_utf8_lossy(&out.stderr)
         )
     })?;
-    let path = out_dir.join(bench.json);
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
-    println!("bench: wrote {}", path.display());
-    Ok(())
+    write_json(out_dir, bench.json, &doc)?;
+    Ok(doc)
 }
 
 pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
+    let machine = Machine::probe();
     let ready = setup()?;
-    let mut matrix = kernels::select(ready.kernels, args.kernel.as_deref())?;
-    let kernel = matrix.pop().context("no kernel in the matrix")?;
     let ws = workspace()?;
+    let out_dir: PathBuf = ws.target_dir.join("acelogic-bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut docs = Vec::new();
+    if args.skip_native {
+        for bench in NATIVE {
+            let path = out_dir.join(bench.json);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                println!(
+                    "bench: {} skipped (--skip-native); its rows come from the earlier run in {}",
+                    bench.bin,
+                    path.display()
+                );
+                docs.push(serde_json::from_str(&text).with_context(|| path.display().to_string())?);
+            } else {
+                println!("bench: {} skipped (--skip-native)", bench.bin);
+            }
+        }
+    } else {
+        for bench in NATIVE {
+            docs.push(native(&ws.target_dir, &out_dir, bench)?);
+        }
+    }
+    let mut vm_kernel = None;
+    let mut vm_failure = None;
+    if args.skip_vm {
+        println!("bench: VM benchmark skipped (--skip-vm)");
+    } else {
+        let mut matrix = kernels::select(ready.kernels, args.kernel.as_deref())?;
+        let kernel = matrix.pop().context("no kernel in the matrix")?;
+        vm_kernel = Some(kernel.label.clone());
+        let vm_run = in_vm(args, &kernel, &ws.root, &ws.target_dir)?;
+        for (name, doc) in &vm_run.docs {
+            write_json(&out_dir, name, doc)?;
+        }
+        docs.extend(vm_run.docs.into_iter().map(|(_, d)| d));
+        vm_failure = vm_run.failure;
+    }
+
+    let rows: Vec<serde_json::Value> = docs.iter().flat_map(summary::rows_of).collect();
+    let line = machine.line(vm_kernel.as_deref());
+    println!();
+    println!("## Combined results");
+    println!();
+    print!("{}", summary::table(&rows));
+    println!();
+    println!("Machine: {line}");
+    write_json(
+        &out_dir,
+        "summary.json",
+        &serde_json::json!({
+            "machine": machine.json(vm_kernel.as_deref()),
+            "machine_line": line,
+            "rows": rows,
+        }),
+    )?;
+    if let Some(why) = vm_failure {
+        bail!("{why}");
+    }
+    Ok(())
+}
+
+/// What the VM run produced: JSON documents by file name, and why it did
+/// not finish, if it did not (what it measured before is kept).
+struct VmRun {
+    docs: Vec<(&'static str, serde_json::Value)>,
+    failure: Option<String>,
+}
+
+/// Builds what the guest needs, boots `kernel` and runs `acelogic-bench`;
+/// returns its JSON documents (named by file) and, when it did not finish,
+/// why (what it measured before is still returned).
+fn in_vm(args: &BenchArgs, kernel: &kernels::Kernel, root: &Path, target: &Path) -> Result<VmRun> {
     run(
         cargo_with_linker()?.args([
             "build",
@@ -107,54 +215,91 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         ]),
         "building acelogic-bench",
     )?;
-    let out_dir: PathBuf = ws.target_dir.join("acelogic-bench");
-    std::fs::create_dir_all(&out_dir)?;
-    for bench in NATIVE {
-        native(&ws.target_dir, &out_dir, bench)?;
+    run(
+        cargo_with_linker()?.args([
+            "build",
+            "--release",
+            "-p",
+            "acelogic-agent",
+            "--bin",
+            "acelogic-agent",
+            "--bin",
+            "acelogicctl",
+        ]),
+        "building acelogic-agent and acelogicctl",
+    )?;
+    let parser = kernels::host_package("apparmor")?.join("sbin/apparmor_parser");
+    if !parser.is_file() {
+        bail!(
+            "{} is missing from the extracted Debian package `apparmor`",
+            parser.display()
+        );
     }
-
-    let bin = ws.target_dir.join("release/acelogic-bench");
+    let release = target.join("release");
     let spec = VmSpec {
         name: format!("bench-{}", kernel.label),
         kernel: kernel.clone(),
-        files: vec![(bin, "/acelogic-bench".to_owned())],
-        payload: "/acelogic-bench".to_owned(),
+        files: vec![
+            (release.join("acelogic-bench"), "/acelogic-bench".to_owned()),
+            (
+                release.join("acelogic-agent"),
+                "/usr/bin/acelogic-agent".to_owned(),
+            ),
+            (
+                release.join("acelogicctl"),
+                "/usr/bin/acelogicctl".to_owned(),
+            ),
+            (parser, "/usr/sbin/apparmor_parser".to_owned()),
+        ],
+        payload: format!(
+            "/acelogic-bench --apparmor-parser /usr/sbin/apparmor_parser --submit-iterations {}",
+            args.submit_iterations
+        ),
         timeout: Duration::from_secs(args.vm_timeout),
     };
     println!(
-        "bench: kernel hook overhead in a {} VM (QEMU TCG; compare ratios, not times)",
+        "bench: kernel hooks, Landlock and AppArmor beside them, and submit to enforced in a {} \
+         VM (QEMU TCG; compare ratios, not times)",
         kernel.label
     );
-    let outcome = vm::run_vm(&spec, &ws.root, |_| {})?;
+    let outcome = vm::run_vm(&spec, root, |_| {})?;
     let lines = vm::after_start(&outcome.lines);
-    let mut results = Vec::new();
+    let mut docs = Vec::new();
     for line in lines {
-        if line.starts_with('|') {
-            println!("{line}");
-        } else if let Some(json) = line.strip_prefix("ACELOGIC-BENCH ") {
+        if let Some((tag, name)) = VM_DOCS.iter().find(|(tag, _)| line.starts_with(tag)) {
+            let json = &line[tag.len()..];
             let v: serde_json::Value =
                 serde_json::from_str(json).with_context(|| format!("bench output {json}"))?;
-            results.push(v);
-        } else if line.starts_with("acelogic-bench failed") || line.starts_with("record: ") {
+            docs.push((*name, v));
+        } else if line.starts_with('|')
+            || line.is_empty()
+            || [
+                "acelogic-bench failed",
+                "record: ",
+                "peer: ",
+                "submit to enforced: ",
+                "records drained",
+            ]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
             println!("{line}");
         }
     }
-    if results.is_empty() || outcome.exit != Some(0) {
+    let failure = if docs.len() < VM_DOCS.len() || outcome.exit != Some(0) {
         for l in lines {
             println!("  vm| {l}");
         }
-        bail!(
-            "the benchmark did not complete (log: {})",
+        Some(format!(
+            "the VM benchmark did not complete (log: {})",
             outcome.log.display()
+        ))
+    } else {
+        println!(
+            "targets: loaded-but-ungoverned <= 1.02x, governed allowed <= 1.10x; VM run took {}",
+            secs(outcome.elapsed)
         );
-    }
-    println!(
-        "targets: loaded-but-ungoverned <= 1.02x, governed allowed <= 1.10x; measured in {}",
-        secs(outcome.elapsed)
-    );
-    let path = out_dir.join("kernel-hooks.json");
-    let doc = serde_json::json!({ "kernel": kernel.label, "results": results });
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
-    println!("bench: wrote {}", path.display());
-    Ok(())
+        None
+    };
+    Ok(VmRun { docs, failure })
 }

@@ -327,6 +327,110 @@ impl Apt {
     }
 }
 
+impl Apt {
+    /// The candidate version of `package`.
+    fn candidate(&self, package: &str) -> Result<String> {
+        let shown = capture(
+            self.command("apt-cache")
+                .args(["show", "--no-all-versions", package]),
+            "delete the apt-<suite> directory in ~/.cache/acelogic and run `cargo xtask setup` again",
+        )?;
+        Ok(shown
+            .lines()
+            .find_map(|l| l.strip_prefix("Version: "))
+            .with_context(|| format!("`apt-cache show {package}` printed no Version"))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Downloads `package=version` and extracts the whole package into
+    /// `dest` (created only when complete).
+    fn extract(&self, package: &str, version: &str, dest: &Path) -> Result<()> {
+        let parent = dest.parent().context("package cache dir has no parent")?;
+        let work = parent.join(format!(".download-{}", std::process::id()));
+        std::fs::remove_dir_all(&work).ok();
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let result = (|| {
+            capture(
+                self.command("apt-get").current_dir(&work).args([
+                    "-q",
+                    "download",
+                    &format!("{package}={version}"),
+                ]),
+                "check network access to the Debian mirror, or delete ~/.cache/acelogic/apt-* \
+                 to force fresh lists",
+            )?;
+            let deb = find_file(&work, |n| n.ends_with(".deb"))?
+                .with_context(|| format!("`apt-get download {package}` produced no .deb"))?;
+            let root = work.join("x");
+            capture(
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+                "the downloaded package may be corrupt; try again",
+            )?;
+            std::fs::rename(&root, dest)
+                .with_context(|| format!("moving the extracted {package} to {}", dest.display()))
+        })();
+        std::fs::remove_dir_all(&work).ok();
+        result
+    }
+}
+
+/// The Debian release whose packages run on this host's libraries (Debian
+/// 12): binaries taken from it are shipped into the guest with the host's
+/// shared libraries, like every other guest binary.
+const HOST_SUITE: &str = "bookworm";
+
+/// The newest `package` of the host's Debian release, extracted (not
+/// installed) under `~/.cache/acelogic/debs/<package>_<version>/`; returns
+/// that directory. Cached per version; offline, the newest cached copy.
+pub(crate) fn host_package(package: &str) -> Result<PathBuf> {
+    let debs = cache_dir()?.join("debs");
+    std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+    let apt = Apt {
+        dir: cache_dir()?.join(format!("apt-{HOST_SUITE}")),
+        suite: HOST_SUITE,
+    };
+    let fetched = system_mirrors().and_then(|(main, security)| {
+        apt.refresh(&main, security.as_deref())?;
+        let version = apt.candidate(package)?;
+        let dir = debs.join(format!("{package}_{version}"));
+        if dir.is_dir() {
+            println!("setup: {package} {version}: already cached");
+        } else {
+            println!("setup: {package} {version}: downloading (extracted, not installed)");
+            apt.extract(package, &version, &dir)?;
+        }
+        Ok(dir)
+    });
+    fetched.or_else(|err| {
+        let prefix = format!("{package}_");
+        let cached = std::fs::read_dir(&debs)
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+            })
+            .max_by_key(|p| version_key(&p.to_string_lossy()));
+        match cached {
+            Some(dir) => {
+                println!(
+                    "setup: warning: could not fetch {package} ({}); using {}",
+                    gist(&err),
+                    dir.display()
+                );
+                Ok(dir)
+            }
+            None => Err(err.context(format!(
+                "the Debian package {package} could not be downloaded and none is cached"
+            ))),
+        }
+    })
+}
+
 fn find_file(dir: &Path, want: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
     Ok(entries

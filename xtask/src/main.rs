@@ -14,6 +14,7 @@ mod demo;
 mod deploy;
 mod kernels;
 mod setup;
+mod summary;
 mod test;
 mod util;
 mod vm;
