@@ -74,7 +74,17 @@ impl Node {
         envelope: &[u8],
         peer: Option<crate::authz::state::Peer>,
     ) -> Result<crate::authz::Accepted, Refusal> {
-        let (authz, kernel, inputs) = self.engine(SystemTime::now());
+        let now = SystemTime::now();
+        // Retire what the next tick would first: an expired or used-up
+        // artifact must not hold its operation key, or its kernel entries
+        // (one per object), against a new artifact submitted before then.
+        if let Err(e) = self.authz.expire(&mut self.kernel, now) {
+            tracing::error!(error = %e, "retiring expired artifacts before a submit");
+        }
+        if let Err(e) = self.authz.consume(&mut self.kernel, now) {
+            tracing::error!(error = %e, "retiring used-up artifacts before a submit");
+        }
+        let (authz, kernel, inputs) = self.engine(now);
         authz.submit(envelope, peer, &inputs, kernel)
     }
 

@@ -28,6 +28,11 @@ pub(crate) const CASES: &[Case] = &[
         needs: &[Need::BpfLsm],
         run: policy_reload_narrows_and_bad_reload_keeps,
     },
+    Case {
+        name: "authz_a_used_up_artifact_makes_way_at_once",
+        needs: &[Need::BpfLsm],
+        run: used_up_artifact_makes_way_at_once,
+    },
 ];
 
 const EPERM: i32 = libc::EPERM;
@@ -311,5 +316,49 @@ fn policy_reload_narrows_and_bad_reload_keeps() -> anyhow::Result<()> {
         "a bad reload replaced the policy: {s}"
     );
     d.wait_log(&["policy-rejected [invalid-policy]"])?;
+    d.stop()
+}
+
+/// A one-use artifact whose use is spent no longer holds its operation key
+/// or its kernel entry: the next artifact for the same key and binary is
+/// accepted at once, not only after the daemon's next tick retired the
+/// first (the tick is an hour here, so only the submit can retire it).
+fn used_up_artifact_makes_way_at_once() -> anyhow::Result<()> {
+    let cg = TestCgroup::new("authz-used-up")?;
+    let mut d = Daemon::prepare("authz-used-up", &policy(&cg, true))?;
+    d.args.extend(["--tick".to_owned(), "1h".to_owned()]);
+    d.start()?;
+    let ctl = ctl_path()?;
+    let once = "operationKey: deploy/once\nmaxUses: 1\n";
+    let first = d.sign("first", &request(&ctl, once), false)?;
+    let second = d.sign("second", &request(&ctl, once), false)?;
+    let (first_id, _) = d.accept(&first)?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Ran(0),
+        "the first artifact's one use",
+    )?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Refused(EPERM),
+        "a second use of the first artifact",
+    )?;
+    let (second_id, grant) = d.accept(&second)?;
+    d.wait_log(&["consumed [consumed]", &format!("artifact={first_id}")])?;
+    expect(
+        exec_in(&cg, &ctl, &["--version"])?,
+        Exec::Ran(0),
+        "the second artifact's one use",
+    )?;
+    d.wait_log(&[
+        "hook=exec",
+        "verdict=allow",
+        "reason=grant",
+        &format!("grant={grant}"),
+    ])?;
+    ensure!(
+        first_id != second_id,
+        "two signings gave one id {first_id}"
+    );
     d.stop()
 }
