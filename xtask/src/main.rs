@@ -4,7 +4,7 @@
 //!   offline Kubernetes schema validator, VM kernels.
 //! - `test`: the one test command (unit, deploy, host privileged, one VM per
 //!   kernel).
-//! - `demo`: boots the newest kernel with the agent and `assets/demo.sh`.
+//! - `demo`: plays the end-to-end story (`assets/demo/`) in the newest kernel.
 //! - `vm`: boots kernels of the matrix with an ad-hoc payload.
 //! - `policies-configmap`: writes deploy/kubernetes/policies-configmap.yaml
 //!   from policies/*.yaml.
