@@ -75,6 +75,8 @@ start_agent() {
 ask() {
     agent=$1
     shift
+    eval "apid=\$PID_$agent"
+    kill -0 "$apid" 2>/dev/null || fail "agent $agent (pid $apid) is gone"
     log=$WORK/$agent.log
     from=$(wc -l <"$log")
     done_before=$(grep -c '^@@done' "$log")
