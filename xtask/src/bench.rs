@@ -16,9 +16,10 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     kernels,
-    setup::{cargo_with_linker, setup},
+    setup::setup,
     summary::{self, Machine},
-    util::{run, secs, workspace},
+    test::cargo_build,
+    util::{secs, workspace},
     vm::{self, VmSpec},
 };
 
@@ -93,17 +94,8 @@ fn write_json(out_dir: &Path, name: &str, doc: &serde_json::Value) -> Result<()>
 /// Builds and runs one native benchmark; prints its table, writes its
 /// JSON and returns it.
 fn native(target: &Path, out_dir: &Path, bench: &Native) -> Result<serde_json::Value> {
-    run(
-        cargo_with_linker()?.args([
-            "build",
-            "--release",
-            "-p",
-            "acelogic-tests",
-            "--bin",
-            bench.bin,
-        ]),
-        &format!("building {}", bench.bin),
-    )?;
+    cargo_build(&["-p", "acelogic-tests", "--bin", bench.bin])
+        .map_err(|e| anyhow::anyhow!("building {}: {e}", bench.bin))?;
     println!("bench: {}, natively on this machine", bench.what);
     let out = std::process::Command::new(target.join("release").join(bench.bin))
         .output()
@@ -204,30 +196,17 @@ struct VmRun {
 /// returns its JSON documents (named by file) and, when it did not finish,
 /// why (what it measured before is still returned).
 fn in_vm(args: &BenchArgs, kernel: &kernels::Kernel, root: &Path, target: &Path) -> Result<VmRun> {
-    run(
-        cargo_with_linker()?.args([
-            "build",
-            "--release",
-            "-p",
-            "acelogic-tests",
-            "--bin",
-            "acelogic-bench",
-        ]),
-        "building acelogic-bench",
-    )?;
-    run(
-        cargo_with_linker()?.args([
-            "build",
-            "--release",
-            "-p",
-            "acelogic-agent",
-            "--bin",
-            "acelogic-agent",
-            "--bin",
-            "acelogicctl",
-        ]),
-        "building acelogic-agent and acelogicctl",
-    )?;
+    cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-bench"])
+        .map_err(|e| anyhow::anyhow!("building acelogic-bench: {e}"))?;
+    cargo_build(&[
+        "-p",
+        "acelogic-agent",
+        "--bin",
+        "acelogic-agent",
+        "--bin",
+        "acelogicctl",
+    ])
+    .map_err(|e| anyhow::anyhow!("building acelogic-agent and acelogicctl: {e}"))?;
     let parser = kernels::host_package("apparmor")?.join("sbin/apparmor_parser");
     if !parser.is_file() {
         bail!(

@@ -412,13 +412,7 @@ fn reload(node: &mut Node, config: &Config, metrics: &metrics::Metrics) {
 /// Retires expired and used-up artifacts and governs cgroups that
 /// appeared under a workload's patterns.
 fn housekeeping(node: &mut Node) {
-    let Node { authz, kernel, .. } = node;
-    if let Err(e) = authz.expire(kernel, SystemTime::now()) {
-        tracing::error!(error = %e, "retiring expired artifacts");
-    }
-    if let Err(e) = authz.consume(kernel, SystemTime::now()) {
-        tracing::error!(error = %e, "retiring used-up artifacts");
-    }
+    node.retire(SystemTime::now());
     let workloads: Vec<_> = node.policy.workloads.values().cloned().collect();
     for w in workloads {
         if w.cgroups.iter().all(|c| c.literal().is_some()) {

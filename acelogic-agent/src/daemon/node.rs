@@ -78,14 +78,21 @@ impl Node {
         // Retire what the next tick would first: an expired or used-up
         // artifact must not hold its operation key, or its kernel entries
         // (one per object), against a new artifact submitted before then.
-        if let Err(e) = self.authz.expire(&mut self.kernel, now) {
-            tracing::error!(error = %e, "retiring expired artifacts before a submit");
-        }
-        if let Err(e) = self.authz.consume(&mut self.kernel, now) {
-            tracing::error!(error = %e, "retiring used-up artifacts before a submit");
-        }
+        self.retire(now);
         let (authz, kernel, inputs) = self.engine(now);
         authz.submit(envelope, peer, &inputs, kernel)
+    }
+
+    /// Retires expired and used-up artifacts: their grants leave the
+    /// kernel and their operation keys are released (each tick, and
+    /// before each submit).
+    pub fn retire(&mut self, now: SystemTime) {
+        if let Err(e) = self.authz.expire(&mut self.kernel, now) {
+            tracing::error!(error = %e, "retiring expired artifacts");
+        }
+        if let Err(e) = self.authz.consume(&mut self.kernel, now) {
+            tracing::error!(error = %e, "retiring used-up artifacts");
+        }
     }
 
     /// The engine, the kernel, and the engine's inputs (policy, trust

@@ -4,7 +4,6 @@
 //! on the host enters the workload's cgroup through its own mount.
 
 use std::{
-    ffi::CString,
     fs,
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
@@ -15,7 +14,7 @@ use anyhow::{Context as _, ensure};
 
 use crate::{
     daemon::{Daemon, binary},
-    fixtures::TestCgroup,
+    fixtures::{TestCgroup, c_path},
     harness::{Case, Need},
 };
 
@@ -31,14 +30,10 @@ struct BindMount {
     path: PathBuf,
 }
 
-fn c_path(p: &Path) -> anyhow::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).context("a path with a NUL byte")
-}
-
 impl BindMount {
     fn new(source: &Path, path: PathBuf) -> anyhow::Result<Self> {
         fs::create_dir_all(&path)?;
-        let (src, dst) = (c_path(source)?, c_path(&path)?);
+        let (src, dst) = (c_path(source), c_path(&path));
         // SAFETY: both are valid NUL-terminated paths; a bind mount takes
         // no file system type and no data.
         let rc = unsafe {
@@ -63,10 +58,9 @@ impl BindMount {
 
 impl Drop for BindMount {
     fn drop(&mut self) {
-        if let Ok(dst) = c_path(&self.path) {
-            // SAFETY: a valid NUL-terminated path.
-            unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
-        }
+        let dst = c_path(&self.path);
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
         let _ = fs::remove_dir(&self.path);
     }
 }
