@@ -5,7 +5,9 @@
 //! latency with the real daemon. Every result is a ratio to a baseline of
 //! the same run. Prints each benchmark's tables, then one combined table;
 //! writes each benchmark's JSON and `summary.json` (every row plus the
-//! machine).
+//! machine), and rewrites the results section of `docs/benchmarks.md`
+//! (between its marker lines) with the machine line and the combined
+//! table. `--render-only SUMMARY_JSON` does only that last step.
 
 use std::{
     path::{Path, PathBuf},
@@ -43,7 +45,21 @@ pub(crate) struct BenchArgs {
     /// Submit-to-enforced iterations in the VM.
     #[arg(long, default_value_t = 50)]
     submit_iterations: usize,
+    /// Run no benchmark: rewrite the results section of
+    /// `docs/benchmarks.md` from the `summary.json` of an earlier run
+    /// (e.g. `target/acelogic-bench/summary.json`).
+    #[arg(
+        long,
+        value_name = "SUMMARY_JSON",
+        conflicts_with_all = ["kernel", "skip_native", "skip_vm"]
+    )]
+    render_only: Option<PathBuf>,
 }
+
+/// The page whose results section (between `summary::BEGIN_MARKER` and
+/// `summary::END_MARKER`) a complete run rewrites; the text around the
+/// markers is hand-written and left alone.
+const DOCS_PAGE: &str = "docs/benchmarks.md";
 
 /// A benchmark binary run natively on this machine: its name, the prefix
 /// of its JSON result line, the file the result goes to, and what it
@@ -120,7 +136,58 @@ fn native(target: &Path, out_dir: &Path, bench: &Native) -> Result<serde_json::V
     Ok(doc)
 }
 
+/// Rewrites the results section of `root/docs/benchmarks.md` with the
+/// machine line and the combined table of `rows`. `summary_json` is where
+/// the same results are, for the error message.
+fn write_docs(
+    root: &Path,
+    machine_line: &str,
+    rows: &[serde_json::Value],
+    summary_json: &Path,
+) -> Result<()> {
+    let path = root.join(DOCS_PAGE);
+    let page =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let page = summary::splice(&page, &summary::section(machine_line, rows)).with_context(|| {
+        format!(
+            "rewriting the results section of {} (the results are kept in {}; fix the page, then \
+             run `cargo xtask bench --render-only {}`)",
+            path.display(),
+            summary_json.display(),
+            summary_json.display()
+        )
+    })?;
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    println!("bench: rewrote the results section of {}", path.display());
+    Ok(())
+}
+
+/// `--render-only`: the results section of `docs/benchmarks.md` from an
+/// earlier run's `summary.json`, no benchmark run.
+fn render_only(summary_json: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(summary_json)
+        .with_context(|| format!("reading {}", summary_json.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", summary_json.display()))?;
+    let written_by = || {
+        format!(
+            "{} has no `machine_line` string and `rows` array: is it a `summary.json` written by \
+             `cargo xtask bench`?",
+            summary_json.display()
+        )
+    };
+    let line = doc["machine_line"].as_str().with_context(written_by)?;
+    let rows = doc["rows"].as_array().with_context(written_by)?;
+    print!("{}", summary::table(rows));
+    println!();
+    println!("Machine: {line}");
+    write_docs(&workspace()?.root, line, rows, summary_json)
+}
+
 pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
+    if let Some(summary_json) = &args.render_only {
+        return render_only(summary_json);
+    }
     let machine = Machine::probe();
     let ready = setup()?;
     let ws = workspace()?;
@@ -180,7 +247,17 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         }),
     )?;
     if let Some(why) = vm_failure {
-        bail!("{why}");
+        bail!("{why} ({DOCS_PAGE} was not rewritten)");
+    }
+    // Only a table with every benchmark's rows replaces the published one
+    // (with --skip-native the native rows of an earlier run count).
+    if docs.len() == NATIVE.len() + VM_DOCS.len() {
+        write_docs(&ws.root, &line, &rows, &out_dir.join("summary.json"))?;
+    } else {
+        println!(
+            "bench: {DOCS_PAGE} not rewritten: the combined table lacks some benchmarks' rows \
+             (--skip-vm, or --skip-native with no earlier run to take them from)"
+        );
     }
     Ok(())
 }
@@ -198,15 +275,8 @@ struct VmRun {
 fn in_vm(args: &BenchArgs, kernel: &kernels::Kernel, root: &Path, target: &Path) -> Result<VmRun> {
     cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-bench"])
         .map_err(|e| anyhow::anyhow!("building acelogic-bench: {e}"))?;
-    cargo_build(&[
-        "-p",
-        "acelogic-agent",
-        "--bin",
-        "acelogic-agent",
-        "--bin",
-        "acelogicctl",
-    ])
-    .map_err(|e| anyhow::anyhow!("building acelogic-agent and acelogicctl: {e}"))?;
+    cargo_build(&["-p", "acelogic-agent", "-p", "acelogicctl", "--bins"])
+        .map_err(|e| anyhow::anyhow!("building acelogic-agent and acelogicctl: {e}"))?;
     let parser = kernels::host_package("apparmor")?.join("sbin/apparmor_parser");
     if !parser.is_file() {
         bail!(

@@ -1,10 +1,12 @@
 //! The combined result of `cargo xtask bench`: every benchmark's
 //! `summary` rows (see `tests/src/summary.rs`: value, same-run baseline,
 //! target) judged and rendered as one markdown table, plus the machine
-//! they were measured on, written to `summary.json`.
+//! they were measured on, written to `summary.json` and spliced into
+//! `docs/benchmarks.md` between its marker lines.
 
 use std::process::Command;
 
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use crate::util::kernel_release;
@@ -46,7 +48,8 @@ impl Machine {
         }
     }
 
-    /// One line for the README: CPU, cores, memory, kernels, date, commit.
+    /// One line for `docs/benchmarks.md`: CPU, cores, memory, kernels, load,
+    /// date, commit.
     pub(crate) fn line(&self, vm_kernel: Option<&str>) -> String {
         format!(
             "{}, {} cores, {:.1} GiB; host kernel {}; VM kernel {} (QEMU TCG); load average at \
@@ -230,6 +233,60 @@ pub(crate) fn table(rows: &[Value]) -> String {
     out
 }
 
+/// The line after which `docs/benchmarks.md` holds the generated results.
+pub(crate) const BEGIN_MARKER: &str = "<!-- bench:begin -->";
+/// The line before which the generated results end.
+pub(crate) const END_MARKER: &str = "<!-- bench:end -->";
+
+/// What goes between the markers: the machine line and the combined
+/// table, as `cargo xtask bench` prints them, with a blank line around.
+pub(crate) fn section(machine_line: &str, rows: &[Value]) -> String {
+    format!("\nMachine: {machine_line}\n\n{}\n", table(rows))
+}
+
+/// The byte range of the one line of `doc` that is `marker` (surrounding
+/// whitespace allowed), its line ending included.
+fn marker_line(doc: &str, marker: &str) -> Result<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut start = 0;
+    for line in doc.split_inclusive('\n') {
+        if line.trim() == marker {
+            found.push((start, start + line.len()));
+        }
+        start += line.len();
+    }
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!(
+            "no line `{marker}`: the generated results go between a line `{BEGIN_MARKER}` and a \
+             line `{END_MARKER}`; add both where the results belong"
+        ),
+        more => bail!(
+            "{} lines `{marker}`, expected one (the generated results go between one \
+             `{BEGIN_MARKER}` line and one `{END_MARKER}` line)",
+            more.len()
+        ),
+    }
+}
+
+/// `doc` with everything between its marker lines replaced by `section`;
+/// the marker lines and the text around them are kept as they are.
+pub(crate) fn splice(doc: &str, section: &str) -> Result<String> {
+    let (_, after_begin) = marker_line(doc, BEGIN_MARKER)?;
+    let (before_end, _) = marker_line(doc, END_MARKER)?;
+    if before_end < after_begin {
+        bail!("the line `{END_MARKER}` comes before the line `{BEGIN_MARKER}`");
+    }
+    let mut out = String::with_capacity(doc.len() + section.len());
+    out.push_str(&doc[..after_begin]);
+    out.push_str(section);
+    if !section.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&doc[before_end..]);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +351,58 @@ mod tests {
             lines[3],
             "| c | rate | 73,859/s | – | – | ≥ 100,000/s | **no** |"
         );
+    }
+
+    #[test]
+    fn splices_between_the_markers_only() {
+        let doc = "# Benchmarks\n\nhand-written\n<!-- bench:begin -->\nold\ntable\n\
+                   <!-- bench:end -->\n\nafter\n";
+        let out = splice(doc, "\nnew\n").unwrap();
+        assert_eq!(
+            out,
+            "# Benchmarks\n\nhand-written\n<!-- bench:begin -->\n\nnew\n<!-- bench:end -->\n\nafter\n"
+        );
+        assert_eq!(splice(&out, "\nnew\n").unwrap(), out, "idempotent");
+        let empty = splice("<!-- bench:begin -->\n<!-- bench:end -->", "x").unwrap();
+        assert_eq!(empty, "<!-- bench:begin -->\nx\n<!-- bench:end -->");
+    }
+
+    #[test]
+    fn refuses_missing_duplicate_or_reversed_markers() {
+        let err = splice("text\n<!-- bench:end -->\n", "x").unwrap_err();
+        assert!(
+            err.to_string().contains("no line `<!-- bench:begin -->`"),
+            "{err}"
+        );
+        let err = splice("<!-- bench:begin -->\ntext\n", "x").unwrap_err();
+        assert!(
+            err.to_string().contains("no line `<!-- bench:end -->`"),
+            "{err}"
+        );
+        let twice = "<!-- bench:begin -->\n<!-- bench:begin -->\n<!-- bench:end -->\n";
+        assert!(
+            splice(twice, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("2 lines")
+        );
+        let reversed = "<!-- bench:end -->\n<!-- bench:begin -->\n";
+        assert!(
+            splice(reversed, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("comes before")
+        );
+    }
+
+    #[test]
+    fn section_is_the_machine_line_and_the_table() {
+        let s = section("a machine", &[]);
+        assert!(
+            s.starts_with("\nMachine: a machine\n\n| benchmark |"),
+            "{s}"
+        );
+        assert!(s.ends_with("|---|---|---|---|---|---|---|\n\n"), "{s}");
     }
 
     #[test]
