@@ -1,27 +1,24 @@
-//! ACELOGIC userspace: the library behind `acelogic-agent`,
-//! `acelogic-collector` and `acelogicctl`. Binaries are thin; the modules
-//! here are split by responsibility.
+//! The ACELOGIC node daemon (`acelogic-agent`): checks the node, loads or
+//! adopts the kernel programs, governs the policies' cgroups, decides
+//! artifacts through the engine, journals and ships lineage, and serves
+//! the node API, health and metrics.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `daemon` | start-up, the event loop, reloads, shutdown |
+//! | `node` | the node's state: kernel, engine, policy in force |
+//! | `api` | the gRPC service on the Unix socket |
+//! | `lineage` | the journal and the pump from the kernel's ring |
+//! | `journal_sink` | authorization and lifecycle records into the journal |
+//! | `metrics` | `/metrics`, `/healthz`, `/readyz` |
+//! | `privileges` | the capabilities the daemon starts with and keeps |
 
 pub mod api;
-pub mod artifact;
-pub mod authz;
-pub mod capability;
-pub mod collector;
-pub mod ctl;
 pub mod daemon;
-pub mod kernel;
+mod journal_sink;
 pub mod lineage;
+pub mod metrics;
 pub mod node;
-pub mod policy;
-mod yaml;
+pub mod privileges;
 
-/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default
-/// `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+pub use journal_sink::{JournalSink, authorization_outcome};

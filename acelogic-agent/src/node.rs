@@ -1,273 +1,348 @@
-//! Can this node enforce? Checks of what ACELOGIC needs from the kernel,
-//! each with the fix an operator should apply.
+//! What one node daemon holds: the kernel, the engine, the policy and
+//! trust store in force, and the governed cgroups. Applying a policy
+//! defines each workload's scope, governs its cgroups and syncs its
+//! baseline; a reload re-checks live artifacts against the new policy.
 
 use std::{
-    fmt, fs,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
-/// Where the kernel lists its active LSMs (needs securityfs mounted).
-pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
-/// The running kernel's BTF.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+use acelogic_authz::{Authorizer, GrantTable, Inputs, Usage, state::Record};
+use acelogic_common::rules::rights;
+use acelogic_domain::{
+    PortError, Reason, Refusal,
+    artifact::TrustStore,
+    capability::{Host, PathPattern},
+    grant::{GrantSpec, NetTarget, kernel_dev},
+    policy::{PolicySet, Workload},
+};
+use acelogic_kernel::{Kernel, baseline::Wanted};
 
-/// One requirement and whether the node meets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub name: &'static str,
-    pub ok: bool,
-    /// What was found.
-    pub found: String,
-    /// What to do when not ok.
-    pub fix: String,
+/// The node's state behind the API.
+#[derive(Debug)]
+pub struct Node {
+    pub kernel: Kernel,
+    pub authz: Authorizer,
+    pub policy: PolicySet,
+    pub trust: TrustStore,
+    pub frozen: BTreeSet<String>,
+    /// Governed directories per workload, as last applied.
+    pub cgroups: HashMap<String, Vec<PathBuf>>,
+    pub cgroup_root: PathBuf,
+    /// The daemon's socket: every workload's baseline may connect to it.
+    pub socket: PathBuf,
+    pub epoch: u64,
+    pub policy_loaded: SystemTime,
+    /// Why the last reload failed; empty after a good one.
+    pub policy_error: String,
+    /// Problems of the policy in force on this node (missing baseline
+    /// paths, unresolvable names), shown by `Status`.
+    pub warnings: Vec<String>,
+    /// The lineage journal, for `Status`.
+    pub journal: Option<std::sync::Arc<acelogic_lineage::journal::Shared>>,
+    /// The collector endpoint and the shipper's state, for `Status`.
+    pub shipping: Option<(
+        String,
+        tokio::sync::watch::Receiver<acelogic_lineage::ship::ShipStatus>,
+    )>,
 }
 
-/// All checks of a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeReport {
-    pub checks: Vec<Check>,
+/// True when the cgroup `rel` (as `/proc/PID/cgroup` shows it) is at or
+/// below one of `governed`. A path that climbs out with `..` is relative
+/// to a cgroup namespace the daemon is not at the root of (a container's
+/// private one): where it points cannot be told, so it counts as governed
+/// (fail closed) rather than never matching.
+fn governs<'a>(root: &Path, mut governed: impl Iterator<Item = &'a PathBuf>, rel: &str) -> bool {
+    let rel = rel.trim().trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return true;
+    }
+    let path = root.join(rel);
+    governed.any(|d| path.starts_with(d))
 }
 
-impl NodeReport {
-    /// Inspects the running kernel.
-    #[must_use]
-    pub fn inspect() -> Self {
-        let lsm = fs::read_to_string(LSM_LIST);
-        let bpf_lsm = match &lsm {
-            Ok(list) => Check {
-                name: "BPF LSM active",
-                ok: lsm_list_has_bpf(list),
-                found: format!("{LSM_LIST}: {}", list.trim()),
-                fix: lsm_fix(list),
-            },
-            Err(e) => Check {
-                name: "BPF LSM active",
-                ok: false,
-                found: format!("{LSM_LIST}: {e}"),
-                fix: "mount securityfs (mount -t securityfs securityfs /sys/kernel/security) \
-                      and check again; in a container, mount the host's /sys/kernel/security \
-                      read-only at the same path"
-                    .to_owned(),
-            },
-        };
-        let btf = Check {
-            name: "kernel BTF",
-            ok: Path::new(VMLINUX_BTF).is_file(),
-            found: VMLINUX_BTF.to_owned(),
-            fix: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y; in a container, mount the \
-                  host's /sys/kernel/btf read-only at the same path"
-                .to_owned(),
-        };
-        let cgroup2 = cgroup2_mount();
-        let cgroup = Check {
-            name: "cgroup v2 mounted",
-            ok: cgroup2.is_some(),
-            found: cgroup2.map_or_else(
-                || "no cgroup2 mount".to_owned(),
-                |p| p.display().to_string(),
-            ),
-            fix: "mount cgroup2 (mount -t cgroup2 none /sys/fs/cgroup) or boot with \
-                  systemd.unified_cgroup_hierarchy=1"
-                .to_owned(),
-        };
-        let bpffs = mount_of_type("bpf");
-        let bpffs = Check {
-            name: "bpffs mounted",
-            ok: bpffs.is_some(),
-            found: bpffs.map_or_else(|| "no bpf mount".to_owned(), |p| p.display().to_string()),
-            fix: "mount -t bpf bpf /sys/fs/bpf; in a container, mount the host's /sys/fs/bpf \
-                  at the same path (read-write: the programs are pinned there)"
-                .to_owned(),
-        };
-        let probe = probe_lsm_load();
-        Self {
-            checks: vec![bpf_lsm, probe, btf, cgroup, bpffs],
+/// The kernel as the engine's [`GrantTable`] port.
+#[derive(Debug)]
+pub struct KernelGrants<'a>(pub &'a mut Kernel);
+
+impl GrantTable for KernelGrants<'_> {
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), PortError> {
+        self.0.install_grants(set).map_err(PortError::new)
+    }
+
+    fn remove(&mut self, grant_id: u64) -> Result<usize, PortError> {
+        self.0.remove_grant(grant_id).map_err(PortError::new)
+    }
+
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, PortError> {
+        let mut out: HashMap<u64, Usage> = HashMap::new();
+        for g in self.0.grants().map_err(PortError::new)? {
+            let left = g.uses_left();
+            let e = out.entry(g.grant.grant_id).or_insert(Usage {
+                entries: 0,
+                uses_left: left,
+                used_up: true,
+                scope_id: g.scope_id,
+            });
+            e.entries += 1;
+            e.used_up &= left == Some(0);
+            e.uses_left = match (e.uses_left, left) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(out)
+    }
+}
+
+impl Node {
+    /// Submits one envelope.
+    pub fn submit(
+        &mut self,
+        envelope: &[u8],
+        peer: Option<acelogic_authz::state::Peer>,
+    ) -> Result<acelogic_authz::Accepted, Refusal> {
+        let now = SystemTime::now();
+        // Retire what the next tick would first: an expired or used-up
+        // artifact must not hold its operation key, or its kernel entries
+        // (one per object), against a new artifact submitted before then.
+        self.retire(now);
+        let (authz, kernel, inputs) = self.engine(now);
+        authz.submit(envelope, peer, &inputs, &mut KernelGrants(kernel))
+    }
+
+    /// Retires expired and used-up artifacts: their grants leave the
+    /// kernel and their operation keys are released (each tick, and
+    /// before each submit).
+    pub fn retire(&mut self, now: SystemTime) {
+        if let Err(e) = self.authz.expire(&mut KernelGrants(&mut self.kernel), now) {
+            tracing::error!(error = %e, "retiring expired artifacts");
+        }
+        if let Err(e) = self.authz.consume(&mut KernelGrants(&mut self.kernel), now) {
+            tracing::error!(error = %e, "retiring used-up artifacts");
         }
     }
 
-    /// True when every check passed.
-    #[must_use]
-    pub fn ready(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
+    /// The engine, the kernel, and the engine's inputs (policy, trust
+    /// store, frozen workloads, governed cgroups) at `now`, borrowed apart.
+    fn engine(&mut self, now: SystemTime) -> (&mut Authorizer, &mut Kernel, Inputs<'_>) {
+        let Self {
+            authz,
+            kernel,
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            ..
+        } = self;
+        let inputs = Inputs {
+            policy,
+            trust,
+            frozen,
+            cgroups,
+            now,
+        };
+        (authz, kernel, inputs)
     }
-}
 
-impl fmt::Display for NodeReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in &self.checks {
-            let mark = if c.ok { "ok  " } else { "FAIL" };
-            writeln!(f, "{mark} {:<18} {}", c.name, c.found)?;
-            if !c.ok {
-                writeln!(f, "     fix: {}", c.fix)?;
-            }
+    /// Re-checks every live artifact against the policy and trust store in
+    /// force and revokes those they no longer permit; returns how many.
+    pub fn recheck(&mut self, now: SystemTime) -> Result<usize, Refusal> {
+        let (authz, kernel, inputs) = self.engine(now);
+        let revoked = authz.recheck(&inputs, &mut KernelGrants(kernel))?;
+        for (id, why) in &revoked {
+            tracing::warn!(artifact = %id, %why, "revoked: the policy in force no longer permits it");
         }
+        Ok(revoked.len())
+    }
+
+    /// True when `pid` runs in a cgroup this daemon governs.
+    #[must_use]
+    pub fn is_governed(&self, pid: i32) -> bool {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            // Unknown caller: treat as governed (fail closed).
+            return true;
+        };
+        let Some(rel) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return true;
+        };
+        governs(&self.cgroup_root, self.cgroups.values().flatten(), rel)
+    }
+
+    /// Freezes or unfreezes a workload, durably.
+    pub fn set_frozen(&mut self, workload: &str, frozen: bool, why: &str) -> Result<(), Refusal> {
+        let Some(w) = self.policy.workloads.get(workload) else {
+            return Err(Refusal {
+                code: Reason::UnknownWorkload,
+                why: format!("no loaded policy defines workload {workload:?}"),
+            });
+        };
+        let fail = |e: String| Refusal {
+            code: Reason::InstallFailed,
+            why: e,
+        };
+        self.kernel
+            .set_frozen(w.scope_id, frozen)
+            .map_err(|e| fail(e.to_string()))?;
+        self.authz
+            .state()
+            .set_frozen(workload, frozen, why)
+            .map_err(|e| fail(e.to_string()))?;
+        if frozen {
+            self.frozen.insert(workload.to_owned());
+        } else {
+            self.frozen.remove(workload);
+        }
+        let outcome = if frozen { "frozen" } else { "unfrozen" };
+        self.authz
+            .note(&Record {
+                outcome,
+                reason: outcome,
+                detail: why,
+                workload: Some(workload),
+                ..Record::default()
+            })
+            .map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
-}
 
-/// Loads the exec gate without attaching it: the only reliable test that
-/// the kernel accepts BPF LSM programs (a kernel may list `bpf` as active
-/// and still refuse them with `EPERM`).
-fn probe_lsm_load() -> Check {
-    let name = "BPF LSM loads";
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Check {
-            name,
-            ok: false,
-            found: "not checked: loading BPF needs root".to_owned(),
-            fix: "run this check as root".to_owned(),
-        };
-    }
-    let result =
-        crate::kernel::Kernel::load().and_then(|mut k| k.probe(&crate::kernel::compat::EXEC_GATE));
-    match result {
-        Ok(()) => Check {
-            name,
-            ok: true,
-            found: "exec gate loaded".to_owned(),
-            fix: String::new(),
-        },
-        Err(e) => Check {
-            name,
-            ok: false,
-            found: format!("{e:#}"),
-            fix: "the kernel refused a BPF LSM program: check `bpf` is in the LSM list, \
-                  that BPF trampolines are allowed (no lockdown=confidentiality, not a \
-                  restricted sandbox or hypervisor), and the kernel log (dmesg)"
-                .to_owned(),
-        },
-    }
-}
-
-/// The exact kernel command line parameter that activates BPF LSM next to
-/// the LSMs active now (their order is kept: it is the order the kernel
-/// calls them in), and where to put it.
-fn lsm_fix(active: &str) -> String {
-    let mut names: Vec<&str> = active
-        .trim()
-        .split(',')
-        .filter(|n| !n.is_empty() && *n != "bpf")
-        .collect();
-    names.push("bpf");
-    let param = format!("lsm={}", names.join(","));
-    format!(
-        "boot with the kernel parameter `{param}` (Debian/Ubuntu: append it to \
-         GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub, reboot); the kernel must be \
-         built with CONFIG_BPF_LSM=y (check /boot/config-$(uname -r))"
-    )
-}
-
-/// Does a `/sys/kernel/security/lsm` list name `bpf`?
-#[must_use]
-pub fn lsm_list_has_bpf(list: &str) -> bool {
-    list.trim().split(',').any(|name| name == "bpf")
-}
-
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup` on unified hosts,
-/// `/sys/fs/cgroup/unified` on hybrid ones).
-#[must_use]
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    mount_of_type("cgroup2")
-}
-
-/// Why a directory cannot be the cgroup v2 root the daemon governs under.
-#[derive(Debug, thiserror::Error)]
-pub enum CgroupRootError {
-    #[error("no cgroup2 mount in /proc/self/mounts; mount cgroup2 or pass --cgroup-root")]
-    NoMount,
-    #[error("{path}: {source}")]
-    Stat {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a cgroup v2 filesystem; pass the directory where cgroup2 is mounted")]
-    NotCgroup2 { path: PathBuf },
-    #[error(
-        "{path} is a cgroup below the hierarchy's root (it has cgroup.type), as in a container's \
-         private cgroup namespace; mount the host's cgroup2 root (e.g. a hostPath of \
-         /sys/fs/cgroup at /host/sys/fs/cgroup) and pass --cgroup-root with that path"
-    )]
-    NotRoot { path: PathBuf },
-}
-
-/// The cgroup v2 root the daemon creates and governs workloads' cgroups
-/// under: `configured` (`--cgroup-root`) or else the first cgroup2 mount.
-///
-/// It must be the hierarchy's real root. In a container with a private
-/// cgroup namespace (containerd's default on cgroup v2) the runtime's
-/// `/sys/fs/cgroup` is the container's own cgroup: policies'
-/// `/acelogic/...` cgroups would be made inside the pod, the level check
-/// against the kernel's walk would be off, and the host's workloads would
-/// never be governed. Only the root has no `cgroup.type`.
-pub fn cgroup_root(configured: Option<&Path>) -> Result<PathBuf, CgroupRootError> {
-    let dir = match configured {
-        Some(dir) => dir.to_path_buf(),
-        None => cgroup2_mount().ok_or(CgroupRootError::NoMount)?,
-    };
-    let fs_type = |path: &Path| -> Result<libc::__fsword_t, CgroupRootError> {
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| {
-            CgroupRootError::Stat {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            }
-        })?;
-        // SAFETY: `c` is a valid NUL-terminated path and `buf` a zeroed
-        // statfs the call fills in.
-        let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::statfs(c.as_ptr(), &raw mut buf) } != 0 {
-            return Err(CgroupRootError::Stat {
-                path: path.to_path_buf(),
-                source: std::io::Error::last_os_error(),
-            });
+    /// Makes the kernel match `set`: scopes, cgroups, baselines. Workloads
+    /// of the previous policy that `set` drops are released and emptied.
+    /// Returns warnings (paths missing on this node and the like).
+    pub fn apply(
+        &mut self,
+        set: &PolicySet,
+        previous: Option<&PolicySet>,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let mut cgroups = HashMap::new();
+        for w in set.workloads.values() {
+            self.kernel.define_scope(w.scope_id, w.mode)?;
+            let frozen = self.frozen.contains(&w.name);
+            self.kernel.set_frozen(w.scope_id, frozen)?;
+            let dirs = self.govern(w, &mut warnings);
+            cgroups.insert(w.name.clone(), dirs);
+            let wanted = self.wanted(w, &mut warnings);
+            self.kernel.sync_baseline(w.scope_id, &wanted)?;
         }
-        Ok(buf.f_type)
-    };
-    if fs_type(&dir)? != libc::CGROUP2_SUPER_MAGIC {
-        return Err(CgroupRootError::NotCgroup2 { path: dir });
-    }
-    if dir.join("cgroup.type").exists() {
-        return Err(CgroupRootError::NotRoot { path: dir });
-    }
-    Ok(dir)
-}
-
-fn mount_of_type(fstype: &str) -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mount_of_type_in(&mounts, fstype)
-}
-
-fn mount_of_type_in(mounts: &str, fstype: &str) -> Option<PathBuf> {
-    mounts.lines().find_map(|line| {
-        let mut f = line.split_whitespace();
-        let (_src, dir, ty) = (f.next()?, f.next()?, f.next()?);
-        (ty == fstype).then(|| PathBuf::from(unescape_mount_path(dir)))
-    })
-}
-
-/// `/proc/self/mounts` escapes space, tab, newline and backslash as octal.
-fn unescape_mount_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let code = rest
-            .get(i + 1..i + 4)
-            .and_then(|o| u8::from_str_radix(o, 8).ok());
-        match code {
-            Some(b) => {
-                out.push(char::from(b));
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
+        if let Some(old) = previous {
+            for w in old.workloads.values() {
+                if set.workloads.get(&w.name).map(|n| n.scope_id) == Some(w.scope_id) {
+                    continue;
+                }
+                for (id, scope) in self.kernel.governed()? {
+                    if scope == w.scope_id {
+                        self.kernel.release(id)?;
+                    }
+                }
+                self.kernel.sync_baseline(w.scope_id, &Wanted::default())?;
             }
         }
+        self.cgroups = cgroups;
+        Ok(warnings)
     }
-    out.push_str(rest);
-    out
+
+    /// Governs the workload's cgroups: literal paths are created when
+    /// missing; patterns govern the directories that match now (the reload
+    /// tick picks up new ones).
+    fn govern(&mut self, w: &Workload, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+        for c in &w.cgroups {
+            if let Some(lit) = c.literal() {
+                let dir = self.cgroup_root.join(lit.strip_prefix("/").unwrap_or(lit));
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    warnings.push(format!(
+                        "workload {}: creating {}: {e}",
+                        w.name,
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        let dirs = w.cgroup_dirs(&self.cgroup_root);
+        let mut governed = Vec::new();
+        for dir in dirs {
+            match self.kernel.govern(&dir, w.scope_id) {
+                Ok(_) => governed.push(dir),
+                Err(e) => warnings.push(format!(
+                    "workload {}: governing {}: {e}",
+                    w.name,
+                    dir.display()
+                )),
+            }
+        }
+        governed
+    }
+
+    /// The workload's baseline resolved on this node.
+    fn wanted(&self, w: &Workload, warnings: &mut Vec<String>) -> Wanted {
+        let mut files: BTreeMap<(u32, u64), u32> = BTreeMap::new();
+        let mut add =
+            |path: &Path, r: u32, warnings: &mut Vec<String>| match std::fs::metadata(path) {
+                Ok(m) => *files.entry((kernel_dev(m.dev()), m.ino())).or_default() |= r,
+                Err(e) => warnings.push(format!(
+                    "workload {}: baseline {}: {e} (skipped on this node)",
+                    w.name,
+                    path.display()
+                )),
+            };
+        let b = &w.baseline;
+        for p in &b.exec {
+            add(p.as_path(), rights::EXEC, warnings);
+        }
+        for p in &b.libraries {
+            add(pattern_base(p), rights::MAP, warnings);
+        }
+        for p in &b.write {
+            add(pattern_base(p), rights::WRITE, warnings);
+        }
+        for p in &b.unix_connect {
+            add(p.as_path(), rights::UNIX_CONNECT, warnings);
+        }
+        add(&self.socket, rights::UNIX_CONNECT, warnings);
+        let mut nets = Vec::new();
+        for c in &b.connect {
+            let addrs: Vec<(std::net::IpAddr, u8)> = match &c.host {
+                Host::Net(n) => vec![(n.network(), n.prefix_len())],
+                Host::Name(name) => {
+                    let found: Vec<_> = acelogic_authz::check::resolve_names(&[
+                        acelogic_domain::capability::Capability::Connect(c.clone()),
+                    ])
+                    .remove(name)
+                    .unwrap_or_default();
+                    if found.is_empty() {
+                        warnings.push(format!(
+                            "workload {}: baseline connect {name}: resolves to no address (skipped)",
+                            w.name
+                        ));
+                    }
+                    found
+                        .into_iter()
+                        .map(|a| (a, if a.is_ipv4() { 32 } else { 128 }))
+                        .collect()
+                }
+            };
+            for (addr, prefix) in addrs {
+                for port in c.ports.kernel_ports() {
+                    nets.push(NetTarget {
+                        protocol: c.protocol,
+                        addr,
+                        prefix,
+                        port,
+                    });
+                }
+            }
+        }
+        Wanted { files, nets }
+    }
+}
+
+/// The directory or file a baseline pattern names: the kernel matches it
+/// and everything below it (writes and libraries walk up from the object).
+fn pattern_base(p: &PathPattern) -> &Path {
+    p.base().as_path()
 }
 
 #[cfg(test)]
@@ -275,79 +350,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lsm_list_parsing_needs_the_exact_name() {
-        assert!(lsm_list_has_bpf(
-            "lockdown,capability,landlock,yama,apparmor,bpf\n"
+    fn a_caller_is_governed_below_a_governed_cgroup_or_when_its_path_escapes() {
+        let root = Path::new("/host/sys/fs/cgroup");
+        let governed = [root.join("acelogic/coding-agent")];
+        assert!(governs(root, governed.iter(), "/acelogic/coding-agent\n"));
+        assert!(governs(
+            root,
+            governed.iter(),
+            "/acelogic/coding-agent/run-7"
         ));
-        assert!(lsm_list_has_bpf("bpf"));
-        assert!(!lsm_list_has_bpf("lockdown,capability,apparmor"));
-        assert!(!lsm_list_has_bpf("bpfx,xbpf"));
-        assert!(!lsm_list_has_bpf(""));
-    }
-
-    #[test]
-    fn lsm_fix_names_the_exact_parameter() {
-        let fix = lsm_fix("capability,lockdown,landlock,yama,apparmor\n");
-        assert!(
-            fix.contains("`lsm=capability,lockdown,landlock,yama,apparmor,bpf`"),
-            "{fix}"
-        );
-        assert!(fix.contains("GRUB_CMDLINE_LINUX"), "{fix}");
-        // Never listed twice, and an empty list still gives a usable value.
-        assert!(lsm_fix("bpf,yama").contains("`lsm=yama,bpf`"));
-        assert!(lsm_fix("").contains("`lsm=bpf`"));
-    }
-
-    #[test]
-    fn cgroup_root_refuses_what_is_not_a_cgroup2_root() {
-        let dir = std::env::temp_dir().join(format!("acelogic-cgroot-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let err = cgroup_root(Some(&dir)).unwrap_err();
-        assert!(
-            matches!(&err, CgroupRootError::NotCgroup2 { path } if *path == dir),
-            "{err}"
-        );
-        fs::remove_dir(&dir).unwrap();
-        let err = cgroup_root(Some(&dir)).unwrap_err();
-        assert!(matches!(err, CgroupRootError::Stat { .. }), "{err}");
-        assert!(err.to_string().contains("No such file"), "{err}");
-        // The first cgroup2 mount of a host (not a container) is the root,
-        // and naming it explicitly gives the same answer.
-        if let Some(mount) = cgroup2_mount()
-            && !mount.join("cgroup.type").exists()
-        {
-            assert_eq!(cgroup_root(None).unwrap(), mount);
-            assert_eq!(cgroup_root(Some(&mount)).unwrap(), mount);
-            // A cgroup below it is refused, as a container's namespaced
-            // /sys/fs/cgroup would be.
-            let child = fs::read_dir(&mount)
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.join("cgroup.type").exists());
-            if let Some(child) = child {
-                let err = cgroup_root(Some(&child)).unwrap_err();
-                assert!(matches!(err, CgroupRootError::NotRoot { .. }), "{err}");
-                assert!(err.to_string().contains("--cgroup-root"), "{err}");
-            }
-        }
-    }
-
-    #[test]
-    fn finds_hybrid_and_unified_cgroup2_mounts() {
-        let hybrid = "sysfs /sys sysfs rw 0 0\n\
-                      tmpfs /sys/fs/cgroup tmpfs ro 0 0\n\
-                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n\
-                      cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n";
-        assert_eq!(
-            mount_of_type_in(hybrid, "cgroup2"),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(mount_of_type_in(hybrid, "bpf"), None);
-        let escaped = "none /mnt/with\\040space cgroup2 rw 0 0\n";
-        assert_eq!(
-            mount_of_type_in(escaped, "cgroup2"),
-            Some(PathBuf::from("/mnt/with space"))
-        );
+        assert!(!governs(root, governed.iter(), "/acelogic/coding-agent-2"));
+        assert!(!governs(
+            root,
+            governed.iter(),
+            "/system.slice/sshd.service"
+        ));
+        assert!(!governs(root, governed.iter(), "/"));
+        // Seen from a private cgroup namespace: cannot be placed.
+        assert!(governs(
+            root,
+            governed.iter(),
+            "/../../acelogic/coding-agent"
+        ));
+        assert!(governs(
+            root,
+            governed.iter(),
+            "/../../../system.slice/x.service"
+        ));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use acelogic_agent::artifact::{Artifact, TrustStore, verify};
+use acelogic_domain::artifact::{Artifact, TrustStore, verify};
 use libfuzzer_sys::fuzz_target;
 
 fn trust() -> &'static TrustStore {

@@ -6,14 +6,12 @@
 
 use std::sync::OnceLock;
 
-use acelogic_agent::{
-    artifact::{Role, SecretKey},
-    collector::{
-        pb,
-        verify::{Hello, Limits, check_batch},
-    },
-    lineage::pb as lpb,
+use acelogic_collector::{
+    pb,
+    verify::{Hello, Limits, check_batch},
 };
+use acelogic_domain::artifact::{Role, SecretKey};
+use acelogic_lineage::pb as lpb;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 

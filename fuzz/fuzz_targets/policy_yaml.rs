@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use acelogic_agent::policy::parse_file;
+use acelogic_domain::policy::parse_file;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

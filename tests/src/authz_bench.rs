@@ -13,15 +13,16 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use acelogic_agent::{
+use acelogic_authz::{
+    Authorizer, GrantTable, Inputs, Usage,
+    check::{self, Context, Settings},
+    state::State,
+};
+use acelogic_domain::{
+    PortError,
     artifact::{self, Artifact, ArtifactId, Role, SecretKey, Subject, TrustStore},
-    authz::{
-        Authorizer, GrantTable, Inputs, Usage,
-        check::{self, Context, Settings},
-        state::State,
-    },
     capability::{Capability, ExecCap},
-    kernel::rules::GrantSpec,
+    grant::GrantSpec,
     policy,
 };
 use anyhow::Context as _;
@@ -33,16 +34,16 @@ use crate::summary::{Row, Target, Unit, rows_json};
 struct Memory(Vec<GrantSpec>);
 
 impl GrantTable for Memory {
-    fn install(&mut self, set: &[GrantSpec]) -> Result<(), String> {
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), PortError> {
         self.0.extend_from_slice(set);
         Ok(())
     }
-    fn remove(&mut self, grant_id: u64) -> Result<usize, String> {
+    fn remove(&mut self, grant_id: u64) -> Result<usize, PortError> {
         let n = self.0.len();
         self.0.retain(|g| g.grant_id != grant_id);
         Ok(n - self.0.len())
     }
-    fn usage(&mut self) -> Result<HashMap<u64, Usage>, String> {
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, PortError> {
         Ok(HashMap::new())
     }
 }

@@ -25,18 +25,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::{
-    artifact::{Role, SecretKey},
-    collector::{
-        self, now_unix_nano,
-        pb::{self, ingest_client::IngestClient},
-        store::Store,
-        verify::{self, Limits},
-    },
-    lineage::{
-        chain::{self, GENESIS},
-        pb as lpb, sample,
-    },
+use acelogic_collector::{
+    self as collector, now_unix_nano,
+    pb::{self, ingest_client::IngestClient},
+    store::Store,
+    verify::{self, Limits},
+};
+use acelogic_domain::artifact::{Role, SecretKey};
+use acelogic_lineage::{
+    chain::{self, GENESIS},
+    pb as lpb, sample, wire,
 };
 use anyhow::{Context as _, bail};
 use prost::Message as _;
@@ -138,7 +136,7 @@ async fn run_async(n: usize) -> anyhow::Result<serde_json::Value> {
     let batches: Vec<pb::Batch> = entries
         .chunks(BATCH)
         .map(|es| pb::Batch {
-            signature: verify::sign_batch(&key, NODE, &jid, es),
+            signature: wire::sign_batch(&key, NODE, &jid, es),
             entries: es.to_vec(),
         })
         .collect();
@@ -159,7 +157,7 @@ async fn run_async(n: usize) -> anyhow::Result<serde_json::Value> {
 
     // The collector's stateless checks of every batch, one core.
     let hello = verify::check_hello(
-        &verify::make_hello(&key, NODE, &jid, now_unix_nano()),
+        &wire::make_hello(&key, NODE, &jid, now_unix_nano()),
         now_unix_nano(),
         Duration::from_secs(300),
     )
@@ -207,7 +205,7 @@ async fn run_async(n: usize) -> anyhow::Result<serde_json::Value> {
     let mut client = IngestClient::connect(format!("http://{}", running.addr)).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(WINDOW + 2);
     tx.send(pb::ShipRequest {
-        msg: Some(pb::ship_request::Msg::Hello(verify::make_hello(
+        msg: Some(pb::ship_request::Msg::Hello(wire::make_hello(
             &key,
             NODE,
             &jid,

@@ -10,11 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::{
-    kernel::{Kernel, LoadOptions, Records, cgroup_id, scopes::Mode},
-    lineage, node,
-};
 use acelogic_common::user::{DecisionInfo, Event, Hook, Reason, Verdict};
+use acelogic_domain::{cgroupfs as node, policy::Mode};
+use acelogic_kernel::{Kernel, LoadOptions, Records, cgroup_id};
+use acelogic_lineage as lineage;
 use anyhow::{Context as _, bail, ensure};
 
 /// Mounts tracefs, bpffs and securityfs where they are missing. Tests need

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::kernel::{Kernel, compat};
+use acelogic_kernel::{Kernel, compat};
 
 use crate::fixtures;
 
@@ -118,7 +118,7 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
         );
     }
     if let Some(dir) = &shared
-        && let Err(e) = acelogic_agent::kernel::uninstall(dir)
+        && let Err(e) = acelogic_kernel::uninstall(dir)
     {
         println!("acelogic-privtest: removing the shared install: {e:#}");
         failed += 1;
@@ -136,7 +136,7 @@ fn install_shared() -> anyhow::Result<std::path::PathBuf> {
         "/sys/fs/bpf/acelogic-privtest-{}",
         std::process::id()
     ));
-    let mut kernel = Kernel::load_with(&acelogic_agent::kernel::LoadOptions {
+    let mut kernel = Kernel::load_with(&acelogic_kernel::LoadOptions {
         pin_dir: Some(dir.clone()),
         ..Default::default()
     })?;

@@ -19,13 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::{
-    kernel::{Kernel, Records, compat, scopes::Mode},
-    lineage::{
-        enrich::Enricher,
-        journal::{Journal, Shared},
-        pump::Pump,
-    },
+use acelogic_agent::lineage::KernelRing;
+use acelogic_domain::policy::Mode;
+use acelogic_kernel::{Kernel, Records, compat};
+use acelogic_lineage::{
+    enrich::Enricher,
+    journal::{Journal, Shared},
+    pump::Pump,
 };
 use anyhow::{Context as _, ensure};
 
@@ -124,7 +124,7 @@ pub fn run(rounds: u32) -> anyhow::Result<serde_json::Value> {
         fill(&cg, &ring, per_fill)?;
         let t = Instant::now();
         loop {
-            let step = pump.step(&journal, &mut ring)?;
+            let step = pump.step(&journal, &mut KernelRing(&mut ring))?;
             ensure!(!step.blocked, "the benchmark journal has no cap");
             if step.journaled == 0 {
                 break;
@@ -141,14 +141,14 @@ pub fn run(rounds: u32) -> anyhow::Result<serde_json::Value> {
     let (mut live_n, t) = (0usize, Instant::now());
     let pid = churn(&cg, children)?;
     loop {
-        let step = pump.step(&journal, &mut ring)?;
+        let step = pump.step(&journal, &mut KernelRing(&mut ring))?;
         live_n += step.journaled;
         if step.journaled == 0 {
             let mut status = 0;
             // SAFETY: our own child, valid out-pointer, no hang.
             let done = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
             if done == pid {
-                while pump.step(&journal, &mut ring)?.journaled > 0 {}
+                while pump.step(&journal, &mut KernelRing(&mut ring))?.journaled > 0 {}
                 break;
             }
             std::thread::sleep(Duration::from_micros(200));

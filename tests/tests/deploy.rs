@@ -13,7 +13,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use acelogic_agent::{api, daemon, kernel, node};
+use acelogic_agent::privileges;
+use acelogic_domain::{cgroupfs as node, policy};
+use acelogic_kernel as kernel;
+use acelogic_proto as api;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -145,7 +148,7 @@ fn container_port(c: &Value, name: &str) -> u64 {
 
 /// The daemon's start capabilities as Kubernetes spells them (no `CAP_`).
 fn daemon_capabilities() -> BTreeSet<String> {
-    daemon::privileges::NEEDED_AT_START
+    privileges::NEEDED_AT_START
         .iter()
         .map(|c| c.to_string().trim_start_matches("CAP_").to_owned())
         .collect()
@@ -201,8 +204,8 @@ fn policies_configmap_loads_as_the_daemon_loads_it() {
         fs::write(stamped.join(name), text.as_str().unwrap()).unwrap();
         std::os::unix::fs::symlink(Path::new("..data").join(name), dir.join(name)).unwrap();
     }
-    let from_cm = daemon::load_policy(&dir, &dir.join("trust.yaml"));
-    let from_repo = daemon::load_policy(
+    let from_cm = policy::load_inputs(&dir, &dir.join("trust.yaml"));
+    let from_repo = policy::load_inputs(
         &repo().join("policies"),
         &repo().join("policies/trust.yaml"),
     );
@@ -307,7 +310,7 @@ fn agent_mounts_every_host_path_the_daemon_uses() {
         "that is the pod's namespaced cgroupfs"
     );
     // What the node checks and the loader read, at the paths they read.
-    for file in [node::VMLINUX_BTF, node::LSM_LIST] {
+    for file in [kernel::check::VMLINUX_BTF, kernel::check::LSM_LIST] {
         let dir = Path::new(file).parent().unwrap().to_str().unwrap();
         assert_host_mount(&ds, &c, dir, dir, false);
     }
@@ -580,7 +583,7 @@ fn one<'a>(s: &'a BTreeMap<String, Vec<String>>, key: &str) -> &'a str {
 #[test]
 fn agent_unit_grants_the_daemons_capabilities_and_keeps_its_directories() {
     let s = service_section(&read("deploy/systemd/acelogic-agent.service"));
-    let caps: BTreeSet<String> = daemon::privileges::NEEDED_AT_START
+    let caps: BTreeSet<String> = privileges::NEEDED_AT_START
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -18,10 +18,26 @@ use crate::vm::{self, VmSpec};
 
 /// The demo's files: (name in `assets/demo/`, path in the guest, contents).
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("demo.sh", "/demo/demo.sh", include_str!("../assets/demo/demo.sh")),
-    ("agent.sh", "/demo/agent.sh", include_str!("../assets/demo/agent.sh")),
-    ("scale", "/usr/local/bin/scale", include_str!("../assets/demo/scale")),
-    ("kubectl", "/usr/local/bin/kubectl", include_str!("../assets/demo/kubectl")),
+    (
+        "demo.sh",
+        "/demo/demo.sh",
+        include_str!("../assets/demo/demo.sh"),
+    ),
+    (
+        "agent.sh",
+        "/demo/agent.sh",
+        include_str!("../assets/demo/agent.sh"),
+    ),
+    (
+        "scale",
+        "/usr/local/bin/scale",
+        include_str!("../assets/demo/scale"),
+    ),
+    (
+        "kubectl",
+        "/usr/local/bin/kubectl",
+        include_str!("../assets/demo/kubectl"),
+    ),
     (
         "scaling-agents.yaml",
         "/demo/policies/scaling-agents.yaml",
@@ -57,7 +73,9 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<()> {
     let ws = workspace()?;
     println!("demo: building {} (release)", BINARIES.join(", "));
     run(
-        cargo_with_linker()?.args(["build", "--release", "-p", "acelogic-agent", "--bins"]),
+        cargo_with_linker()?
+            .args(["build", "--release"])
+            .args(crate::test::SERVICE_BINS),
         "fix the build errors above, then run `cargo xtask demo` again",
     )?;
     play(
@@ -94,7 +112,11 @@ pub(crate) fn play(
         let path = asset_dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         // The scripts are run as commands; the policies are only read.
-        let mode = if name.ends_with(".yaml") { 0o644 } else { 0o755 };
+        let mode = if name.ends_with(".yaml") {
+            0o644
+        } else {
+            0o755
+        };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("chmod {}", path.display()))?;
         files.push((path, (*guest).to_owned()));

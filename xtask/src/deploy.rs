@@ -278,7 +278,8 @@ fn systemd_checks(suite: &mut Suite, root: &Path, target_dir: &Path, scratch: &P
     let release = target_dir.join("release");
     let bins = ["acelogic-agent", "acelogic-collector"];
     if bins.iter().any(|b| !release.join(b).is_file())
-        && let Err(why) = cargo_build(&["-p", "acelogic-agent", "--bins"])
+        && let Err(why) =
+            cargo_build(&["-p", "acelogic-agent", "-p", "acelogic-collector", "--bins"])
     {
         suite.fail(format!("systemd units not verified: {why}"));
         return Ok(());

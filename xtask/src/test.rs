@@ -220,6 +220,17 @@ fn unit() -> Result<Suite> {
     Ok(suite)
 }
 
+/// The packages whose binaries a node, the demo and the VM suites ship.
+pub(crate) const SERVICE_BINS: &[&str] = &[
+    "-p",
+    "acelogic-agent",
+    "-p",
+    "acelogic-collector",
+    "-p",
+    "acelogicctl",
+    "--bins",
+];
+
 /// Builds one cargo target set in release mode; `Err` holds the reason.
 pub(crate) fn cargo_build(args: &[&str]) -> Result<(), String> {
     let mut cmd = cargo_with_linker().map_err(|e| format!("{e:#}"))?;
@@ -413,7 +424,7 @@ pub(crate) fn test(args: &TestArgs) -> Result<bool> {
             &mut build,
             cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-privtest"]),
         );
-        record(&mut build, cargo_build(&["-p", "acelogic-agent", "--bins"]));
+        record(&mut build, cargo_build(SERVICE_BINS));
         let bin = ws.target_dir.join("release/acelogic-privtest");
         build.print();
         suites.push(build);

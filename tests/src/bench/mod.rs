@@ -29,12 +29,13 @@ use std::{
     time::Duration,
 };
 
-use acelogic_agent::kernel::{
-    Kernel,
-    rules::{GrantObject, GrantSpec, NetTarget, Protocol, boot_ns_in},
-    scopes::Mode,
-};
 use acelogic_common::rules::rights;
+use acelogic_domain::{
+    capability::Protocol,
+    grant::{GrantObject, GrantSpec, NetTarget, boot_ns_in},
+    policy::Mode,
+};
+use acelogic_kernel::Kernel;
 use anyhow::ensure;
 use clap::Parser as _;
 

@@ -6,7 +6,7 @@
 //!
 //! The artifacts are signed before timing starts (signing is the
 //! authority's work, not the node's). The client is the library's own
-//! (`acelogic_agent::api::client`, gRPC on the Unix socket, one
+//! (`acelogic_proto::client`, gRPC on the Unix socket, one
 //! connection kept open), so process start-up of `acelogicctl` is not
 //! counted either. The daemon installs the grants before it answers, so
 //! the first exec after the answer is the first that can succeed; denied
@@ -27,11 +27,11 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use acelogic_agent::{
-    api::{client, pb},
+use acelogic_domain::{
     artifact::{self, Artifact, ArtifactId, SecretKey, Subject},
     capability::{Capability, ExecCap},
 };
+use acelogic_proto::{agent as pb, client};
 use anyhow::{Context as _, bail, ensure};
 
 use super::workload::EXEC_FAILED;
@@ -161,7 +161,7 @@ pub(super) fn run(iterations: usize, shell: &Path) -> anyhow::Result<serde_json:
     d.start()?;
     let result = measure(iterations, &d, &cg, shell, &granted);
     let stopped = d.stop();
-    let uninstalled = acelogic_agent::kernel::uninstall(&pin_dir)
+    let uninstalled = acelogic_kernel::uninstall(&pin_dir)
         .with_context(|| format!("removing the daemon's pins in {}", pin_dir.display()));
     let doc = result?;
     stopped?;

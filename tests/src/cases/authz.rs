@@ -356,9 +356,6 @@ fn used_up_artifact_makes_way_at_once() -> anyhow::Result<()> {
         "reason=grant",
         &format!("grant={grant}"),
     ])?;
-    ensure!(
-        first_id != second_id,
-        "two signings gave one id {first_id}"
-    );
+    ensure!(first_id != second_id, "two signings gave one id {first_id}");
     d.stop()
 }

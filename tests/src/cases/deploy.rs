@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use acelogic_agent::node;
+use acelogic_domain::cgroupfs as node;
 use anyhow::{Context as _, ensure};
 
 use crate::{

@@ -11,14 +11,13 @@ use std::{
     process::Child,
 };
 
-use acelogic_agent::{
-    kernel::{
-        cgroup_id,
-        rules::{NetTarget, Protocol, file_identity},
-    },
-    node,
-};
 use acelogic_common::user::{Event, Hook, Reason, SystemDecisionEvent, TaskDecisionEvent, Verdict};
+use acelogic_domain::{
+    capability::Protocol,
+    cgroupfs as node,
+    grant::{NetTarget, file_identity},
+};
+use acelogic_kernel::cgroup_id;
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{

@@ -4,14 +4,12 @@
 
 use std::{fs, os::unix::fs::PermissionsExt as _, time::Duration};
 
-use acelogic_agent::kernel::{
-    LoadOptions,
-    rules::{GrantObject, GrantSpec, boot_ns_in, file_identity},
-};
 use acelogic_common::{
     rules::rights,
     user::{Event, Hook, Reason, Verdict, c_str_bytes},
 };
+use acelogic_domain::grant::{GrantObject, GrantSpec, boot_ns_in, file_identity};
+use acelogic_kernel::LoadOptions;
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{

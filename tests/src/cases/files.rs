@@ -5,11 +5,11 @@
 
 use std::{fs, path::Path, time::Duration};
 
-use acelogic_agent::kernel::rules::{GrantObject, GrantSpec, boot_ns_in};
 use acelogic_common::{
     rules::rights,
     user::{Event, Hook, Reason, Verdict},
 };
+use acelogic_domain::grant::{GrantObject, GrantSpec, boot_ns_in};
 use anyhow::{Context as _, ensure};
 
 use crate::{

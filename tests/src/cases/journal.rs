@@ -13,12 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::{
-    kernel::{Counters, Kernel, LoadOptions},
-    lineage::{
-        journal::Journal,
-        pb::{self, record::Body},
-    },
+use acelogic_kernel::{Counters, Kernel, LoadOptions};
+use acelogic_lineage::{
+    journal::Journal,
+    pb::{self, record::Body},
 };
 use anyhow::{Context as _, bail, ensure};
 use prost::Message as _;
@@ -194,7 +192,9 @@ pub(crate) fn allowed_connects(records: &[pb::Record]) -> anyhow::Result<usize> 
                 "unexpected decision {d:?}"
             );
             ensure!(
-                d.process.as_ref().is_some_and(|p| p.workload.starts_with("flood-")),
+                d.process
+                    .as_ref()
+                    .is_some_and(|p| p.workload.starts_with("flood-")),
                 "decision without its workload: {d:?}"
             );
             times.insert(r.time_unix_nano);
@@ -263,7 +263,10 @@ fn wait_journaled(d: &Daemon, want: usize) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{n} of {want} records journaled after 30 s:\n{}", d.log_text());
+            bail!(
+                "{n} of {want} records journaled after 30 s:\n{}",
+                d.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

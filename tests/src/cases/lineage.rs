@@ -10,10 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::kernel::{self, Kernel, LoadOptions, Records, compat, scopes::Mode};
 use acelogic_common::user::{
     Event, ProcessExecEvent, ProcessExitEvent, ProcessForkEvent, start_ticks,
 };
+use acelogic_domain::policy::Mode;
+use acelogic_kernel::{self as kernel, Kernel, LoadOptions, Records, compat};
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{

@@ -10,12 +10,13 @@ use std::{
     time::Duration,
 };
 
-use acelogic_agent::kernel::rules::{
-    GrantObject, GrantSpec, NetTarget, Protocol, boot_ns_in, file_identity,
-};
 use acelogic_common::{
     rules::rights,
     user::{Event, Hook, NetDecisionEvent, Reason, Verdict},
+};
+use acelogic_domain::{
+    capability::Protocol,
+    grant::{GrantObject, GrantSpec, NetTarget, boot_ns_in, file_identity},
 };
 use anyhow::{Context as _, bail, ensure};
 
@@ -204,7 +205,7 @@ impl NetExpect {
             self.to,
             self.protocol,
             self.cgroup_id,
-            acelogic_agent::lineage::render(&Event::Net(e.clone()))
+            acelogic_lineage::render(&Event::Net(e.clone()))
         );
         Ok(())
     }
@@ -474,7 +475,7 @@ fn unix_socket_by_baseline() -> anyhow::Result<()> {
                 && (e.unix.dev, e.unix.ino) == (dev, ino)
                 && e.header.cgroup_id == governed_id,
             "expected {verdict}/{reason} naming socket file {dev}:{ino}, got {}",
-            acelogic_agent::lineage::render(&Event::Net(e.clone()))
+            acelogic_lineage::render(&Event::Net(e.clone()))
         );
         Ok(())
     };

@@ -8,8 +8,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use acelogic_agent::kernel::{self, Kernel, LoadOptions, scopes::Mode};
 use acelogic_common::user::{Event, Hook, Reason, Verdict};
+use acelogic_domain::policy::Mode;
+use acelogic_kernel::{self as kernel, Kernel, LoadOptions};
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use acelogic_agent::lineage::{chain, enrich::proc_stat};
+use acelogic_lineage::{chain, enrich::proc_stat};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
@@ -48,7 +48,11 @@ spec:
 fn at_depth(tree: &Value, depth: i64) -> Vec<&Value> {
     tree["processes"]
         .as_array()
-        .map(|ps| ps.iter().filter(|p| p["depth"].as_i64() == Some(depth)).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["depth"].as_i64() == Some(depth))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -100,10 +104,7 @@ fn tree_of_a_governed_session() -> anyhow::Result<()> {
     let pid = sh.id();
     let st = proc_stat(Path::new("/proc"), pid).context("the shell's /proc/PID/stat")?;
     let sh_id = chain::exec_id(&chain::boot_id()?, st.start_ticks, pid);
-    sh.stdin
-        .take()
-        .context("stdin")?
-        .write_all(b"go\n")?;
+    sh.stdin.take().context("stdin")?.write_all(b"go\n")?;
     let out = sh.wait_with_output()?;
     ensure!(
         out.status.code() == Some(3),
@@ -142,7 +143,10 @@ fn tree_of_a_governed_session() -> anyhow::Result<()> {
     let [shell] = at_depth(&tree, 0)[..] else {
         bail!("one process at depth 0: {tree:#}");
     };
-    ensure!(shell["execId"] == sh_id.as_str(), "the root is the shell: {shell:#}");
+    ensure!(
+        shell["execId"] == sh_id.as_str(),
+        "the root is the shell: {shell:#}"
+    );
     let images: Vec<&str> = bodies(shell, "exec")
         .iter()
         .filter_map(|e| e["filename"].as_str())
@@ -159,7 +163,10 @@ fn tree_of_a_governed_session() -> anyhow::Result<()> {
         "two children (acelogicctl, the denied tool): {tree:#}"
     );
     for c in &children {
-        ensure!(c["parentExecId"] == sh_id.as_str(), "a child of the shell: {c:#}");
+        ensure!(
+            c["parentExecId"] == sh_id.as_str(),
+            "a child of the shell: {c:#}"
+        );
         ensure!(
             bodies(c, "fork").len() == 1,
             "each child has its fork record: {c:#}"
@@ -202,7 +209,9 @@ fn tree_of_a_governed_session() -> anyhow::Result<()> {
     );
     let process = &d1["process"];
     ensure!(
-        process["workload"].as_str().is_some_and(|w| w.starts_with("session-")),
+        process["workload"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("session-")),
         "decisions carry the workload: {process:#}"
     );
 

@@ -158,8 +158,8 @@ lineage_seq() {
 mkdir -p "$WORK" "$ARTIFACTS" "$POLICIES" "$KEYS"
 
 step "0. The node: a BPF-LSM kernel, the lineage collector, the node daemon and its policies"
-acelogicctl check-node | sed 's/^/   /'
-acelogicctl check-node >/dev/null || fail "this kernel cannot enforce"
+acelogic-agent check-node | sed 's/^/   /'
+acelogic-agent check-node >/dev/null || fail "this kernel cannot enforce"
 {
     echo "apiVersion: acelogic.dev/v1"
     echo "kind: TrustStore"

@@ -1,0 +1,282 @@
+//! The daemon side of the API. Each call takes the node lock for the
+//! length of one decision; decisions are short (a digest of a binary is
+//! the longest part).
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+
+use acelogic_authz::state::Peer;
+use acelogic_domain::{Reason, Refusal};
+use acelogic_proto::{agent as pb, status_of};
+
+use crate::node::{KernelGrants, Node};
+
+/// The gRPC service over the shared node state.
+#[derive(Debug, Clone)]
+pub struct Service {
+    node: Arc<Mutex<Node>>,
+}
+
+impl Service {
+    #[must_use]
+    pub fn new(node: Arc<Mutex<Node>>) -> Self {
+        Self { node }
+    }
+
+    /// The generated server, ready for `Server::add_service`.
+    #[must_use]
+    pub fn server(self) -> pb::agent_server::AgentServer<Self> {
+        pb::agent_server::AgentServer::new(self)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Node>, Status> {
+        self.node
+            .lock()
+            .map_err(|_| Status::unavailable("the daemon's state lock is poisoned; restart it"))
+    }
+}
+
+fn peer<T>(req: &Request<T>) -> Option<Peer> {
+    let cred = req.extensions().get::<UdsConnectInfo>()?.peer_cred?;
+    Some(Peer {
+        pid: cred.pid(),
+        uid: cred.uid(),
+        gid: cred.gid(),
+    })
+}
+
+fn bad_request(why: String) -> Status {
+    status_of(&Refusal {
+        code: Reason::BadRequest,
+        why,
+    })
+}
+
+/// Administrative calls (revoke, freeze, unfreeze) are refused to
+/// processes in governed cgroups: the socket is reachable from them so
+/// agents can submit artifacts, not so they can unfreeze themselves.
+fn admin_only(node: &mut Node, peer: Option<Peer>, what: &str) -> Result<(), Status> {
+    let governed = match peer.and_then(|p| p.pid) {
+        Some(pid) => node.is_governed(pid),
+        None => true,
+    };
+    if governed {
+        let r = Refusal {
+            code: Reason::GovernedCaller,
+            why: format!(
+                "{what} is refused to processes in governed cgroups (or of unknown origin)"
+            ),
+        };
+        let _ = node.authz.note(&acelogic_authz::state::Record {
+            outcome: "refused",
+            reason: r.code.as_str(),
+            detail: &r.why,
+            peer,
+            ..Default::default()
+        });
+        return Err(status_of(&r));
+    }
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[tonic::async_trait]
+impl pb::agent_server::Agent for Service {
+    async fn submit_artifact(
+        &self,
+        req: Request<pb::SubmitArtifactRequest>,
+    ) -> Result<Response<pb::SubmitArtifactResponse>, Status> {
+        let peer = peer(&req);
+        let envelope = req.into_inner().envelope;
+        let mut node = self.lock()?;
+        let a = node.submit(&envelope, peer).map_err(|r| status_of(&r))?;
+        Ok(Response::new(pb::SubmitArtifactResponse {
+            artifact_id: a.artifact_id,
+            workload: a.workload,
+            expires_unix: a.expires_unix,
+            grant_id: a.grant_id,
+            capabilities: a.capabilities,
+            kernel_entries: u32::try_from(a.kernel_entries).unwrap_or(u32::MAX),
+            approvers: a.approvers,
+        }))
+    }
+
+    async fn revoke_artifact(
+        &self,
+        req: Request<pb::RevokeArtifactRequest>,
+    ) -> Result<Response<pb::RevokeArtifactResponse>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        if r.artifact_id.len() != 32 || !r.artifact_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad_request(format!(
+                "artifact_id {:?} is not 32 hex digits",
+                r.artifact_id.chars().take(64).collect::<String>()
+            )));
+        }
+        let why = if r.reason.is_empty() {
+            "revoked by an operator"
+        } else {
+            &r.reason
+        };
+        let mut guard = self.lock()?;
+        let node = &mut *guard;
+        admin_only(node, peer, "revoke")?;
+        let removed = node
+            .authz
+            .revoke(
+                &r.artifact_id.to_ascii_lowercase(),
+                why,
+                peer,
+                &mut KernelGrants(&mut node.kernel),
+                SystemTime::now(),
+            )
+            .map_err(|r| status_of(&r))?;
+        Ok(Response::new(pb::RevokeArtifactResponse {
+            removed: u32::try_from(removed).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn list_grants(
+        &self,
+        req: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        let only = req.into_inner().workload;
+        let mut guard = self.lock()?;
+        let node = &mut *guard;
+        if !only.is_empty() && !node.policy.workloads.contains_key(&only) {
+            return Err(status_of(&Refusal {
+                code: Reason::UnknownWorkload,
+                why: format!("no loaded policy defines workload {only:?}"),
+            }));
+        }
+        let live = node
+            .authz
+            .live(&mut KernelGrants(&mut node.kernel))
+            .map_err(|r| status_of(&r))?;
+        let now = unix_now();
+        let grants = live
+            .into_iter()
+            .filter(|g| only.is_empty() || g.row.workload == only)
+            .filter(|g| g.row.expires > now)
+            .map(|g| pb::Grant {
+                artifact_id: g.row.id,
+                workload: g.row.workload,
+                grant_id: g.row.grant_id,
+                capabilities: g.row.capabilities,
+                expires_unix: g.row.expires,
+                uses_left: g.uses_left,
+                operation_key: g.row.operation_key.unwrap_or_default(),
+                issuer: g.row.issuer,
+                approvers: g.row.approvers,
+            })
+            .collect();
+        Ok(Response::new(pb::ListGrantsResponse { grants }))
+    }
+
+    async fn freeze(
+        &self,
+        req: Request<pb::FreezeRequest>,
+    ) -> Result<Response<pb::FreezeResponse>, Status> {
+        self.set_frozen(req, true)
+    }
+
+    async fn unfreeze(
+        &self,
+        req: Request<pb::FreezeRequest>,
+    ) -> Result<Response<pb::FreezeResponse>, Status> {
+        self.set_frozen(req, false)
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let mut guard = self.lock()?;
+        let node = &mut *guard;
+        let live = node.authz.state().active().map_or(0, |a| a.len());
+        let workloads = node
+            .policy
+            .workloads
+            .values()
+            .map(|w| pb::Workload {
+                name: w.name.clone(),
+                scope_id: w.scope_id,
+                mode: format!("{:?}", w.mode).to_ascii_lowercase(),
+                frozen: node.frozen.contains(&w.name),
+                cgroups: node
+                    .cgroups
+                    .get(&w.name)
+                    .map(|d| d.iter().map(|p| p.display().to_string()).collect())
+                    .unwrap_or_default(),
+                policy: w.policy.clone(),
+            })
+            .collect();
+        let settings = node.authz.settings().clone();
+        let lineage = node.journal.as_ref().map(|j| {
+            let j = j.lock();
+            let mut l = pb::Lineage {
+                head_seq: j.head().0,
+                acked_seq: j.acked(),
+                pending_bytes: j.pending_bytes(),
+                cap_bytes: j.cap_bytes(),
+                ..pb::Lineage::default()
+            };
+            if let Some((url, status)) = &node.shipping {
+                let s = status.borrow();
+                l.collector.clone_from(url);
+                l.connected = s.connected;
+                l.last_error = s.last_error.clone().unwrap_or_default();
+            }
+            l
+        });
+        Ok(Response::new(pb::StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            node: settings.node,
+            audience: settings.audience,
+            epoch: node.epoch,
+            policy_sha256: hex::encode(node.policy.sha256),
+            policy_loaded_unix: node
+                .policy_loaded
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            policy_error: node.policy_error.clone(),
+            workloads,
+            live_artifacts: u32::try_from(live).unwrap_or(u32::MAX),
+            trusted_keys: u32::try_from(node.trust.keys().count()).unwrap_or(u32::MAX),
+            warnings: node.warnings.clone(),
+            cgroup_root: node.cgroup_root.display().to_string(),
+            lineage,
+        }))
+    }
+}
+
+impl Service {
+    fn set_frozen(
+        &self,
+        req: Request<pb::FreezeRequest>,
+        frozen: bool,
+    ) -> Result<Response<pb::FreezeResponse>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let mut guard = self.lock()?;
+        let node = &mut *guard;
+        admin_only(node, peer, if frozen { "freeze" } else { "unfreeze" })?;
+        let why = if r.reason.is_empty() {
+            "operator request"
+        } else {
+            &r.reason
+        };
+        node.set_frozen(&r.workload, frozen, why)
+            .map_err(|r| status_of(&r))?;
+        Ok(Response::new(pb::FreezeResponse { frozen }))
+    }
+}

@@ -1,0 +1,424 @@
+//! The node daemon: check the node, load and attach the programs, open the
+//! authorization state, apply the policies, serve the API on a Unix
+//! socket, drop privileges, then stream records and reload policies until
+//! told to stop. With `--metrics-listen` it also serves health probes and
+//! Prometheus metrics ([`metrics`]).
+
+use std::{
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::{
+    io::unix::AsyncFd,
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use acelogic_authz::{
+    Authorizer,
+    check::Settings,
+    state::{Record, State},
+};
+use acelogic_domain::{cgroupfs, policy};
+use acelogic_kernel::{Kernel, LoadOptions, check::NodeReport};
+
+use crate::{
+    api, lineage, metrics,
+    node::{KernelGrants, Node},
+    privileges,
+};
+
+/// What the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of `CapabilityPolicy` files (hot-reloaded).
+    pub policies: PathBuf,
+    /// The trust store (default `<policies>/trust.yaml`; hot-reloaded).
+    pub trust: PathBuf,
+    /// bpffs directory of the pinned state (adopted when present).
+    pub pin_dir: PathBuf,
+    /// Directory of the durable authorization state (`state.db`).
+    pub state_dir: PathBuf,
+    /// The API socket.
+    pub socket: PathBuf,
+    /// Group given the socket (mode 0660), if any.
+    pub socket_gid: Option<u32>,
+    pub settings: Settings,
+    /// How often policies are checked for changes, cgroup patterns
+    /// rescanned and expired artifacts retired.
+    pub tick: Duration,
+    /// Bytes of records the journal keeps for the collector before
+    /// governed actions are denied.
+    pub journal_cap: u64,
+    /// Where to ship the journal (`http://` or `https://`), and the CA
+    /// that signed the collector's certificate; none keeps records local.
+    pub collector: Option<String>,
+    pub collector_ca: Option<PathBuf>,
+    /// The cgroup v2 root workloads' cgroups are made and governed under;
+    /// `None`: the first cgroup2 mount. A container names the host's
+    /// hierarchy mounted in (see [`crate::node::cgroup_root`]).
+    pub cgroup_root: Option<PathBuf>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none serves
+    /// nothing.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A cheap fingerprint of the policy inputs: names, sizes, mtimes.
+fn fingerprint(policies: &Path, trust: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut add = |p: PathBuf| {
+        let m = std::fs::metadata(&p).ok();
+        out.push((
+            p,
+            m.as_ref().map_or(0, std::fs::Metadata::len),
+            m.and_then(|m| m.modified().ok()),
+        ));
+    };
+    if let Ok(rd) = std::fs::read_dir(policies) {
+        for e in rd.flatten() {
+            add(e.path());
+        }
+    }
+    add(trust.to_path_buf());
+    out.sort();
+    out
+}
+
+fn bind(socket: &Path, gid: Option<u32>) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing the stale {}", socket.display()));
+        }
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", socket.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(socket, None, Some(gid))
+            .with_context(|| format!("chown :{gid} {}", socket.display()))?;
+    }
+    Ok(listener)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let report = NodeReport::inspect();
+    if !report.ready() {
+        bail!("this node cannot enforce; refusing to start in enforce mode:\n{report}");
+    }
+    privileges::check_start()?;
+    // Probes answer from here on (503 with the reason until ready).
+    let metrics = Arc::new(metrics::Metrics::new(config.tick));
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let server = metrics::Server::start(addr, Arc::clone(&metrics))?;
+            println!("acelogic-agent: metrics on http://{}", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
+    let (loaded, trust) = policy::load_inputs(&config.policies, &config.trust)
+        .map_err(|e| anyhow::anyhow!("the policies do not load; nothing was started:\n{e}"))?;
+    let cgroup_root = cgroupfs::cgroup_root(config.cgroup_root.as_deref())
+        .context("the cgroup v2 root to govern under")?;
+
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(config.pin_dir.clone()),
+        cgroup_root: Some(cgroup_root.clone()),
+        ..LoadOptions::default()
+    })
+    .context("loading the BPF object")?;
+    let attached = kernel.attach_all().context("attaching the programs")?;
+    println!(
+        "acelogic-agent: {} program(s) attached, {} adopted from {}",
+        attached.attached.len(),
+        attached.adopted.len(),
+        config.pin_dir.display()
+    );
+    metrics.attached(attached.attached.len() + attached.adopted.len());
+    let mut records = kernel.records()?;
+
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut state = State::open(&config.state_dir.join("state.db"))?;
+    let epoch = state.next_epoch()?;
+    let frozen = state.frozen()?.into_iter().collect();
+    let mut authz = Authorizer::new(state, config.settings.clone());
+    let mut lineage = lineage::Lineage::open(
+        &config.state_dir,
+        &config.settings.node,
+        epoch,
+        config.journal_cap,
+        &mut authz,
+        &mut records,
+        &metrics,
+    )?;
+    let policy_hash = hex::encode(loaded.set.sha256);
+    // Not fatal: a daemon that cannot record its start (journal full)
+    // must still run, or nothing would ever drain the journal.
+    if let Err(e) = authz.note(&Record {
+        outcome: "daemon-start",
+        reason: "start",
+        detail: &format!("epoch {epoch}, node {}", config.settings.node),
+        policy_sha256: Some(&policy_hash),
+        ..Record::default()
+    }) {
+        tracing::error!(error = %e, "could not record the daemon's start");
+    }
+
+    let shipping = match &config.collector {
+        Some(url) => {
+            let key = config.state_dir.join("node.key");
+            let (_, created) =
+                acelogic_lineage::ship::load_or_create_key(&key, &config.settings.node)
+                    .with_context(|| format!("the node key {}", key.display()))?;
+            if created {
+                println!(
+                    "acelogic-agent: created the node key {}; the collector enrolls it on first \
+                     contact (--accept-new-nodes) or from its --nodes file",
+                    key.display()
+                );
+            }
+            let mut ship = acelogic_lineage::ship::ShipConfig::new(url.clone(), key);
+            ship.ca.clone_from(&config.collector_ca);
+            // Fail at start on a bad URL or CA, not in the background.
+            acelogic_lineage::ship::endpoint(url, ship.ca.as_deref())
+                .map_err(|e| anyhow::anyhow!("--collector: {e}"))?;
+            Some(ship)
+        }
+        None => {
+            println!(
+                "acelogic-agent: no --collector: lineage stays in the journal, up to {} bytes",
+                config.journal_cap
+            );
+            None
+        }
+    };
+
+    let listener = bind(&config.socket, config.socket_gid)?;
+    let mut node = Node {
+        kernel,
+        authz,
+        policy: loaded.set.clone(),
+        trust,
+        frozen,
+        cgroups: Default::default(),
+        cgroup_root,
+        socket: config.socket.clone(),
+        epoch,
+        policy_loaded: SystemTime::now(),
+        policy_error: String::new(),
+        warnings: Vec::new(),
+        journal: Some(Arc::clone(&lineage.journal)),
+        shipping: None,
+    };
+    let set = loaded.set;
+    node.warnings = node.apply(&set, None)?;
+    node.warnings
+        .extend(loaded.warnings.iter().map(ToString::to_string));
+    note_policy_loaded(&mut node);
+    let now = SystemTime::now();
+    let scopes = set.workloads.values().map(|w| w.scope_id).collect();
+    node.authz
+        .settle(&mut KernelGrants(&mut node.kernel), &scopes, now)?;
+    node.recheck(now)?;
+    node.authz
+        .expire(&mut KernelGrants(&mut node.kernel), now)?;
+    for w in &node.warnings {
+        tracing::warn!(warning = %w, "policy");
+    }
+    lineage.learn_policy(&node.policy, &node.cgroups);
+    lineage.drain(&mut records)?;
+
+    let dropped = privileges::drop_after_setup()?;
+    println!(
+        "acelogic-agent: epoch {epoch}; {} workload(s) governed; API on {}; kept capabilities \
+         [{}], dropped the rest",
+        set.workloads.len(),
+        config.socket.display(),
+        dropped.kept.join(", ")
+    );
+
+    if let Some(ship) = shipping {
+        let (tx, rx) = tokio::sync::watch::channel(acelogic_lineage::ship::ShipStatus::default());
+        node.shipping = Some((ship.endpoint.clone(), rx));
+        let journal = Arc::clone(&lineage.journal);
+        tokio::spawn(async move {
+            if let Err(e) = acelogic_lineage::ship::run(ship, journal, tx).await {
+                tracing::error!(error = %e, "shipping to the collector stopped");
+            }
+        });
+    }
+    let node = Arc::new(Mutex::new(node));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(api::Service::new(Arc::clone(&node)).server())
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+
+    // SAFETY: `Records` owns the ring buffer's fd; it stays open and the
+    // same for as long as the `AsyncFd` owns the `Records`.
+    let mut ring = unsafe { AsyncFd::register(records) }
+        .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(config.tick);
+    let mut seen = fingerprint(&config.policies, &config.trust);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                let now_seen = fingerprint(&config.policies, &config.trust);
+                let mut guard = node.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+                if now_seen != seen {
+                    seen = now_seen;
+                    reload(&mut guard, &config, &metrics);
+                    lineage.learn_policy(&guard.policy, &guard.cgroups);
+                }
+                housekeeping(&mut guard);
+                // Retry a blocked journal, and account for losses.
+                lineage.drain(ring.get_mut())?;
+                let counters = lineage.account_losses(&guard.kernel);
+                if metrics_server.is_some() {
+                    metrics.refresh(&mut guard, &lineage, counters);
+                }
+                metrics.ticked();
+            }
+            ready = ring.readable_mut() => {
+                let mut guard = ready.context("waiting for records")?;
+                lineage.drain(guard.get_inner_mut())?;
+                guard.clear_ready();
+            }
+        }
+    }
+    if let Some(m) = metrics_server {
+        m.stop();
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_file(&config.socket);
+    let mut guard = node
+        .lock()
+        .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+    if let Err(e) = lineage.drain(ring.get_mut()) {
+        tracing::error!(error = %e, "journaling the last records; they stay in the ring buffer");
+    }
+    lineage.account_losses(&guard.kernel);
+    let _ = guard.authz.note(&Record {
+        outcome: "daemon-stop",
+        reason: "signal",
+        detail: &format!("epoch {epoch}"),
+        ..Record::default()
+    });
+    let c = guard.kernel.counters()?;
+    println!(
+        "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
+         lineage_lost={}; enforcement stays pinned at {} (`acelogic-agent uninstall` removes it)",
+        c.denied,
+        c.allowed,
+        c.audited,
+        c.record_unavailable,
+        c.lineage_lost,
+        config.pin_dir.display()
+    );
+    Ok(())
+}
+
+fn note_policy_loaded(node: &mut Node) {
+    let detail = format!(
+        "policy sha256 {} ({} workload(s), {} file(s))",
+        hex::encode(node.policy.sha256),
+        node.policy.workloads.len(),
+        node.policy.files.len()
+    );
+    if let Err(e) = node.authz.note(&Record {
+        outcome: "policy-loaded",
+        reason: "loaded",
+        detail: &detail,
+        ..Record::default()
+    }) {
+        tracing::error!(error = %e, "could not record the policy load");
+    }
+}
+
+/// Loads changed policies. A policy that fails to load or apply keeps the
+/// one in force and says why; a good one is applied, then every live
+/// artifact is re-checked and those it no longer permits are revoked.
+fn reload(node: &mut Node, config: &Config, metrics: &metrics::Metrics) {
+    let (loaded, trust) = match policy::load_inputs(&config.policies, &config.trust) {
+        Ok(ok) => ok,
+        Err(why) => {
+            tracing::error!(%why, "policy reload refused; keeping the policy in force");
+            metrics.reload_failed();
+            node.policy_error = why.to_string();
+            let _ = node.authz.note(&Record {
+                outcome: "policy-rejected",
+                reason: "invalid-policy",
+                detail: &format!("kept policy {}: {why}", hex::encode(node.policy.sha256)),
+                ..Record::default()
+            });
+            return;
+        }
+    };
+    let previous = std::mem::replace(&mut node.policy, loaded.set);
+    node.trust = trust;
+    let set = node.policy.clone();
+    match node.apply(&set, Some(&previous)) {
+        Ok(mut warnings) => {
+            warnings.extend(loaded.warnings.iter().map(ToString::to_string));
+            node.warnings = warnings;
+            node.policy_error.clear();
+            node.policy_loaded = SystemTime::now();
+            note_policy_loaded(node);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "applying the new policy failed");
+            metrics.reload_failed();
+            node.policy_error = format!("applying: {e}");
+        }
+    }
+    if let Err(e) = node.recheck(SystemTime::now()) {
+        tracing::error!(error = %e, "re-checking live artifacts");
+    }
+}
+
+/// Retires expired and used-up artifacts and governs cgroups that
+/// appeared under a workload's patterns.
+fn housekeeping(node: &mut Node) {
+    node.retire(SystemTime::now());
+    let workloads: Vec<_> = node.policy.workloads.values().cloned().collect();
+    for w in workloads {
+        if w.cgroups.iter().all(|c| c.literal().is_some()) {
+            continue;
+        }
+        for dir in w.cgroup_dirs(&node.cgroup_root) {
+            let known = node.cgroups.get(&w.name).is_some_and(|d| d.contains(&dir));
+            if known {
+                continue;
+            }
+            match node.kernel.govern(&dir, w.scope_id) {
+                Ok(_) => node.cgroups.entry(w.name.clone()).or_default().push(dir),
+                Err(e) => {
+                    tracing::warn!(cgroup = %dir.display(), error = %e, "governing a new cgroup");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! The decision engine: a signed artifact in, kernel grants out, or a
+//! refusal that names the check that failed.
+//!
+//! Order of a submission, and why:
+//! 1. verify the envelope against the trust store ([`crate::artifact`]);
+//! 2. check time, audience, subject, frozen, policy and terms ([`check`]);
+//! 3. resolve objects (digest of binaries, inodes, addresses) ([`resolve`]);
+//! 4. claim: spend the id and take the operation lease, durably
+//!    ([`state`]), *before* anything reaches the kernel;
+//! 5. install every grant or none; on failure the claim ends as `failed`;
+//! 6. record the outcome.
+//!
+//! Every outcome, accepted or refused, is an authorization record with a
+//! reason code ([`acelogic_domain::Reason`]; the full table is
+//! `docs/reasons.md`). Which check gives which code:
+//!
+//! | code | check |
+//! |---|---|
+//! | (artifact codes) | envelope, payload and signatures: see [`acelogic_domain::artifact`] |
+//! | `not-yet-valid`, `expired` | validity window (skew applies to `notBefore` only) |
+//! | `wrong-audience`, `wrong-node`, `unknown-workload`, `wrong-cgroup` | subject and audience |
+//! | `workload-frozen` | the workload is frozen |
+//! | (policy codes) | `never`, `not-grantable`, `issuer-not-allowed`, `unresolvable`: see [`acelogic_domain::policy`] |
+//! | `ttl-exceeded`, `uses-unbounded`, `uses-exceeded`, `approval-missing`, `operation-key-required` | terms of the matched grantable rules |
+//! | `digest-mismatch`, `object-missing`, `object-changed`, `too-many-entries` | resolving to kernel objects |
+//! | `replayed` | the id was accepted before (spent set) |
+//! | `operation-conflict` | another live artifact holds the operation key |
+//! | `install-failed`, `state-failed`, `record-failed` | the node could not apply or persist it (nothing granted) |
+//! | `unknown-artifact`, `not-live`, `governed-caller` | revoke and administrative calls |
+
+pub mod check;
+pub mod resolve;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use acelogic_domain::{
+    PortError, Reason, Refusal,
+    artifact::{Artifact, TrustStore, verify},
+    grant::{GrantSpec, boot_ns_now},
+    policy::PolicySet,
+};
+use check::{Context, Settings};
+use state::{ArtifactRow, Claim, Peer, Record, State, StateError};
+
+fn state_failed(e: &StateError) -> Refusal {
+    Refusal::new(Reason::StateFailed, format!("{e}; nothing was granted"))
+}
+
+/// Where grants live. The daemon uses the kernel; the engine's unit tests
+/// use a table in memory so each refusal path runs without BPF.
+pub trait GrantTable {
+    /// Installs every grant of `set` or none.
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), PortError>;
+    /// Removes every entry of `grant_id`; returns how many.
+    fn remove(&mut self, grant_id: u64) -> Result<usize, PortError>;
+    /// What the table holds per grant id.
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, PortError>;
+}
+
+/// A grant id's kernel entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub entries: usize,
+    /// Fewest uses left among the entries; `None` when unlimited.
+    pub uses_left: Option<u64>,
+    /// Every entry is limited and has no use left.
+    pub used_up: bool,
+    pub scope_id: u32,
+}
+
+/// What the policy side holds while deciding.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub policy: &'a PolicySet,
+    pub trust: &'a TrustStore,
+    pub frozen: &'a BTreeSet<String>,
+    /// Governed directories per workload.
+    pub cgroups: &'a HashMap<String, Vec<PathBuf>>,
+    pub now: SystemTime,
+}
+
+/// An accepted artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub artifact_id: String,
+    pub workload: String,
+    pub grant_id: u64,
+    pub expires_unix: i64,
+    pub capabilities: Vec<String>,
+    pub kernel_entries: usize,
+    pub approvers: Vec<String>,
+}
+
+/// A live artifact with its kernel usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveGrant {
+    pub row: ArtifactRow,
+    pub entries: usize,
+    pub uses_left: Option<u64>,
+}
+
+/// The engine and its durable state.
+/// Where authorization records go when not into the state database: the
+/// daemon sends them to the lineage journal.
+pub trait RecordSink: std::fmt::Debug + Send {
+    /// Stores `r` durably; returns its sequence number.
+    fn write(&mut self, r: &Record<'_>) -> Result<i64, PortError>;
+}
+
+#[derive(Debug)]
+pub struct Authorizer {
+    state: State,
+    settings: Settings,
+    /// Print each record as a lineage line (the daemon does; benchmarks
+    /// do not).
+    echo: bool,
+    /// Replaces the state database's `authz_records` when set.
+    sink: Option<Box<dyn RecordSink>>,
+}
+
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+impl Authorizer {
+    pub fn new(state: State, settings: Settings) -> Self {
+        Self {
+            state,
+            settings,
+            echo: true,
+            sink: None,
+        }
+    }
+
+    /// Sends every record to `sink` (durably, before the outcome takes
+    /// effect) instead of the state database's `authz_records`.
+    pub fn set_sink(&mut self, sink: Box<dyn RecordSink>) {
+        self.sink = Some(sink);
+    }
+
+    /// Whether records are also printed to stdout.
+    pub fn set_echo(&mut self, echo: bool) {
+        self.echo = echo;
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn state(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Writes an authorization record and prints it as a lineage line.
+    pub fn note(&mut self, r: &Record<'_>) -> Result<i64, StateError> {
+        let seq = match &mut self.sink {
+            Some(sink) => sink.write(r).map_err(StateError::Journal)?,
+            None => self.state.record(r)?,
+        };
+        if self.echo {
+            println!("{}", render(seq, r));
+        }
+        Ok(seq)
+    }
+
+    fn refused(&mut self, r: Refusal, base: &Record<'_>) -> Refusal {
+        let rec = Record {
+            outcome: "refused",
+            reason: r.code.as_str(),
+            detail: &r.why,
+            ..base.clone()
+        };
+        if let Err(e) = self.note(&rec) {
+            tracing::error!(error = %e, code = r.code.as_str(), "could not record a refusal");
+        }
+        r
+    }
+
+    /// Decides on one envelope; installs its grants when every check
+    /// passes.
+    pub fn submit(
+        &mut self,
+        envelope: &[u8],
+        peer: Option<Peer>,
+        inputs: &Inputs<'_>,
+        grants: &mut dyn GrantTable,
+    ) -> Result<Accepted, Refusal> {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(envelope));
+        let base = Record {
+            peer,
+            envelope_sha256: Some(&digest),
+            ..Record::default()
+        };
+        let verified = match verify(envelope, inputs.trust) {
+            Ok(v) => v,
+            Err(e) => {
+                let r = Refusal {
+                    code: e.code(),
+                    why: e.to_string(),
+                };
+                return Err(self.refused(r, &base));
+            }
+        };
+        let a = &verified.artifact;
+        let id = a.id.to_string();
+        let approvers: Vec<String> = verified.approvers.iter().map(|x| x.name.clone()).collect();
+        let base = Record {
+            artifact_id: Some(&id),
+            workload: Some(a.subject.workload.as_str()),
+            issuer: Some(a.issuer.as_str()),
+            ..base
+        };
+        let resolved = check::resolve_names(&a.capabilities);
+        let settings = self.settings.clone();
+        let cx = Context {
+            settings: &settings,
+            policy: inputs.policy,
+            frozen: inputs.frozen,
+            now: inputs.now,
+            resolved: &resolved,
+            cgroups: inputs.cgroups,
+        };
+        let admitted = match check::admit(a, approvers.len(), &cx) {
+            Ok(ok) => ok,
+            Err(r) => return Err(self.refused(r, &base)),
+        };
+        let objects = match resolve::objects(&a.capabilities, &resolved) {
+            Ok(o) => o,
+            Err(r) => return Err(self.refused(r, &base)),
+        };
+        let workload = admitted.workload;
+        let row = ArtifactRow {
+            id: id.clone(),
+            workload: workload.name.clone(),
+            scope_id: workload.scope_id,
+            issuer: a.issuer.as_str().to_owned(),
+            approvers: approvers.clone(),
+            operation_key: a.operation_key.clone(),
+            grant_id: 0,
+            capabilities: a.capabilities.iter().map(ToString::to_string).collect(),
+            not_before: unix(a.not_before),
+            expires: unix(a.expires),
+            accepted_at: 0,
+            state: String::new(),
+            envelope_sha256: digest.clone(),
+            payload: String::from_utf8(a.to_json().unwrap_or_default()).unwrap_or_default(),
+        };
+        let now = unix(inputs.now);
+        let grant_id = match self.state.claim(&row, now) {
+            Ok(Claim::Claimed { grant_id }) => grant_id,
+            Ok(Claim::Replayed { accepted_at, state }) => {
+                let r = Refusal {
+                    code: Reason::Replayed,
+                    why: format!(
+                        "artifact {id} was already accepted at unix {accepted_at} (now {state}); \
+                         artifact ids are single-use"
+                    ),
+                };
+                return Err(self.refused(r, &base));
+            }
+            Ok(Claim::Conflict { holder, until }) => {
+                let r = Refusal {
+                    code: Reason::OperationConflict,
+                    why: format!(
+                        "operation key {:?} is held by live artifact {holder} until unix {until}; \
+                         wait for it to expire or revoke it",
+                        a.operation_key.as_deref().unwrap_or_default()
+                    ),
+                };
+                return Err(self.refused(r, &base));
+            }
+            Err(e) => return Err(self.refused(state_failed(&e), &base)),
+        };
+        let left = a
+            .expires
+            .duration_since(inputs.now)
+            .unwrap_or(Duration::ZERO);
+        let expires_boot_ns =
+            boot_ns_now().saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
+        let specs: Vec<GrantSpec> = objects
+            .into_iter()
+            .map(|object| GrantSpec {
+                grant_id,
+                scope_id: workload.scope_id,
+                expires_boot_ns,
+                max_uses: a.max_uses.map(std::num::NonZeroU32::get),
+                object,
+            })
+            .collect();
+        if let Err(why) = grants.install(&specs) {
+            let _ = self.state.end(&id, "failed", &why.to_string(), now);
+            let r = Refusal {
+                code: Reason::InstallFailed,
+                why: format!("the kernel refused the grants: {why}; nothing was granted"),
+            };
+            return Err(self.refused(r, &base));
+        }
+        let detail = format!(
+            "grant {grant_id}: {} for workload {} until unix {}; approvers [{}]",
+            row.capabilities.join("; "),
+            workload.name,
+            row.expires,
+            approvers.join(", ")
+        );
+        let persisted = self.state.mark_live(&id).and_then(|()| {
+            self.note(&Record {
+                outcome: "accepted",
+                reason: "granted",
+                detail: &detail,
+                approvers: &approvers,
+                operation_key: a.operation_key.as_deref(),
+                capabilities: &row.capabilities,
+                grant_id: Some(grant_id),
+                ..base.clone()
+            })
+        });
+        if let Err(e) = persisted {
+            // Fail closed: a grant nobody can account for must not stay.
+            let _ = grants.remove(grant_id);
+            let _ = self.state.end(&id, "failed", "record-failed", now);
+            return Err(Refusal {
+                code: Reason::RecordFailed,
+                why: format!("{e}; the grants were removed again"),
+            });
+        }
+        Ok(Accepted {
+            artifact_id: id,
+            workload: workload.name.clone(),
+            grant_id,
+            expires_unix: row.expires,
+            capabilities: row.capabilities,
+            kernel_entries: specs.len(),
+            approvers,
+        })
+    }
+
+    /// Removes a live artifact's grants and releases its operation key.
+    pub fn revoke(
+        &mut self,
+        id: &str,
+        why: &str,
+        peer: Option<Peer>,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<usize, Refusal> {
+        let base = Record {
+            artifact_id: Some(id),
+            peer,
+            ..Record::default()
+        };
+        let row = match self.state.artifact(id) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                let r = Refusal {
+                    code: Reason::UnknownArtifact,
+                    why: format!("no artifact {id} was ever accepted on this node"),
+                };
+                return Err(self.refused(r, &base));
+            }
+            Err(e) => return Err(self.refused(state_failed(&e), &base)),
+        };
+        if row.state != "live" && row.state != "installing" {
+            let r = Refusal {
+                code: Reason::NotLive,
+                why: format!("artifact {id} is already {}", row.state),
+            };
+            return Err(self.refused(r, &base));
+        }
+        let removed = grants.remove(row.grant_id).map_err(|e| Refusal {
+            code: Reason::InstallFailed,
+            why: format!("removing grant {}: {e}", row.grant_id),
+        })?;
+        self.end(&row, "revoked", "revoked", why, peer, unix(now))?;
+        Ok(removed)
+    }
+
+    fn end(
+        &mut self,
+        row: &ArtifactRow,
+        state: &str,
+        reason: &str,
+        why: &str,
+        peer: Option<Peer>,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        self.state
+            .end(&row.id, state, why, now)
+            .map_err(|e| state_failed(&e))?;
+        let detail = format!("grant {}: {why}", row.grant_id);
+        // A used-up artifact ends in the `expired` state; its record says
+        // what happened.
+        let outcome = if reason == "consumed" { reason } else { state };
+        self.note(&Record {
+            outcome,
+            reason,
+            detail: &detail,
+            artifact_id: Some(&row.id),
+            workload: Some(&row.workload),
+            issuer: Some(&row.issuer),
+            peer,
+            envelope_sha256: Some(&row.envelope_sha256),
+            grant_id: Some(row.grant_id),
+            ..Record::default()
+        })
+        .map_err(|e| state_failed(&e))?;
+        Ok(())
+    }
+
+    /// Ends artifacts whose time is up: the kernel already refuses their
+    /// grants; this removes the dead entries, frees the operation keys and
+    /// records the expiry.
+    pub fn expire(
+        &mut self,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<usize, StateError> {
+        let rows = self.state.expire(unix(now))?;
+        for row in &rows {
+            if let Err(e) = grants.remove(row.grant_id) {
+                tracing::warn!(grant = row.grant_id, error = %e, "removing an expired grant");
+            }
+            let detail = format!("grant {} expired at unix {}", row.grant_id, row.expires);
+            self.note(&Record {
+                outcome: "expired",
+                reason: "expired",
+                detail: &detail,
+                artifact_id: Some(&row.id),
+                workload: Some(&row.workload),
+                issuer: Some(&row.issuer),
+                peer: None,
+                envelope_sha256: Some(&row.envelope_sha256),
+                grant_id: Some(row.grant_id),
+                ..Record::default()
+            })?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Ends live artifacts whose every kernel entry has used its last use:
+    /// records `consumed`, removes the spent entries and frees the
+    /// operation key. The id stays spent, so presenting the artifact again
+    /// is refused `replayed`. (The state table has no `consumed` state; the
+    /// row ends `expired` with the reason `consumed`.)
+    pub fn consume(
+        &mut self,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<usize, Refusal> {
+        let usage = grants.usage().map_err(|e| Refusal {
+            code: Reason::InstallFailed,
+            why: format!("reading kernel grants: {e}"),
+        })?;
+        let mut n = 0;
+        for row in self.state.active().map_err(|e| state_failed(&e))? {
+            if !usage.get(&row.grant_id).is_some_and(|u| u.used_up) {
+                continue;
+            }
+            if let Err(e) = grants.remove(row.grant_id) {
+                tracing::warn!(grant = row.grant_id, error = %e, "removing a used-up grant");
+            }
+            self.end(
+                &row,
+                "expired",
+                "consumed",
+                "every use was consumed",
+                None,
+                unix(now),
+            )?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// After a start: artifacts a crash left `installing` become live if
+    /// their grants reached the kernel, else failed; live artifacts whose
+    /// kernel entries are gone (pinned state removed) end as failed; and
+    /// kernel grants in `scopes` (this policy's workloads) that no live
+    /// artifact accounts for (the state was lost) are removed: a grant
+    /// nobody can account for must not stay.
+    pub fn settle(
+        &mut self,
+        grants: &mut dyn GrantTable,
+        scopes: &std::collections::HashSet<u32>,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let usage = grants.usage().map_err(|e| Refusal {
+            code: Reason::InstallFailed,
+            why: format!("reading kernel grants: {e}"),
+        })?;
+        let active = self.state.active().map_err(|e| state_failed(&e))?;
+        for row in &active {
+            let present = usage.contains_key(&row.grant_id);
+            if present && row.state == "installing" {
+                self.state
+                    .mark_live(&row.id)
+                    .map_err(|e| state_failed(&e))?;
+            } else if !present {
+                let why = if row.state == "installing" {
+                    "the daemon stopped before the grants were installed"
+                } else {
+                    "the kernel holds no entries for this grant (pinned state was removed)"
+                };
+                self.end(row, "failed", "kernel-state-lost", why, None, unix(now))?;
+            }
+        }
+        let known: std::collections::HashSet<u64> = active.iter().map(|r| r.grant_id).collect();
+        for (grant_id, u) in &usage {
+            if scopes.contains(&u.scope_id) && !known.contains(grant_id) {
+                let removed = grants.remove(*grant_id).map_err(|e| Refusal {
+                    code: Reason::InstallFailed,
+                    why: format!("removing orphan grant {grant_id}: {e}"),
+                })?;
+                let detail = format!(
+                    "grant {grant_id} in scope {:#x}: {removed} kernel entries no artifact in the \
+                     state accounts for were removed",
+                    u.scope_id
+                );
+                self.note(&Record {
+                    outcome: "revoked",
+                    reason: "orphan-grant",
+                    detail: &detail,
+                    ..Record::default()
+                })
+                .map_err(|e| state_failed(&e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-checks every live artifact against a newly loaded policy; those
+    /// it no longer permits are revoked (their grants removed now). The
+    /// policy in force decides, not the one an artifact was accepted
+    /// under.
+    pub fn recheck(
+        &mut self,
+        inputs: &Inputs<'_>,
+        grants: &mut dyn GrantTable,
+    ) -> Result<Vec<(String, Refusal)>, Refusal> {
+        let mut revoked = Vec::new();
+        for row in self.state.active().map_err(|e| state_failed(&e))? {
+            let refusal = match Artifact::from_json(row.payload.as_bytes()) {
+                Err(e) => Some(Refusal {
+                    code: e.code(),
+                    why: e.to_string(),
+                }),
+                Ok(a) => {
+                    let resolved = check::resolve_names(&a.capabilities);
+                    let none = BTreeSet::new();
+                    let settings = self.settings.clone();
+                    let cx = Context {
+                        settings: &settings,
+                        policy: inputs.policy,
+                        frozen: &none,
+                        // Judge the terms, not the clock: expiry has its own path.
+                        now: a
+                            .not_before
+                            .max(inputs.now.min(a.expires - Duration::from_secs(1))),
+                        resolved: &resolved,
+                        cgroups: inputs.cgroups,
+                    };
+                    check::admit(&a, row.approvers.len(), &cx).err()
+                }
+            };
+            if let Some(r) = refusal {
+                if let Err(e) = grants.remove(row.grant_id) {
+                    tracing::error!(grant = row.grant_id, error = %e, "removing a narrowed grant");
+                }
+                let why = format!("the new policy no longer permits it: {r}");
+                self.end(
+                    &row,
+                    "revoked",
+                    "policy-narrowed",
+                    &why,
+                    None,
+                    unix(inputs.now),
+                )?;
+                revoked.push((row.id.clone(), r));
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Live artifacts with what the kernel says of their uses.
+    pub fn live(&mut self, grants: &mut dyn GrantTable) -> Result<Vec<LiveGrant>, Refusal> {
+        let usage = grants.usage().map_err(|e| Refusal {
+            code: Reason::InstallFailed,
+            why: format!("reading kernel grants: {e}"),
+        })?;
+        Ok(self
+            .state
+            .active()
+            .map_err(|e| state_failed(&e))?
+            .into_iter()
+            .map(|row| {
+                let u = usage.get(&row.grant_id);
+                LiveGrant {
+                    entries: u.map_or(0, |u| u.entries),
+                    uses_left: u.map_or(Some(0), |u| u.uses_left),
+                    row,
+                }
+            })
+            .collect())
+    }
+}
+
+/// One line per authorization record, beside the kernel's decision lines.
+#[must_use]
+pub fn render(seq: i64, r: &Record<'_>) -> String {
+    let mut line = format!("authz #{seq} {} [{}]", r.outcome, r.reason);
+    if let Some(id) = r.artifact_id {
+        line.push_str(&format!(" artifact={id}"));
+    }
+    if let Some(w) = r.workload {
+        line.push_str(&format!(" workload={w}"));
+    }
+    if let Some(i) = r.issuer {
+        line.push_str(&format!(" issuer={i}"));
+    }
+    if let Some(p) = r.peer {
+        line.push_str(&format!(" peer=uid:{}", p.uid));
+        if let Some(pid) = p.pid {
+            line.push_str(&format!(",pid:{pid}"));
+        }
+    }
+    if !r.detail.is_empty() {
+        line.push_str(": ");
+        line.push_str(r.detail);
+    }
+    line
+}

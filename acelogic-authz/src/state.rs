@@ -1,0 +1,606 @@
+//! The daemon's durable authorization state, in SQLite: every accepted
+//! artifact (the spent set), which of them hold an operation key (the
+//! leases), frozen workloads, the daemon epoch, and one record per
+//! authorization outcome.
+//!
+//! Order matters for safety: an artifact is written as `installing`, with
+//! its lease, and committed (fsync'd) *before* its grants reach the kernel.
+//! A crash after the commit leaves a spent id, never a grant the daemon
+//! does not know about. At open, `installing` rows are settled against the
+//! kernel by the caller ([`State::installing`]).
+//!
+//! Schema (plain SQL, documented for operators):
+//!
+//! | table | row |
+//! |---|---|
+//! | `meta` | `key`, `value`: `schema`, `epoch` (daemon starts), `next_grant_id` |
+//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON) |
+//! | `frozen` | `workload`, `since`, `reason` |
+//! | `authz_records` | `seq`, `at` (unix ms), `outcome` (`accepted`, `refused`, `revoked`, `expired`, `frozen`, `unfrozen`, `policy-loaded`, `policy-rejected`, `daemon-start`, ...), `reason` (code), `detail`, `artifact_id`, `workload`, `issuer`, `peer_pid`, `peer_uid`, `peer_gid`, `envelope_sha256` |
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY,
+    workload TEXT NOT NULL,
+    scope_id INTEGER NOT NULL,
+    issuer TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    operation_key TEXT,
+    grant_id INTEGER NOT NULL UNIQUE,
+    capabilities TEXT NOT NULL,
+    not_before INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('installing', 'live', 'revoked', 'failed', 'expired')),
+    ended_at INTEGER,
+    end_reason TEXT,
+    envelope_sha256 TEXT NOT NULL,
+    payload TEXT NOT NULL
+) STRICT;
+-- Backstop for the lease check: one unexpired holder per operation key.
+CREATE UNIQUE INDEX IF NOT EXISTS operation_lease ON artifacts (operation_key)
+    WHERE operation_key IS NOT NULL AND state IN ('installing', 'live');
+CREATE TABLE IF NOT EXISTS frozen (
+    workload TEXT PRIMARY KEY,
+    since INTEGER NOT NULL,
+    reason TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS authz_records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    artifact_id TEXT,
+    workload TEXT,
+    issuer TEXT,
+    peer_pid INTEGER,
+    peer_uid INTEGER,
+    peer_gid INTEGER,
+    envelope_sha256 TEXT
+) STRICT;
+";
+
+/// The state store failed; the daemon refuses (fails closed) rather than
+/// act on state it could not persist.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("authorization state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The lineage journal refused the record (full or failing).
+    #[error("lineage journal: {0}")]
+    Journal(#[source] crate::PortError),
+    #[error(
+        "authorization state schema {found} is newer than this daemon's {SCHEMA_VERSION}; \
+         run the newer daemon or move the state directory aside"
+    )]
+    Schema { found: i64 },
+}
+
+/// An accepted artifact, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRow {
+    pub id: String,
+    pub workload: String,
+    pub scope_id: u32,
+    pub issuer: String,
+    pub approvers: Vec<String>,
+    pub operation_key: Option<String>,
+    pub grant_id: u64,
+    pub capabilities: Vec<String>,
+    pub not_before: i64,
+    pub expires: i64,
+    pub accepted_at: i64,
+    pub state: String,
+    pub envelope_sha256: String,
+    /// The signed payload JSON, re-checked against each new policy.
+    pub payload: String,
+}
+
+/// Why an artifact could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Claimed: spent and (if keyed) leased, with this kernel grant id.
+    Claimed { grant_id: u64 },
+    /// This id was accepted before (at unix seconds).
+    Replayed { accepted_at: i64, state: String },
+    /// The operation key is held by another live artifact.
+    Conflict { holder: String, until: i64 },
+}
+
+/// One authorization outcome to record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub outcome: &'a str,
+    pub reason: &'a str,
+    pub detail: &'a str,
+    pub artifact_id: Option<&'a str>,
+    pub workload: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub peer: Option<Peer>,
+    pub envelope_sha256: Option<&'a str>,
+    /// For lineage (not kept in `authz_records`): who approved, the
+    /// operation key, what was granted and under which kernel grant id.
+    pub approvers: &'a [String],
+    pub operation_key: Option<&'a str>,
+    pub capabilities: &'a [String],
+    pub grant_id: Option<u64>,
+    /// Policy in force, for daemon lifecycle records.
+    pub policy_sha256: Option<&'a str>,
+}
+
+/// Who called the daemon (from `SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: Option<i32>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A stored authorization record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub outcome: String,
+    pub reason: String,
+    pub detail: String,
+    pub artifact_id: Option<String>,
+    pub workload: Option<String>,
+    pub peer_pid: Option<i64>,
+    pub peer_uid: Option<i64>,
+}
+
+/// The open store.
+#[derive(Debug)]
+pub struct State {
+    db: Connection,
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn from_json(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+const ROW_COLUMNS: &str = "id, workload, scope_id, issuer, approvers, operation_key, grant_id, \
+    capabilities, not_before, expires, accepted_at, state, envelope_sha256, payload";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
+    Ok(ArtifactRow {
+        id: r.get(0)?,
+        workload: r.get(1)?,
+        scope_id: r.get(2)?,
+        issuer: r.get(3)?,
+        approvers: from_json(&r.get::<_, String>(4)?),
+        operation_key: r.get(5)?,
+        grant_id: r.get::<_, i64>(6)?.cast_unsigned(),
+        capabilities: from_json(&r.get::<_, String>(7)?),
+        not_before: r.get(8)?,
+        expires: r.get(9)?,
+        accepted_at: r.get(10)?,
+        state: r.get(11)?,
+        envelope_sha256: r.get(12)?,
+        payload: r.get(13)?,
+    })
+}
+
+impl State {
+    /// Opens (creating) `path`. Writes are durable when a call returns
+    /// (WAL, `synchronous=FULL`).
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        let found: Option<i64> = db
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match found {
+            Some(v) if v > SCHEMA_VERSION => return Err(StateError::Schema { found: v }),
+            Some(_) => {}
+            None => {
+                // Grant ids start at the creation time in milliseconds, so
+                // a state database created anew (lost, moved aside) never
+                // reuses the id of a grant still pinned in the kernel.
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('epoch', 0), \
+                     ('next_grant_id', ?2)",
+                    [SCHEMA_VERSION, now_ms().max(1)],
+                )?;
+            }
+        }
+        Ok(Self { db })
+    }
+
+    /// Counts one more daemon start and returns its epoch (1, 2, ...).
+    pub fn next_epoch(&mut self) -> Result<u64, StateError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'", [])?;
+        let epoch: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+            r.get(0)
+        })?;
+        tx.commit()?;
+        Ok(epoch.cast_unsigned())
+    }
+
+    /// Marks live or installing artifacts whose expiry has passed as
+    /// expired (their leases end with them); returns them.
+    pub fn expire(&mut self, now: i64) -> Result<Vec<ArtifactRow>, StateError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows = {
+            let mut q = tx.prepare(&format!(
+                "SELECT {ROW_COLUMNS} FROM artifacts \
+                 WHERE state IN ('live', 'installing') AND expires <= ?1"
+            ))?;
+            q.query_map([now], row)?.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            "UPDATE artifacts SET state = 'expired', ended_at = ?1, end_reason = 'expired' \
+             WHERE state IN ('live', 'installing') AND expires <= ?1",
+            [now],
+        )?;
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// Atomically: refuses a spent id and a held operation key, else spends
+    /// the id, takes the lease and allocates a kernel grant id. Durable on
+    /// return, before any grant is installed.
+    pub fn claim(&mut self, a: &ArtifactRow, now: i64) -> Result<Claim, StateError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let spent: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT accepted_at, state FROM artifacts WHERE id = ?1",
+                [&a.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((accepted_at, state)) = spent {
+            return Ok(Claim::Replayed { accepted_at, state });
+        }
+        tx.execute(
+            "UPDATE artifacts SET state = 'expired', ended_at = ?1, end_reason = 'expired' \
+             WHERE state IN ('live', 'installing') AND expires <= ?1",
+            [now],
+        )?;
+        if let Some(key) = &a.operation_key {
+            let holder: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT id, expires FROM artifacts WHERE operation_key = ?1 \
+                     AND state IN ('installing', 'live')",
+                    [key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((holder, until)) = holder {
+                return Ok(Claim::Conflict { holder, until });
+            }
+        }
+        let grant_id: i64 = tx.query_row(
+            "SELECT value FROM meta WHERE key = 'next_grant_id'",
+            [],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'next_grant_id'",
+            [],
+        )?;
+        tx.execute(
+            &format!(
+                "INSERT INTO artifacts ({ROW_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13)"
+            ),
+            params![
+                a.id,
+                a.workload,
+                a.scope_id,
+                a.issuer,
+                to_json(&a.approvers),
+                a.operation_key,
+                grant_id,
+                to_json(&a.capabilities),
+                a.not_before,
+                a.expires,
+                now,
+                a.envelope_sha256,
+                a.payload,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Claim::Claimed {
+            grant_id: grant_id.cast_unsigned(),
+        })
+    }
+
+    /// The grants are in the kernel.
+    pub fn mark_live(&mut self, id: &str) -> Result<(), StateError> {
+        self.db.execute(
+            "UPDATE artifacts SET state = 'live' WHERE id = ?1 AND state = 'installing'",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// Ends an artifact (`failed`, `revoked`): its id stays spent, its
+    /// lease is released. Returns false when it was not live or installing.
+    pub fn end(&mut self, id: &str, state: &str, why: &str, now: i64) -> Result<bool, StateError> {
+        let n = self.db.execute(
+            "UPDATE artifacts SET state = ?2, ended_at = ?3, end_reason = ?4 \
+             WHERE id = ?1 AND state IN ('installing', 'live')",
+            params![id, state, now, why],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// One artifact by id.
+    pub fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>, StateError> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM artifacts WHERE id = ?1"),
+                [id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Artifacts in `installing` or `live` state.
+    pub fn active(&self) -> Result<Vec<ArtifactRow>, StateError> {
+        let mut q = self.db.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM artifacts WHERE state IN ('installing', 'live') \
+             ORDER BY accepted_at, id"
+        ))?;
+        Ok(q.query_map([], row)?.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Artifacts a crash left between claim and install.
+    pub fn installing(&self) -> Result<Vec<ArtifactRow>, StateError> {
+        Ok(self
+            .active()?
+            .into_iter()
+            .filter(|a| a.state == "installing")
+            .collect())
+    }
+
+    pub fn set_frozen(
+        &mut self,
+        workload: &str,
+        frozen: bool,
+        why: &str,
+    ) -> Result<(), StateError> {
+        if frozen {
+            self.db.execute(
+                "INSERT INTO frozen (workload, since, reason) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (workload) DO UPDATE SET reason = excluded.reason",
+                params![workload, now_ms() / 1000, why],
+            )?;
+        } else {
+            self.db
+                .execute("DELETE FROM frozen WHERE workload = ?1", [workload])?;
+        }
+        Ok(())
+    }
+
+    pub fn frozen(&self) -> Result<Vec<String>, StateError> {
+        let mut q = self
+            .db
+            .prepare("SELECT workload FROM frozen ORDER BY workload")?;
+        Ok(q.query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Appends one authorization record; returns its sequence number.
+    pub fn record(&mut self, r: &Record<'_>) -> Result<i64, StateError> {
+        self.db.execute(
+            "INSERT INTO authz_records (at, outcome, reason, detail, artifact_id, workload, \
+             issuer, peer_pid, peer_uid, peer_gid, envelope_sha256) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                now_ms(),
+                r.outcome,
+                r.reason,
+                r.detail,
+                r.artifact_id,
+                r.workload,
+                r.issuer,
+                r.peer.and_then(|p| p.pid),
+                r.peer.map(|p| p.uid),
+                r.peer.map(|p| p.gid),
+                r.envelope_sha256,
+            ],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Records after `seq`, oldest first.
+    pub fn records_after(&self, seq: i64) -> Result<Vec<StoredRecord>, StateError> {
+        let mut q = self.db.prepare(
+            "SELECT seq, at, outcome, reason, detail, artifact_id, workload, peer_pid, peer_uid \
+             FROM authz_records WHERE seq > ?1 ORDER BY seq",
+        )?;
+        Ok(q.query_map([seq], |r| {
+            Ok(StoredRecord {
+                seq: r.get(0)?,
+                at_ms: r.get(1)?,
+                outcome: r.get(2)?,
+                reason: r.get(3)?,
+                detail: r.get(4)?,
+                artifact_id: r.get(5)?,
+                workload: r.get(6)?,
+                peer_pid: r.get(7)?,
+                peer_uid: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(id: &str, key: Option<&str>, expires: i64) -> ArtifactRow {
+        ArtifactRow {
+            id: id.to_owned(),
+            workload: "w".to_owned(),
+            scope_id: 7,
+            issuer: "i".to_owned(),
+            approvers: vec!["a".to_owned()],
+            operation_key: key.map(str::to_owned),
+            grant_id: 0,
+            capabilities: vec!["exec /bin/true".to_owned()],
+            not_before: 0,
+            expires,
+            accepted_at: 0,
+            state: String::new(),
+            envelope_sha256: "00".to_owned(),
+            payload: "{}".to_owned(),
+        }
+    }
+
+    #[test]
+    fn spent_ids_and_leases_survive_reopening() {
+        let dir = tempdir();
+        let path = dir.join("state.db");
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.next_epoch().unwrap(), 1);
+        let Claim::Claimed { grant_id: g } =
+            s.claim(&artifact("a1", Some("scale/x"), 100), 10).unwrap()
+        else {
+            panic!("not claimed")
+        };
+        assert!(
+            g > 1_700_000_000_000,
+            "grant ids start at the creation time: {g}"
+        );
+        s.mark_live("a1").unwrap();
+        drop(s);
+
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.next_epoch().unwrap(), 2);
+        assert!(matches!(
+            s.claim(&artifact("a1", None, 100), 11).unwrap(),
+            Claim::Replayed {
+                accepted_at: 10,
+                ..
+            }
+        ));
+        assert_eq!(
+            s.claim(&artifact("a2", Some("scale/x"), 100), 11).unwrap(),
+            Claim::Conflict {
+                holder: "a1".to_owned(),
+                until: 100
+            }
+        );
+        // A different key is free; grant ids keep counting.
+        assert_eq!(
+            s.claim(&artifact("a3", Some("scale/y"), 100), 11).unwrap(),
+            Claim::Claimed { grant_id: g + 1 }
+        );
+        // After expiry the key is free again, the id still spent.
+        assert_eq!(
+            s.claim(&artifact("a2", Some("scale/x"), 300), 100).unwrap(),
+            Claim::Claimed { grant_id: g + 2 }
+        );
+        assert_eq!(s.artifact("a1").unwrap().unwrap().state, "expired");
+    }
+
+    #[test]
+    fn revoking_releases_the_lease_but_not_the_id() {
+        let dir = tempdir();
+        let mut s = State::open(&dir.join("s.db")).unwrap();
+        s.claim(&artifact("a1", Some("k"), 100), 1).unwrap();
+        assert!(s.end("a1", "revoked", "operator", 2).unwrap());
+        assert!(!s.end("a1", "revoked", "again", 3).unwrap());
+        assert!(matches!(
+            s.claim(&artifact("a2", Some("k"), 100), 3).unwrap(),
+            Claim::Claimed { .. }
+        ));
+        assert!(matches!(
+            s.claim(&artifact("a1", Some("k2"), 100), 3).unwrap(),
+            Claim::Replayed { .. }
+        ));
+        assert_eq!(s.installing().unwrap().len(), 1, "a2 is still installing");
+    }
+
+    #[test]
+    fn records_and_frozen_workloads_persist() {
+        let dir = tempdir();
+        let path = dir.join("s.db");
+        let mut s = State::open(&path).unwrap();
+        let seq = s
+            .record(&Record {
+                outcome: "refused",
+                reason: "replayed",
+                detail: "id a1 was accepted before",
+                artifact_id: Some("a1"),
+                peer: Some(Peer {
+                    pid: Some(42),
+                    uid: 0,
+                    gid: 0,
+                }),
+                ..Record::default()
+            })
+            .unwrap();
+        s.set_frozen("w", true, "incident").unwrap();
+        drop(s);
+        let s = State::open(&path).unwrap();
+        let recs = s.records_after(seq - 1).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            (recs[0].reason.as_str(), recs[0].peer_pid),
+            ("replayed", Some(42))
+        );
+        assert_eq!(s.frozen().unwrap(), vec!["w".to_owned()]);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempdir();
+        let path = dir.join("s.db");
+        drop(State::open(&path).unwrap());
+        let db = Connection::open(&path).unwrap();
+        db.execute("UPDATE meta SET value = 99 WHERE key = 'schema'", [])
+            .unwrap();
+        drop(db);
+        assert!(matches!(
+            State::open(&path),
+            Err(StateError::Schema { found: 99 })
+        ));
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("acelogic-state-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,462 @@
+//! The engine's decision paths without a kernel: grants go to a table in
+//! memory that behaves like the kernel's (all or none, conflicts), and
+//! every outcome is checked for its reason code and its record.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use super::{
+    Authorizer, GrantTable, Inputs, PortError, Refusal, Usage, check::Settings, state::State,
+};
+use acelogic_domain::grant::{GrantObject, GrantSpec};
+use acelogic_domain::policy::{self, PolicySet};
+use acelogic_domain::{
+    artifact::{Artifact, ArtifactId, Name, Role, SecretKey, Subject, TrustStore, sign},
+    capability::{Capability, ExecCap},
+};
+
+#[derive(Debug, Default)]
+struct Table {
+    grants: Vec<GrantSpec>,
+    fail_next: bool,
+    /// Grant ids whose every entry has used its last use.
+    used_up: std::collections::HashSet<u64>,
+}
+
+impl GrantTable for Table {
+    fn install(&mut self, set: &[GrantSpec]) -> Result<(), PortError> {
+        if std::mem::take(&mut self.fail_next) {
+            return Err(PortError("map full".into()));
+        }
+        for s in set {
+            if self
+                .grants
+                .iter()
+                .any(|g| g.object == s.object && g.scope_id == s.scope_id)
+            {
+                return Err(PortError("conflict".into()));
+            }
+        }
+        self.grants.extend_from_slice(set);
+        Ok(())
+    }
+
+    fn remove(&mut self, grant_id: u64) -> Result<usize, PortError> {
+        let before = self.grants.len();
+        self.grants.retain(|g| g.grant_id != grant_id);
+        Ok(before - self.grants.len())
+    }
+
+    fn usage(&mut self) -> Result<HashMap<u64, Usage>, PortError> {
+        let mut out: HashMap<u64, Usage> = HashMap::new();
+        for g in &self.grants {
+            let e = out.entry(g.grant_id).or_insert(Usage {
+                entries: 0,
+                uses_left: g.max_uses.map(u64::from),
+                used_up: true,
+                scope_id: g.scope_id,
+            });
+            e.entries += 1;
+            e.used_up &= self.used_up.contains(&g.grant_id);
+        }
+        Ok(out)
+    }
+}
+
+struct World {
+    dir: PathBuf,
+    issuer: SecretKey,
+    approver: SecretKey,
+    trust: TrustStore,
+    policy: PolicySet,
+    authz: Authorizer,
+    table: Table,
+    now: SystemTime,
+}
+
+fn whole_now() -> SystemTime {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("acelogic-authz-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    dir
+}
+
+fn policy_text(with_sh: bool) -> String {
+    let sh = if with_sh {
+        "    - name: shell\n      exec: [/bin/sh]\n      issuers: [ci]\n      maxTtl: 1h\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: acelogic.dev/v1
+kind: CapabilityPolicy
+metadata: {{name: t}}
+spec:
+  workloads:
+    - {{name: agent, cgroups: [/t]}}
+  grantable:
+{sh}    - name: links
+      exec: [/tmp/**]
+      issuers: [ci]
+      maxTtl: 1h
+    - name: approved
+      exec: [/bin/ls]
+      issuers: [ci]
+      maxTtl: 1h
+      approvals: 1
+  never:
+    exec: [/bin/true, /usr/bin/true]
+"
+    )
+}
+
+fn load(dir: &Path, text: &str) -> PolicySet {
+    std::fs::write(dir.join("policies/p.yaml"), text).unwrap();
+    policy::load_dir(&dir.join("policies")).unwrap().set
+}
+
+impl World {
+    fn new(name: &str) -> Self {
+        let dir = tempdir(name);
+        let issuer = SecretKey::from_seed("ci", Role::Issuer, [1; 32]).unwrap();
+        let approver = SecretKey::from_seed("alice", Role::Approver, [2; 32]).unwrap();
+        let trust = TrustStore::new([issuer.trusted(), approver.trusted()], []).unwrap();
+        let policy = load(&dir, &policy_text(true));
+        let authz = Self::open(&dir);
+        Self {
+            dir,
+            issuer,
+            approver,
+            trust,
+            policy,
+            authz,
+            table: Table::default(),
+            now: whole_now(),
+        }
+    }
+
+    fn open(dir: &Path) -> Authorizer {
+        Authorizer::new(
+            State::open(&dir.join("state.db")).unwrap(),
+            Settings {
+                audience: "test".to_owned(),
+                node: "n1".to_owned(),
+                clock_skew: Duration::from_secs(30),
+            },
+        )
+    }
+
+    fn artifact(&self, path: &str, key: Option<&str>) -> Artifact {
+        Artifact {
+            version: 1,
+            id: ArtifactId::generate().unwrap(),
+            issuer: "ci".parse::<Name>().unwrap(),
+            subject: Subject {
+                workload: "agent".parse().unwrap(),
+                node: None,
+                cgroup: None,
+            },
+            audience: "test".parse().unwrap(),
+            not_before: self.now - Duration::from_secs(1),
+            expires: self.now + Duration::from_secs(600),
+            capabilities: vec![Capability::Exec(ExecCap {
+                path: path.parse().unwrap(),
+                sha256: None,
+            })],
+            max_uses: None,
+            operation_key: key.map(str::to_owned),
+            approval_ref: None,
+            reason: "test".to_owned(),
+            parent: None,
+        }
+    }
+
+    fn envelope(&self, a: &Artifact, approve: bool) -> Vec<u8> {
+        let payload = a.to_json().unwrap();
+        let mut keys = vec![&self.issuer];
+        if approve {
+            keys.push(&self.approver);
+        }
+        sign(&payload, &keys).to_json()
+    }
+
+    fn submit(&mut self, env: &[u8]) -> Result<super::Accepted, Refusal> {
+        let frozen = BTreeSet::new();
+        let cgroups = HashMap::new();
+        let inputs = Inputs {
+            policy: &self.policy,
+            trust: &self.trust,
+            frozen: &frozen,
+            cgroups: &cgroups,
+            now: self.now,
+        };
+        self.authz.submit(env, None, &inputs, &mut self.table)
+    }
+
+    fn last_record(&mut self) -> (String, String) {
+        let r = self.authz.state().records_after(0).unwrap();
+        let last = r.last().unwrap();
+        (last.outcome.clone(), last.reason.clone())
+    }
+}
+
+#[test]
+fn accepted_once_then_replayed_also_after_reopening() {
+    let mut w = World::new("replay");
+    let env = w.envelope(&w.artifact("/bin/sh", None), false);
+    let ok = w.submit(&env).unwrap();
+    assert_eq!(ok.workload, "agent");
+    assert_eq!(w.table.grants.len(), 1);
+    assert!(matches!(
+        w.table.grants[0].object,
+        GrantObject::FileId { .. }
+    ));
+    assert_eq!(w.last_record(), ("accepted".into(), "granted".into()));
+    assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
+    assert_eq!(w.last_record(), ("refused".into(), "replayed".into()));
+    w.authz = World::open(&w.dir);
+    assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
+}
+
+#[test]
+fn an_operation_key_has_one_live_holder_until_revoked() {
+    let mut w = World::new("conflict");
+    let first = w.artifact("/bin/sh", Some("scale/checkout"));
+    let id = first.id.to_string();
+    let env1 = w.envelope(&first, false);
+    let env2 = w.envelope(&w.artifact("/bin/sh", Some("scale/checkout")), false);
+    w.submit(&env1).unwrap();
+    assert_eq!(w.submit(&env2).unwrap_err().code, "operation-conflict");
+    assert_eq!(
+        w.table.grants.len(),
+        1,
+        "the refused artifact installed nothing"
+    );
+    let removed = w
+        .authz
+        .revoke(&id, "test", None, &mut w.table, w.now)
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        w.authz
+            .revoke(&id, "again", None, &mut w.table, w.now)
+            .unwrap_err()
+            .code,
+        "not-live"
+    );
+    w.submit(&env2).unwrap();
+}
+
+#[test]
+fn approvals_are_counted() {
+    let mut w = World::new("approvals");
+    let a = w.artifact("/bin/ls", None);
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "approval-missing"
+    );
+    w.submit(&w.envelope(&a, true)).unwrap();
+}
+
+#[test]
+fn time_audience_subject_and_policy_refusals() {
+    let mut w = World::new("refusals");
+    let mut a = w.artifact("/bin/sh", None);
+    a.expires = w.now - Duration::from_secs(1);
+    a.not_before = w.now - Duration::from_secs(60);
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "expired"
+    );
+    let mut a = w.artifact("/bin/sh", None);
+    a.not_before = w.now + Duration::from_secs(120);
+    a.expires = w.now + Duration::from_secs(600);
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "not-yet-valid"
+    );
+    let mut a = w.artifact("/bin/sh", None);
+    a.audience = "other".parse().unwrap();
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "wrong-audience"
+    );
+    let mut a = w.artifact("/bin/sh", None);
+    a.subject.workload = "nobody".parse().unwrap();
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "unknown-workload"
+    );
+    let mut a = w.artifact("/bin/sh", None);
+    a.subject.node = Some("n2".parse().unwrap());
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "wrong-node"
+    );
+    let a = w.artifact("/bin/cat", None);
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "not-grantable"
+    );
+    let mut a = w.artifact("/bin/sh", None);
+    a.expires = w.now + Duration::from_secs(7200);
+    assert_eq!(
+        w.submit(&w.envelope(&a, false)).unwrap_err().code,
+        "ttl-exceeded"
+    );
+    let mut bad = w.envelope(&w.artifact("/bin/sh", None), false);
+    let n = bad.len();
+    bad[n / 2] ^= 1;
+    assert!(w.submit(&bad).is_err());
+    assert!(w.table.grants.is_empty());
+    let refused = w
+        .authz
+        .state()
+        .records_after(0)
+        .unwrap()
+        .iter()
+        .filter(|r| r.outcome == "refused")
+        .count();
+    assert_eq!(refused, 8, "every refusal is a record");
+}
+
+#[test]
+fn a_failed_install_spends_the_id_and_frees_the_key() {
+    let mut w = World::new("failed");
+    let a = w.artifact("/bin/sh", Some("k"));
+    let env = w.envelope(&a, false);
+    w.table.fail_next = true;
+    assert_eq!(w.submit(&env).unwrap_err().code, "install-failed");
+    assert_eq!(
+        w.authz
+            .state()
+            .artifact(&a.id.to_string())
+            .unwrap()
+            .unwrap()
+            .state,
+        "failed"
+    );
+    assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
+    w.submit(&w.envelope(&w.artifact("/bin/sh", Some("k")), false))
+        .unwrap();
+}
+
+#[test]
+fn a_narrower_policy_revokes_what_it_no_longer_permits() {
+    let mut w = World::new("narrow");
+    let keep = w.artifact("/bin/ls", None);
+    w.submit(&w.envelope(&keep, true)).unwrap();
+    let drop = w.artifact("/bin/sh", None);
+    w.submit(&w.envelope(&drop, false)).unwrap();
+    assert_eq!(w.table.grants.len(), 2);
+    w.policy = load(&w.dir, &policy_text(false));
+    let frozen = BTreeSet::new();
+    let cgroups = HashMap::new();
+    let inputs = Inputs {
+        policy: &w.policy,
+        trust: &w.trust,
+        frozen: &frozen,
+        cgroups: &cgroups,
+        now: w.now,
+    };
+    let revoked = w.authz.recheck(&inputs, &mut w.table).unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].0, drop.id.to_string());
+    assert_eq!(revoked[0].1.code, "not-grantable");
+    assert_eq!(w.table.grants.len(), 1, "the still-permitted grant stays");
+    assert_eq!(
+        w.last_record(),
+        ("revoked".into(), "policy-narrowed".into())
+    );
+}
+
+#[test]
+fn expiry_retires_grants_and_frees_keys() {
+    let mut w = World::new("expiry");
+    let a = w.artifact("/bin/sh", Some("k"));
+    w.submit(&w.envelope(&a, false)).unwrap();
+    let later = w.now + Duration::from_secs(601);
+    assert_eq!(w.authz.expire(&mut w.table, later).unwrap(), 1);
+    assert!(w.table.grants.is_empty());
+    assert_eq!(w.last_record(), ("expired".into(), "expired".into()));
+    w.now = later;
+    let b = w.artifact("/bin/sh", Some("k"));
+    w.submit(&w.envelope(&b, false)).unwrap();
+}
+
+#[test]
+fn grants_nobody_accounts_for_are_removed_at_start() {
+    let mut w = World::new("orphans");
+    w.submit(&w.envelope(&w.artifact("/bin/sh", None), false))
+        .unwrap();
+    let scope = w.table.grants[0].scope_id;
+    // The state is lost; the kernel still holds the grant.
+    drop(std::fs::remove_file(w.dir.join("state.db")));
+    w.authz = World::open(&w.dir);
+    let foreign = GrantSpec {
+        scope_id: scope + 1,
+        grant_id: 7,
+        ..w.table.grants[0].clone()
+    };
+    w.table.grants.push(foreign);
+    let ours = std::collections::HashSet::from([scope]);
+    w.authz.settle(&mut w.table, &ours, w.now).unwrap();
+    assert_eq!(
+        w.table.grants.len(),
+        1,
+        "only the other scope's grant stays"
+    );
+    assert_eq!(w.table.grants[0].grant_id, 7);
+    assert_eq!(w.last_record(), ("revoked".into(), "orphan-grant".into()));
+}
+
+#[test]
+fn a_symlink_to_a_never_binary_is_refused() {
+    let mut w = World::new("symlink");
+    let link = std::env::temp_dir().join(format!("acelogic-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    let target = std::fs::canonicalize("/bin/true").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let a = w.artifact(link.to_str().unwrap(), None);
+    let r = w.submit(&w.envelope(&a, false));
+    let _ = std::fs::remove_file(&link);
+    let r = r.unwrap_err();
+    assert_eq!(r.code, "never", "{r}");
+    assert!(r.why.contains("resolved through symlinks"), "{r}");
+    assert!(w.table.grants.is_empty());
+}
+
+#[test]
+fn a_used_up_artifact_is_consumed_frees_its_key_and_stays_spent() {
+    let mut w = World::new("consume");
+    let first = w.artifact("/bin/sh", Some("scale/checkout"));
+    let env1 = w.envelope(&first, false);
+    let ok = w.submit(&env1).unwrap();
+    // Not used up yet: nothing happens.
+    assert_eq!(w.authz.consume(&mut w.table, w.now).unwrap(), 0);
+    assert_eq!(w.table.grants.len(), 1);
+    w.table.used_up.insert(ok.grant_id);
+    assert_eq!(w.authz.consume(&mut w.table, w.now).unwrap(), 1);
+    assert_eq!(w.last_record(), ("consumed".into(), "consumed".into()));
+    assert!(w.table.grants.is_empty(), "the spent entries were removed");
+    assert_eq!(
+        w.authz.consume(&mut w.table, w.now).unwrap(),
+        0,
+        "only once"
+    );
+    assert_eq!(w.submit(&env1).unwrap_err().code, "replayed");
+    // The operation key is free for the next artifact.
+    let env2 = w.envelope(&w.artifact("/bin/sh", Some("scale/checkout")), false);
+    w.submit(&env2).unwrap();
+}

@@ -1,0 +1,262 @@
+use std::time::Duration;
+
+use prost::Message as _;
+
+use super::*;
+use crate::{
+    audit, pb,
+    verify::{self, Limits},
+};
+use acelogic_domain::artifact::Role;
+use acelogic_lineage::chain;
+
+fn temp_db(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("acelogic-cstore-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("collector.db")
+}
+
+struct Node {
+    key: SecretKey,
+    jid: [u8; 16],
+    entries: Vec<lpb::Entry>,
+}
+
+impl Node {
+    fn new(jid: u8) -> Self {
+        Self {
+            key: SecretKey::from_seed("node-a", Role::Lineage, [1; 32]).unwrap(),
+            jid: [jid; 16],
+            entries: Vec::new(),
+        }
+    }
+
+    fn append(&mut self, n: u64) {
+        for _ in 0..n {
+            let (seq, prev) = self.entries.last().map_or((1, GENESIS), |e| {
+                (e.seq + 1, e.hash.as_slice().try_into().unwrap())
+            });
+            let record = lpb::Record {
+                node: "node-a".into(),
+                time_unix_nano: 1_000 + seq,
+                epoch: 1,
+                body: Some(Body::Decision(lpb::Decision {
+                    process: Some(lpb::Process {
+                        exec_id: format!("e{seq}"),
+                        workload: "agent".into(),
+                        ..Default::default()
+                    }),
+                    hook: "exec".into(),
+                    verdict: "deny".into(),
+                    reason: "no-grant".into(),
+                    ..Default::default()
+                })),
+            }
+            .encode_to_vec();
+            let hash = chain::entry_hash("node-a", &self.jid, seq, &prev, &record);
+            self.entries.push(lpb::Entry {
+                seq,
+                prev_hash: prev.to_vec(),
+                hash: hash.to_vec(),
+                record,
+            });
+        }
+    }
+
+    fn batch(&self, from: u64, to: u64) -> CheckedBatch {
+        let (from, to) = (usize::try_from(from).unwrap(), usize::try_from(to).unwrap());
+        let es: Vec<lpb::Entry> = self.entries[from - 1..to].to_vec();
+        let hello = verify::check_hello(
+            &acelogic_lineage::wire::make_hello(&self.key, "node-a", &self.jid, 1),
+            1,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        verify::check_batch(
+            &hello,
+            pb::Batch {
+                signature: acelogic_lineage::wire::sign_batch(&self.key, "node-a", &self.jid, &es),
+                entries: es,
+            },
+            Limits::default(),
+        )
+        .unwrap()
+    }
+}
+
+fn commit(store: &mut Store, b: &CheckedBatch, continues: bool) -> Result<Committed, Refusal> {
+    store.commit_group(&[(b, continues)], 7).unwrap().remove(0)
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn batches_chain_duplicates_skip_and_conflicts_refuse() {
+    let mut store = Store::open(&temp_db("chain")).unwrap();
+    let mut node = Node::new(1);
+    node.append(10);
+    let c = commit(&mut store, &node.batch(1, 4), false).unwrap();
+    assert_eq!((c.last_seq, c.stored, c.skipped, c.gap), (4, 4, 0, None));
+    // A resend overlapping what is stored: the known part is skipped.
+    let c = commit(&mut store, &node.batch(3, 6), false).unwrap();
+    assert_eq!((c.stored, c.skipped), (2, 2));
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM records"), 6);
+    // Same seqs, other content (a second chain under the same id).
+    let mut fork = Node::new(1);
+    fork.append(6);
+    // Field 3 (epoch) again: still a valid Record, other bytes.
+    fork.entries[5].record.extend_from_slice(&[0x18, 0x05]);
+    let mut forged = fork.entries[..6].to_vec();
+    forged[5].hash = chain::entry_hash(
+        "node-a",
+        &fork.jid,
+        6,
+        &forged[4].hash.as_slice().try_into().unwrap(),
+        &forged[5].record,
+    )
+    .to_vec();
+    fork.entries = forged;
+    let e = commit(&mut store, &fork.batch(5, 6), false).unwrap_err();
+    assert_eq!(e.code, "altered", "{e}");
+    // A batch after a refused one of the same session is not a gap.
+    let e = commit(&mut store, &node.batch(8, 10), true).unwrap_err();
+    assert_eq!(e.code, "broken-chain", "{e}");
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM gaps"), 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM records"), 6);
+}
+
+#[test]
+fn a_late_start_is_a_gap_with_an_alarm_and_a_new_journal_alarms() {
+    let path = temp_db("gap");
+    let mut store = Store::open(&path).unwrap();
+    let mut node = Node::new(1);
+    node.append(20);
+    commit(&mut store, &node.batch(1, 5), false).unwrap();
+    let c = commit(&mut store, &node.batch(11, 20), false).unwrap();
+    assert_eq!(c.gap, Some((6, 10)));
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM gaps WHERE from_seq = 6 AND to_seq = 10"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM alarms WHERE kind = 'gap'"),
+        1
+    );
+    let mut reset = Node::new(2);
+    reset.append(3);
+    let c = commit(&mut store, &reset.batch(1, 3), false).unwrap();
+    assert!(c.journal_reset);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM alarms WHERE kind = 'journal-reset'"
+        ),
+        1
+    );
+    let key = SecretKey::from_seed("collector", Role::Lineage, [9; 32]).unwrap();
+    assert_eq!(store.checkpoint(&key, 99).unwrap(), 2);
+    assert_eq!(store.checkpoint(&key, 100).unwrap(), 0, "no head moved");
+    let db = open_read(&path).unwrap();
+    let v = audit::verify_node(&db, "node-a", &key.public(), "k").unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.chains.len(), 2);
+    assert_eq!(v.chains[0].gaps.len(), 1);
+    assert_eq!((v.chains[0].records, v.chains[0].checkpoints), (15, 1));
+}
+
+#[test]
+fn verify_names_the_altered_seq_and_a_bad_checkpoint() {
+    let path = temp_db("audit");
+    let mut store = Store::open(&path).unwrap();
+    let mut node = Node::new(1);
+    node.append(8);
+    commit(&mut store, &node.batch(1, 8), false).unwrap();
+    let key = SecretKey::from_seed("collector", Role::Lineage, [9; 32]).unwrap();
+    store.checkpoint(&key, 5).unwrap();
+    let verify = || {
+        let db = open_read(&path).unwrap();
+        audit::verify_node(&db, "node-a", &key.public(), "k").unwrap()
+    };
+    assert!(verify().ok);
+    store
+        .conn()
+        .execute("UPDATE records SET verdict = 'allow' WHERE seq = 5", [])
+        .unwrap();
+    let v = verify();
+    assert!(!v.ok);
+    assert_eq!(v.chains[0].first_altered_seq, 5, "{v:?}");
+    store
+        .conn()
+        .execute("UPDATE records SET verdict = 'deny' WHERE seq = 5", [])
+        .unwrap();
+    assert!(verify().ok);
+    store
+        .conn()
+        .execute("DELETE FROM records WHERE seq = 3", [])
+        .unwrap();
+    let v = verify();
+    assert_eq!(v.chains[0].problems[0].kind, "missing", "{v:?}");
+    assert_eq!(v.chains[0].first_altered_seq, 3);
+    store
+        .conn()
+        .execute(
+            "UPDATE checkpoints SET time_unix_nano = time_unix_nano + 1",
+            [],
+        )
+        .unwrap();
+    let v = verify();
+    assert!(
+        v.chains[0]
+            .problems
+            .iter()
+            .any(|p| p.kind == "bad-checkpoint"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn enrollment_file_first_use_and_wrong_keys() {
+    let mut store = Store::open(&temp_db("nodes")).unwrap();
+    let a = SecretKey::from_seed("a", Role::Lineage, [1; 32])
+        .unwrap()
+        .public();
+    let b = SecretKey::from_seed("b", Role::Lineage, [2; 32])
+        .unwrap()
+        .public();
+    store.enroll_file(&[("node-a".into(), a)], 1).unwrap();
+    assert_eq!(
+        store.identify("node-a", &a, false, 2).unwrap(),
+        Enrollment::Known
+    );
+    let e = |r: Result<Enrollment, WriteError>| match r {
+        Err(WriteError::Refused(r)) => r.code,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e(store.identify("node-a", &b, true, 2)), "wrong-node-key");
+    assert_eq!(e(store.identify("node-b", &b, false, 2)), "unknown-node");
+    assert_eq!(
+        store.identify("node-b", &b, true, 2).unwrap(),
+        Enrollment::New
+    );
+    assert_eq!(
+        store.identify("node-b", &b, false, 3).unwrap(),
+        Enrollment::Known
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM alarms WHERE kind = 'node-enrolled'"
+        ),
+        1
+    );
+}
