@@ -14,7 +14,7 @@ use std::{
 };
 
 use acelogic_agent::privileges;
-use acelogic_domain::{cgroupfs as node, policy};
+use acelogic_domain::policy;
 use acelogic_kernel as kernel;
 use acelogic_proto as api;
 use serde_json::Value;
@@ -465,17 +465,7 @@ fn container_build_copies_what_exists_and_installs_the_binaries_the_manifests_ru
     let text = read("deploy/Containerfile");
     let copies = copies(&text);
     assert!(!copies.is_empty(), "no COPY in deploy/Containerfile");
-    let bins: BTreeSet<String> = fs::read_dir(repo().join("acelogic-agent/src/bin"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let bins = service_bins();
     let mut installed = BTreeSet::new();
     let mut context = BTreeSet::new();
     for (flags, sources, dest) in &copies {
@@ -484,7 +474,10 @@ fn container_build_copies_what_exists_and_installs_the_binaries_the_manifests_ru
                 let name = src
                     .strip_prefix("/src/target/release/")
                     .unwrap_or_else(|| panic!("unexpected build output {src}"));
-                assert!(bins.contains(name), "{name} is not a bin of acelogic-agent");
+                assert!(
+                    bins.contains(name),
+                    "{name} is not a binary of {SERVICES:?}"
+                );
                 installed.insert(dest.clone());
             }
         } else {
@@ -504,7 +497,9 @@ fn container_build_copies_what_exists_and_installs_the_binaries_the_manifests_ru
             "workspace member {member} is not copied"
         );
     }
-    assert!(text.contains("cargo build --release --locked -p acelogic-agent"));
+    assert!(text.contains(
+        "cargo build --release --locked -p acelogic-agent -p acelogic-collector -p acelogicctl"
+    ));
     assert!(
         read(".dockerignore").lines().any(|l| l.trim() == "target"),
         ".dockerignore must keep target/ out of the build context"
@@ -523,9 +518,43 @@ fn container_build_copies_what_exists_and_installs_the_binaries_the_manifests_ru
     }
 }
 
+/// The packages whose binaries the image ships.
+const SERVICES: [&str; 3] = ["acelogic-agent", "acelogic-collector", "acelogicctl"];
+
+/// The binary targets of [`SERVICES`], as cargo resolves them.
+fn service_bins() -> BTreeSet<String> {
+    metadata()["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| SERVICES.contains(&p["name"].as_str().unwrap_or_default()))
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .map(|t| t["name"].as_str().expect("target name").to_owned())
+        .collect()
+}
+
 /// The workspace members' directories, relative to the repository, as
 /// cargo resolves them (`cargo metadata`, offline: nothing is fetched).
 fn workspace_members() -> BTreeSet<String> {
+    metadata()["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let manifest = Path::new(p["manifest_path"].as_str().expect("manifest_path"));
+            let dir = manifest.parent().unwrap().strip_prefix(repo()).unwrap();
+            dir.to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
+/// `cargo metadata --no-deps` of the workspace.
+fn metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = std::process::Command::new(cargo)
         .args([
@@ -543,17 +572,7 @@ fn workspace_members() -> BTreeSet<String> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
-    meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .map(|p| {
-            let manifest = Path::new(p["manifest_path"].as_str().expect("manifest_path"));
-            let dir = manifest.parent().unwrap().strip_prefix(repo()).unwrap();
-            dir.to_string_lossy().into_owned()
-        })
-        .collect()
+    serde_json::from_slice(&out.stdout).expect("cargo metadata JSON")
 }
 
 /// `key -> values` of a unit file's `[Service]` section (keys may repeat).

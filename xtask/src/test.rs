@@ -187,6 +187,80 @@ fn judge(suite: &mut Suite, report: &PrivReport, exit: Option<i32>, reported: bo
     }
 }
 
+/// Crates that must build with no BPF toolchain: none may depend on the
+/// kernel adapter or anything that runs aya-build.
+const BPF_FREE: &[&str] = &[
+    "acelogic-domain",
+    "acelogic-proto",
+    "acelogic-authz",
+    "acelogic-lineage",
+    "acelogic-collector",
+    "acelogicctl",
+];
+/// What only the kernel adapter (and the daemon above it) may pull in.
+const BPF_ONLY: &[&str] = &["acelogic-kernel", "acelogic-ebpf", "aya-build"];
+
+/// The lint suite: the tree is `cargo fmt` clean, and the crates that
+/// need no BPF do not reach the BPF toolchain through any dependency
+/// (normal or build), so they build on stable Rust without bpf-linker.
+fn lint(ws: &Path) -> Suite {
+    let mut suite = Suite::new("lint", format!("host {}", kernel_release()));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let fmt = Command::new(&cargo)
+        .args(["fmt", "--all", "--check", "--manifest-path"])
+        .arg(ws.join("Cargo.toml"))
+        .status();
+    match fmt {
+        Ok(s) if s.success() => suite.passed += 1,
+        Ok(s) => suite.fail(format!(
+            "`cargo fmt --all --check` exited with {s}: run `cargo fmt --all`"
+        )),
+        Err(e) => suite.fail(format!("could not run cargo fmt: {e}")),
+    }
+    for krate in BPF_FREE {
+        let out = Command::new(&cargo)
+            .args([
+                "tree",
+                "--quiet",
+                "--prefix",
+                "none",
+                "-e",
+                "normal,build",
+                "-p",
+                krate,
+            ])
+            .arg("--manifest-path")
+            .arg(ws.join("Cargo.toml"))
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let tree = String::from_utf8_lossy(&o.stdout);
+                let reached: Vec<&str> = BPF_ONLY
+                    .iter()
+                    .copied()
+                    .filter(|dep| {
+                        tree.lines()
+                            .any(|l| l.split_whitespace().next() == Some(*dep))
+                    })
+                    .collect();
+                if reached.is_empty() {
+                    suite.passed += 1;
+                } else {
+                    suite.fail(format!(
+                        "{krate} depends on {reached:?}: it would need the BPF toolchain"
+                    ));
+                }
+            }
+            Ok(o) => suite.fail(format!(
+                "`cargo tree -p {krate}` failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => suite.fail(format!("could not run cargo tree: {e}")),
+        }
+    }
+    suite
+}
+
 fn unit() -> Result<Suite> {
     let mut suite = Suite::new("unit", format!("host {}", kernel_release()));
     let ws = workspace()?;
@@ -400,6 +474,12 @@ pub(crate) fn test(args: &TestArgs) -> Result<bool> {
     let matrix = kernels::select(ready.kernels, args.kernel.as_deref())?;
     let ws = workspace()?;
     let mut suites = Vec::new();
+
+    let t = Instant::now();
+    let suite = lint(&ws.root);
+    suite.print();
+    suites.push(suite);
+    timings.push(("lint".into(), t.elapsed()));
 
     if args.skip_unit {
         println!("unit: skipped (--skip-unit)");
