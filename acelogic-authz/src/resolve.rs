@@ -202,7 +202,11 @@ mod tests {
             objects(&missing, &Resolved::new()).unwrap_err().code,
             "object-missing"
         );
-        let plain = std::env::temp_dir().join(format!("acelogic-plain-{}", std::process::id()));
+        let scratch = tempfile::Builder::new()
+            .prefix("acelogic-plain-")
+            .tempdir()
+            .unwrap();
+        let plain = scratch.path().join("plain");
         std::fs::write(&plain, b"data").unwrap();
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
         let not_exec = caps(&format!(r#"[{{"exec":{{"path":"{}"}}}}]"#, plain.display()));
@@ -210,7 +214,6 @@ mod tests {
             objects(&not_exec, &Resolved::new()).unwrap_err().code,
             "object-missing"
         );
-        let _ = std::fs::remove_file(plain);
     }
 
     #[test]

@@ -487,7 +487,7 @@ mod tests {
     #[test]
     fn spent_ids_and_leases_survive_reopening() {
         let dir = tempdir();
-        let path = dir.join("state.db");
+        let path = dir.path().join("state.db");
         let mut s = State::open(&path).unwrap();
         assert_eq!(s.next_epoch().unwrap(), 1);
         let Claim::Claimed { grant_id: g } =
@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn revoking_releases_the_lease_but_not_the_id() {
         let dir = tempdir();
-        let mut s = State::open(&dir.join("s.db")).unwrap();
+        let mut s = State::open(&dir.path().join("s.db")).unwrap();
         s.claim(&artifact("a1", Some("k"), 100), 1).unwrap();
         assert!(s.end("a1", "revoked", "operator", 2).unwrap());
         assert!(!s.end("a1", "revoked", "again", 3).unwrap());
@@ -552,7 +552,7 @@ mod tests {
     #[test]
     fn records_and_frozen_workloads_persist() {
         let dir = tempdir();
-        let path = dir.join("s.db");
+        let path = dir.path().join("s.db");
         let mut s = State::open(&path).unwrap();
         let seq = s
             .record(&Record {
@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempdir();
-        let path = dir.join("s.db");
+        let path = dir.path().join("s.db");
         drop(State::open(&path).unwrap());
         let db = Connection::open(&path).unwrap();
         db.execute("UPDATE meta SET value = 99 WHERE key = 'schema'", [])
@@ -595,12 +595,12 @@ mod tests {
         ));
     }
 
-    fn tempdir() -> std::path::PathBuf {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("acelogic-state-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh directory, removed when the value is dropped: bind it for
+    /// as long as the test uses paths in it.
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("acelogic-state-")
+            .tempdir()
+            .unwrap()
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime},
 };
 
@@ -67,7 +67,6 @@ impl GrantTable for Table {
 }
 
 struct World {
-    dir: PathBuf,
     issuer: SecretKey,
     approver: SecretKey,
     trust: TrustStore,
@@ -75,6 +74,9 @@ struct World {
     authz: Authorizer,
     table: Table,
     now: SystemTime,
+    /// The test's scratch directory, removed when the world is dropped
+    /// (last: after the state database in it is closed).
+    dir: tempfile::TempDir,
 }
 
 fn whole_now() -> SystemTime {
@@ -85,10 +87,12 @@ fn whole_now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("acelogic-authz-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
+fn tempdir(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("acelogic-authz-{name}-"))
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     dir
 }
 
@@ -132,8 +136,8 @@ impl World {
         let issuer = SecretKey::from_seed("ci", Role::Issuer, [1; 32]).unwrap();
         let approver = SecretKey::from_seed("alice", Role::Approver, [2; 32]).unwrap();
         let trust = TrustStore::new([issuer.trusted(), approver.trusted()], []).unwrap();
-        let policy = load(&dir, &policy_text(true));
-        let authz = Self::open(&dir);
+        let policy = load(dir.path(), &policy_text(true));
+        let authz = Self::open(dir.path());
         Self {
             dir,
             issuer,
@@ -225,7 +229,7 @@ fn accepted_once_then_replayed_also_after_reopening() {
     assert_eq!(w.last_record(), ("accepted".into(), "granted".into()));
     assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
     assert_eq!(w.last_record(), ("refused".into(), "replayed".into()));
-    w.authz = World::open(&w.dir);
+    w.authz = World::open(w.dir.path());
     assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
 }
 
@@ -360,7 +364,7 @@ fn a_narrower_policy_revokes_what_it_no_longer_permits() {
     let drop = w.artifact("/bin/sh", None);
     w.submit(&w.envelope(&drop, false)).unwrap();
     assert_eq!(w.table.grants.len(), 2);
-    w.policy = load(&w.dir, &policy_text(false));
+    w.policy = load(w.dir.path(), &policy_text(false));
     let frozen = BTreeSet::new();
     let cgroups = HashMap::new();
     let inputs = Inputs {
@@ -402,8 +406,8 @@ fn grants_nobody_accounts_for_are_removed_at_start() {
         .unwrap();
     let scope = w.table.grants[0].scope_id;
     // The state is lost; the kernel still holds the grant.
-    drop(std::fs::remove_file(w.dir.join("state.db")));
-    w.authz = World::open(&w.dir);
+    drop(std::fs::remove_file(w.dir.path().join("state.db")));
+    w.authz = World::open(w.dir.path());
     let foreign = GrantSpec {
         scope_id: scope + 1,
         grant_id: 7,
@@ -424,13 +428,15 @@ fn grants_nobody_accounts_for_are_removed_at_start() {
 #[test]
 fn a_symlink_to_a_never_binary_is_refused() {
     let mut w = World::new("symlink");
-    let link = std::env::temp_dir().join(format!("acelogic-link-{}", std::process::id()));
-    let _ = std::fs::remove_file(&link);
+    let scratch = tempfile::Builder::new()
+        .prefix("acelogic-link-")
+        .tempdir()
+        .unwrap();
+    let link = scratch.path().join("link");
     let target = std::fs::canonicalize("/bin/true").unwrap();
     std::os::unix::fs::symlink(&target, &link).unwrap();
     let a = w.artifact(link.to_str().unwrap(), None);
     let r = w.submit(&w.envelope(&a, false));
-    let _ = std::fs::remove_file(&link);
     let r = r.unwrap_err();
     assert_eq!(r.code, "never", "{r}");
     assert!(r.why.contains("resolved through symlinks"), "{r}");

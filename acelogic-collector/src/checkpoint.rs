@@ -70,10 +70,11 @@ mod tests {
     #[test]
     fn key_is_created_once_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("acelogic-ckey-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("collector.key");
+        let dir = tempfile::Builder::new()
+            .prefix("acelogic-ckey-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("collector.key");
         let (a, new) = load_or_create_key(&path).unwrap();
         assert!(new);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -81,6 +82,5 @@ mod tests {
         let (b, new) = load_or_create_key(&path).unwrap();
         assert!(!new);
         assert_eq!(a.key_id(), b.key_id());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,15 +10,15 @@ use crate::{
 use acelogic_domain::artifact::Role;
 use acelogic_lineage::chain;
 
-fn temp_db(tag: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("acelogic-cstore-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("collector.db")
+/// A fresh directory and the store path in it. The directory is removed
+/// when the `TempDir` is dropped: keep it bound while the store is used.
+fn temp_db(tag: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("acelogic-cstore-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("collector.db");
+    (dir, path)
 }
 
 struct Node {
@@ -99,7 +99,8 @@ fn count(store: &Store, sql: &str) -> i64 {
 
 #[test]
 fn batches_chain_duplicates_skip_and_conflicts_refuse() {
-    let mut store = Store::open(&temp_db("chain")).unwrap();
+    let (_dir, path) = temp_db("chain");
+    let mut store = Store::open(&path).unwrap();
     let mut node = Node::new(1);
     node.append(10);
     let c = commit(&mut store, &node.batch(1, 4), false).unwrap();
@@ -134,7 +135,7 @@ fn batches_chain_duplicates_skip_and_conflicts_refuse() {
 
 #[test]
 fn a_late_start_is_a_gap_with_an_alarm_and_a_new_journal_alarms() {
-    let path = temp_db("gap");
+    let (_dir, path) = temp_db("gap");
     let mut store = Store::open(&path).unwrap();
     let mut node = Node::new(1);
     node.append(20);
@@ -176,7 +177,7 @@ fn a_late_start_is_a_gap_with_an_alarm_and_a_new_journal_alarms() {
 
 #[test]
 fn verify_names_the_altered_seq_and_a_bad_checkpoint() {
-    let path = temp_db("audit");
+    let (_dir, path) = temp_db("audit");
     let mut store = Store::open(&path).unwrap();
     let mut node = Node::new(1);
     node.append(8);
@@ -226,7 +227,8 @@ fn verify_names_the_altered_seq_and_a_bad_checkpoint() {
 
 #[test]
 fn enrollment_file_first_use_and_wrong_keys() {
-    let mut store = Store::open(&temp_db("nodes")).unwrap();
+    let (_dir, path) = temp_db("nodes");
+    let mut store = Store::open(&path).unwrap();
     let a = SecretKey::from_seed("a", Role::Lineage, [1; 32])
         .unwrap()
         .public();

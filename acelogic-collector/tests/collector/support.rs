@@ -20,33 +20,22 @@ use acelogic_lineage::{
 use prost::Message as _;
 use tokio::sync::watch;
 
-/// A temporary directory, removed when dropped.
-pub(crate) struct Dir(pub(crate) PathBuf);
+/// A temporary directory, removed when dropped (whether the test passed
+/// or not).
+pub(crate) struct Dir(pub(crate) tempfile::TempDir);
 
 impl Dir {
     pub(crate) fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!(
-            "acelogic-collector-it-{tag}-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("acelogic-collector-it-{tag}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        self.0.path().join(name)
     }
 }
 

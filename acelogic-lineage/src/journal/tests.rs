@@ -4,15 +4,15 @@ use rusqlite::Connection;
 
 use super::*;
 
-fn temp_db(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("acelogic-journal-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("journal.db")
+/// A fresh directory and the journal path in it. The directory is removed
+/// when the `TempDir` is dropped: keep it bound while the journal is used.
+fn temp_db(tag: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("acelogic-journal-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("journal.db");
+    (dir, path)
 }
 
 fn record(i: u64) -> pb::Record {
@@ -34,7 +34,7 @@ fn records(range: std::ops::Range<u64>) -> Vec<pb::Record> {
 
 #[test]
 fn appends_chain_from_genesis_and_survive_reopening() {
-    let path = temp_db("chain");
+    let (_dir, path) = temp_db("chain");
     let mut j = Journal::open(&path, "node-a", 1 << 20).unwrap();
     assert_eq!(j.head(), (0, GENESIS));
     assert_eq!(j.append(&records(0..3)).unwrap(), Some(1..=3));
@@ -70,7 +70,7 @@ fn appends_chain_from_genesis_and_survive_reopening() {
 
 #[test]
 fn acknowledged_entries_are_deleted_but_the_head_stays() {
-    let path = temp_db("ack");
+    let (_dir, path) = temp_db("ack");
     let mut j = Journal::open(&path, "node-a", 1 << 20).unwrap();
     j.append(&records(0..5)).unwrap();
     let full = j.pending_bytes();
@@ -95,7 +95,7 @@ fn acknowledged_entries_are_deleted_but_the_head_stays() {
 
 #[test]
 fn a_full_journal_refuses_the_whole_batch_and_frees_on_ack() {
-    let path = temp_db("full");
+    let (_dir, path) = temp_db("full");
     let one = prost::Message::encoded_len(&record(1)) as u64;
     let mut j = Journal::open(&path, "node-a", one * 3).unwrap();
     j.append(&records(1..3)).unwrap();
@@ -110,7 +110,7 @@ fn a_full_journal_refuses_the_whole_batch_and_frees_on_ack() {
 
 #[test]
 fn another_nodes_journal_is_refused() {
-    let path = temp_db("node");
+    let (_dir, path) = temp_db("node");
     drop(Journal::open(&path, "node-a", 1 << 20).unwrap());
     let err = Journal::open(&path, "node-b", 1 << 20).unwrap_err();
     assert!(matches!(err, JournalError::WrongNode { .. }), "{err}");
@@ -118,7 +118,7 @@ fn another_nodes_journal_is_refused() {
 
 #[test]
 fn the_ring_cursor_commits_with_its_entries() {
-    let path = temp_db("cursor");
+    let (_dir, path) = temp_db("cursor");
     let mut j = Journal::open(&path, "node-a", 1 << 20).unwrap();
     assert_eq!(j.ring_cursor().unwrap(), None);
     let c = RingCursor {
@@ -133,7 +133,7 @@ fn the_ring_cursor_commits_with_its_entries() {
 
 #[test]
 fn verify_finds_an_altered_or_removed_entry() {
-    let path = temp_db("tamper");
+    let (_dir, path) = temp_db("tamper");
     let mut j = Journal::open(&path, "node-a", 1 << 20).unwrap();
     j.append(&records(0..5)).unwrap();
     j.verify().unwrap();
@@ -144,7 +144,8 @@ fn verify_finds_an_altered_or_removed_entry() {
         .unwrap();
     let err = j.verify().unwrap_err().to_string();
     assert!(err.contains("seq 3: hash mismatch"), "{err}");
-    let mut j2 = Journal::open(&temp_db("gap"), "node-a", 1 << 20).unwrap();
+    let (_gap_dir, gap) = temp_db("gap");
+    let mut j2 = Journal::open(&gap, "node-a", 1 << 20).unwrap();
     j2.append(&records(0..5)).unwrap();
     j2.db
         .execute("DELETE FROM entries WHERE seq = 2", [])
@@ -155,7 +156,7 @@ fn verify_finds_an_altered_or_removed_entry() {
 
 #[test]
 fn the_shared_journal_announces_each_new_head() {
-    let path = temp_db("shared");
+    let (_dir, path) = temp_db("shared");
     let shared = Shared::new(Journal::open(&path, "node-a", 1 << 20).unwrap());
     let mut rx = shared.subscribe();
     assert_eq!(*rx.borrow_and_update(), 0);

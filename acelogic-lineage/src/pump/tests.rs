@@ -115,11 +115,15 @@ impl Ring for MemRing {
     }
 }
 
-fn temp_db(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("acelogic-pump-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("journal.db")
+/// A fresh directory and the journal path in it. The directory is removed
+/// when the `TempDir` is dropped: keep it bound while the journal is used.
+fn temp_db(tag: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("acelogic-pump-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("journal.db");
+    (dir, path)
 }
 
 fn pump() -> Pump {
@@ -146,7 +150,8 @@ fn bodies(journal: &Shared) -> Vec<Body> {
 
 #[test]
 fn records_leave_the_ring_only_once_journaled_in_order() {
-    let journal = Shared::new(Journal::open(&temp_db("order"), "node-a", 1 << 20).unwrap());
+    let (_dir, path) = temp_db("order");
+    let journal = Shared::new(Journal::open(&path, "node-a", 1 << 20).unwrap());
     let mut ring = MemRing {
         id: 4,
         ..MemRing::default()
@@ -200,7 +205,8 @@ fn records_leave_the_ring_only_once_journaled_in_order() {
 
 #[test]
 fn a_full_journal_leaves_records_in_the_ring() {
-    let journal = Shared::new(Journal::open(&temp_db("full"), "node-a", 1).unwrap());
+    let (_dir, path) = temp_db("full");
+    let journal = Shared::new(Journal::open(&path, "node-a", 1).unwrap());
     let mut ring = MemRing::default();
     ring.push(exec_denied(7));
     let mut p = pump();
@@ -238,7 +244,7 @@ impl Ring for CrashBeforeCommit<'_> {
 
 #[test]
 fn a_restart_skips_what_was_journaled_before_the_crash() {
-    let path = temp_db("resume");
+    let (_dir, path) = temp_db("resume");
     let journal = Shared::new(Journal::open(&path, "node-a", 1 << 20).unwrap());
     let mut ring = MemRing {
         id: 9,
@@ -274,7 +280,8 @@ fn a_restart_skips_what_was_journaled_before_the_crash() {
 
 #[test]
 fn undecodable_records_and_kernel_losses_become_loss_records_once() {
-    let journal = Shared::new(Journal::open(&temp_db("loss"), "node-a", 1 << 20).unwrap());
+    let (_dir, path) = temp_db("loss");
+    let journal = Shared::new(Journal::open(&path, "node-a", 1 << 20).unwrap());
     let mut ring = MemRing::default();
     ring.push(vec![1, 2, 3]);
     let mut p = pump();
@@ -322,7 +329,8 @@ impl Observer for Seen {
 #[test]
 fn the_observer_sees_only_what_the_journal_committed() {
     // Room for one record (~100 bytes encoded), not two.
-    let journal = Shared::new(Journal::open(&temp_db("observe"), "node-a", 150).unwrap());
+    let (_dir, path) = temp_db("observe");
+    let journal = Shared::new(Journal::open(&path, "node-a", 150).unwrap());
     let mut ring = MemRing::default();
     ring.push(exec_denied(11));
     ring.push(exec_denied(12));
