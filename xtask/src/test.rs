@@ -200,7 +200,7 @@ const BPF_FREE: &[&str] = &[
 /// What only the kernel adapter (and the daemon above it) may pull in.
 const BPF_ONLY: &[&str] = &["acelogic-kernel", "acelogic-ebpf", "aya-build"];
 
-/// The lint suite: the tree is `cargo fmt` clean, and the crates that
+/// The lint suite: the tree is `cargo fmt` and clippy clean, and the crates that
 /// need no BPF do not reach the BPF toolchain through any dependency
 /// (normal or build), so they build on stable Rust without bpf-linker.
 fn lint(ws: &Path) -> Suite {
@@ -216,6 +216,22 @@ fn lint(ws: &Path) -> Suite {
             "`cargo fmt --all --check` exited with {s}: run `cargo fmt --all`"
         )),
         Err(e) => suite.fail(format!("could not run cargo fmt: {e}")),
+    }
+    // Clippy of the default members (all but the BPF-only crate), with
+    // the workspace's strict lints as errors.
+    let clippy = cargo_with_linker().and_then(|mut c| {
+        c.args(["clippy", "--quiet", "--all-targets", "--manifest-path"])
+            .arg(ws.join("Cargo.toml"))
+            .args(["--", "-D", "warnings"])
+            .status()
+            .map_err(Into::into)
+    });
+    match clippy {
+        Ok(s) if s.success() => suite.passed += 1,
+        Ok(s) => suite.fail(format!(
+            "`cargo clippy --all-targets -- -D warnings` exited with {s}: see above"
+        )),
+        Err(e) => suite.fail(format!("could not run cargo clippy: {e:#}")),
     }
     for krate in BPF_FREE {
         let out = Command::new(&cargo)
