@@ -122,7 +122,13 @@ mod tests {
 
     #[test]
     fn cgroup_root_refuses_what_is_not_a_cgroup2_root() {
-        let dir = std::env::temp_dir().join(format!("acelogic-cgroot-{}", std::process::id()));
+        // A directory in a TempDir: the test removes it to see a missing
+        // path refused, and the TempDir cleans up either way.
+        let scratch = tempfile::Builder::new()
+            .prefix("acelogic-cgroot-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().join("root");
         fs::create_dir_all(&dir).unwrap();
         let err = cgroup_root(Some(&dir)).unwrap_err();
         assert!(

@@ -253,16 +253,20 @@ mod tests {
 
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("acelogic-keys-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("k.key")
+    /// A fresh directory and a key path in it (not created). The directory
+    /// is removed when the `TempDir` is dropped: keep it bound.
+    fn tmp(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("acelogic-keys-{name}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("k.key");
+        (dir, path)
     }
 
     #[test]
     fn write_read_round_trip_with_mode_0600() {
-        let path = tmp("rt");
+        let (_dir, path) = tmp("rt");
         let key = SecretKey::generate("release-authority", Role::Issuer).unwrap();
         key.write_new(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -274,12 +278,11 @@ mod tests {
         );
         assert_eq!(key.write_new(&path).unwrap_err().code(), "key-file-exists");
         assert!(!format!("{key:?}").contains(&STANDARD.encode(key.signing.to_bytes())));
-        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]
     fn refuses_readable_or_altered_files() {
-        let path = tmp("bad");
+        let (_dir, path) = tmp("bad");
         let key = SecretKey::from_seed("alice", Role::Approver, [7; 32]).unwrap();
         key.write_new(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -309,7 +312,6 @@ mod tests {
                 .code(),
             "bad-value"
         );
-        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]

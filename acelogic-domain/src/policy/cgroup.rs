@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn expand_lists_existing_directories_without_following_links() {
-        let root = super::super::tests::temp_dir("cgroup-expand");
+        let root_dir = super::super::tests::temp_dir("cgroup-expand");
+        let root = root_dir.path().to_path_buf();
         for d in [
             "kubepods.slice/p1/agent",
             "kubepods.slice/p2/agent",
@@ -267,7 +268,8 @@ mod tests {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::write(root.join("kubepods.slice/file"), "").unwrap();
-        let outside = super::super::tests::temp_dir("cgroup-outside");
+        let outside_dir = super::super::tests::temp_dir("cgroup-outside");
+        let outside = outside_dir.path().to_path_buf();
         fs::create_dir_all(outside.join("agent")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("kubepods.slice/link")).unwrap();
 
@@ -291,7 +293,5 @@ mod tests {
         assert!(pat("/kubepods.slice/link/agent").expand(&root).is_empty());
         assert!(pat("/missing/*").expand(&root).is_empty());
         assert!(pat("/kubepods.slice/file").expand(&root).is_empty());
-        fs::remove_dir_all(&root).unwrap();
-        fs::remove_dir_all(&outside).unwrap();
     }
 }

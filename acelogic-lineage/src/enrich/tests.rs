@@ -16,11 +16,14 @@ fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
         .to_vec()
 }
 
-/// A procfs tree with one process in it.
-fn fake_proc(tag: &str, pid: u32, ppid: u32, start_ticks: u64) -> PathBuf {
-    let root = std::env::temp_dir().join(format!("acelogic-proc-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    let dir = root.join(pid.to_string());
+/// A procfs tree with one process in it, removed when the `TempDir` is
+/// dropped: keep it bound while the tree is read.
+fn fake_proc(tag: &str, pid: u32, ppid: u32, start_ticks: u64) -> tempfile::TempDir {
+    let root = tempfile::Builder::new()
+        .prefix(&format!("acelogic-proc-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let dir = root.path().join(pid.to_string());
     fs::create_dir_all(&dir).unwrap();
     // comm with a space and a parenthesis, as procfs allows.
     let mut stat = format!("{pid} (a b) c) S {ppid}");
@@ -68,7 +71,8 @@ fn exec(tgid: u32, start_ns: u64) -> Event {
 
 #[test]
 fn proc_stat_reads_past_a_tricky_comm() {
-    let root = fake_proc("stat", 4242, 17, 987_654);
+    let tree = fake_proc("stat", 4242, 17, 987_654);
+    let root = tree.path().to_path_buf();
     assert_eq!(
         proc_stat(&root, 4242),
         Some(ProcStat {
@@ -82,7 +86,8 @@ fn proc_stat_reads_past_a_tricky_comm() {
 #[test]
 fn an_exec_is_enriched_from_procfs_only_when_the_pid_is_still_that_process() {
     let start_ns = 987_654 * 10_000_000 + 5;
-    let root = fake_proc("exec", 4242, 17, 987_654);
+    let tree = fake_proc("exec", 4242, 17, 987_654);
+    let root = tree.path().to_path_buf();
     let boot = [3; 16];
     let mut e = Enricher::with_proc("n", 1, boot, root.clone());
     let r = e.record(&exec(4242, start_ns));

@@ -343,7 +343,8 @@ fn policy(name: &str, workload: &str, cgroup: &str) -> String {
 
 #[test]
 fn a_directory_is_checked_as_one_set() {
-    let dir = temp_dir("set");
+    let dir_tmp = temp_dir("set");
+    let dir = dir_tmp.path().to_path_buf();
     write(&dir, "a.yaml", &policy("p1", "w1", "/a"));
     write(&dir, "b.yml", &policy("p1", "w1", "/a"));
     write(&dir, "c.yaml", &policy("p3", "w3", "/c/*"));
@@ -383,12 +384,12 @@ fn a_directory_is_checked_as_one_set() {
     );
     assert_eq!(text.lines().count(), 4);
     assert_eq!(e.code(), "duplicate-policy");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn directory_contents_and_hash() {
-    let dir = temp_dir("contents");
+    let dir_tmp = temp_dir("contents");
+    let dir = dir_tmp.path().to_path_buf();
     write(&dir, "a.yaml", &policy("p1", "w1", "/a"));
     write(&dir, "notes.txt", "not a policy");
     write(&dir, ".hidden.yaml", "not: [valid");
@@ -398,7 +399,8 @@ fn directory_contents_and_hash() {
         "trust.yaml",
         "apiVersion: acelogic.dev/v1\nkind: TrustStore\nkeys: []\n",
     );
-    let target = temp_dir("contents-target");
+    let target_tmp = temp_dir("contents-target");
+    let target = target_tmp.path().to_path_buf();
     write(&target, "linked.yaml", &policy("p2", "w2", "/b"));
     std::os::unix::fs::symlink(target.join("linked.yaml"), dir.join("b.yaml")).unwrap();
 
@@ -445,7 +447,8 @@ fn directory_contents_and_hash() {
     // A dangling link is an error; an empty directory loads with a warning.
     std::os::unix::fs::symlink(dir.join("gone"), dir.join("c.yaml")).unwrap();
     assert_eq!(load_dir(&dir).unwrap_err().codes(), ["io"]);
-    let empty = temp_dir("empty");
+    let empty_tmp = temp_dir("empty");
+    let empty = empty_tmp.path().to_path_buf();
     let loaded = load_dir(&empty).unwrap();
     assert!(loaded.set.workloads.is_empty());
     assert_eq!(
@@ -463,9 +466,6 @@ fn directory_contents_and_hash() {
     write(&empty, "bin.yaml", "");
     fs::write(empty.join("bin.yaml"), [0xff, 0xfe, b'\n']).unwrap();
     assert_eq!(load_dir(&empty).unwrap_err().codes(), ["bad-yaml"]);
-    for d in [dir, target, empty] {
-        fs::remove_dir_all(d).unwrap();
-    }
 }
 
 #[test]
