@@ -1,11 +1,10 @@
-//! The daemon side of the API. Each call takes the node lock for the
-//! length of one decision; decisions are short (a digest of a binary is
-//! the longest part).
+//! The daemon side of the API. Each call is a command to the state's
+//! owner ([`crate::owner`]): the handler parses the request, the owner's
+//! thread decides (digests and SQLite commits happen there), and the
+//! handler awaits the answer, so the event loop that drains the kernel's
+//! ring buffer keeps running meanwhile.
 
-use std::{
-    sync::{Arc, Mutex, MutexGuard},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
 
@@ -13,17 +12,26 @@ use acelogic_authz::state::Peer;
 use acelogic_domain::{Reason, Refusal};
 use acelogic_proto::{agent as pb, status_of};
 
-use crate::node::{KernelGrants, Node};
+use crate::{
+    node::{KernelGrants, Node},
+    owner::{Gone, NodeHandle},
+};
 
-/// The gRPC service over the shared node state.
+/// The gRPC service over the node state's owner.
 #[derive(Debug, Clone)]
 pub struct Service {
-    node: Arc<Mutex<Node>>,
+    node: NodeHandle,
+}
+
+impl From<Gone> for Status {
+    fn from(e: Gone) -> Self {
+        Status::unavailable(format!("{e}; restart the daemon"))
+    }
 }
 
 impl Service {
     #[must_use]
-    pub fn new(node: Arc<Mutex<Node>>) -> Self {
+    pub fn new(node: NodeHandle) -> Self {
         Self { node }
     }
 
@@ -31,12 +39,6 @@ impl Service {
     #[must_use]
     pub fn server(self) -> pb::agent_server::AgentServer<Self> {
         pb::agent_server::AgentServer::new(self)
-    }
-
-    fn lock(&self) -> Result<MutexGuard<'_, Node>, Status> {
-        self.node
-            .lock()
-            .map_err(|_| Status::unavailable("the daemon's state lock is poisoned; restart it"))
     }
 }
 
@@ -97,8 +99,11 @@ impl pb::agent_server::Agent for Service {
     ) -> Result<Response<pb::SubmitArtifactResponse>, Status> {
         let peer = peer(&req);
         let envelope = req.into_inner().envelope;
-        let mut node = self.lock()?;
-        let a = node.submit(&envelope, peer).map_err(|r| status_of(&r))?;
+        let a = self
+            .node
+            .call(move |node| node.submit(&envelope, peer))
+            .await?
+            .map_err(|r| status_of(&r))?;
         Ok(Response::new(pb::SubmitArtifactResponse {
             artifact_id: a.artifact_id,
             workload: a.workload,
@@ -123,23 +128,26 @@ impl pb::agent_server::Agent for Service {
             )));
         }
         let why = if r.reason.is_empty() {
-            "revoked by an operator"
+            "revoked by an operator".to_owned()
         } else {
-            &r.reason
+            r.reason
         };
-        let mut guard = self.lock()?;
-        let node = &mut *guard;
-        admin_only(node, peer, "revoke")?;
-        let removed = node
-            .authz
-            .revoke(
-                &r.artifact_id.to_ascii_lowercase(),
-                why,
-                peer,
-                &mut KernelGrants(&mut node.kernel),
-                SystemTime::now(),
-            )
-            .map_err(|r| status_of(&r))?;
+        let id = r.artifact_id.to_ascii_lowercase();
+        let removed = self
+            .node
+            .call(move |node| {
+                admin_only(node, peer, "revoke")?;
+                node.authz
+                    .revoke(
+                        &id,
+                        &why,
+                        peer,
+                        &mut KernelGrants(&mut node.kernel),
+                        SystemTime::now(),
+                    )
+                    .map_err(|r| status_of(&r))
+            })
+            .await??;
         Ok(Response::new(pb::RevokeArtifactResponse {
             removed: u32::try_from(removed).unwrap_or(u32::MAX),
         }))
@@ -150,17 +158,19 @@ impl pb::agent_server::Agent for Service {
         req: Request<pb::ListGrantsRequest>,
     ) -> Result<Response<pb::ListGrantsResponse>, Status> {
         let only = req.into_inner().workload;
-        let mut guard = self.lock()?;
-        let node = &mut *guard;
-        if !only.is_empty() && !node.policy.workloads.contains_key(&only) {
-            return Err(status_of(&Refusal {
-                code: Reason::UnknownWorkload,
-                why: format!("no loaded policy defines workload {only:?}"),
-            }));
-        }
-        let live = node
-            .authz
-            .live(&mut KernelGrants(&mut node.kernel))
+        let wanted = only.clone();
+        let live = self
+            .node
+            .call(move |node| {
+                if !wanted.is_empty() && !node.policy.workloads.contains_key(&wanted) {
+                    return Err(Refusal {
+                        code: Reason::UnknownWorkload,
+                        why: format!("no loaded policy defines workload {wanted:?}"),
+                    });
+                }
+                node.authz.live(&mut KernelGrants(&mut node.kernel))
+            })
+            .await?
             .map_err(|r| status_of(&r))?;
         let now = unix_now();
         let grants = live
@@ -186,97 +196,102 @@ impl pb::agent_server::Agent for Service {
         &self,
         req: Request<pb::FreezeRequest>,
     ) -> Result<Response<pb::FreezeResponse>, Status> {
-        self.set_frozen(req, true)
+        self.set_frozen(req, true).await
     }
 
     async fn unfreeze(
         &self,
         req: Request<pb::FreezeRequest>,
     ) -> Result<Response<pb::FreezeResponse>, Status> {
-        self.set_frozen(req, false)
+        self.set_frozen(req, false).await
     }
 
     async fn status(
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let mut guard = self.lock()?;
-        let node = &mut *guard;
-        let live = node.authz.state().active().map_or(0, |a| a.len());
-        let workloads = node
-            .policy
-            .workloads
-            .values()
-            .map(|w| pb::Workload {
-                name: w.name.clone(),
-                scope_id: w.scope_id,
-                mode: format!("{:?}", w.mode).to_ascii_lowercase(),
-                frozen: node.frozen.contains(&w.name),
-                cgroups: node
-                    .cgroups
-                    .get(&w.name)
-                    .map(|d| d.iter().map(|p| p.display().to_string()).collect())
-                    .unwrap_or_default(),
-                policy: w.policy.clone(),
-            })
-            .collect();
-        let settings = node.authz.settings().clone();
-        let lineage = node.journal.as_ref().map(|j| {
-            let j = j.lock();
-            let mut l = pb::Lineage {
-                head_seq: j.head().0,
-                acked_seq: j.acked(),
-                pending_bytes: j.pending_bytes(),
-                cap_bytes: j.cap_bytes(),
-                ..pb::Lineage::default()
-            };
-            if let Some((url, status)) = &node.shipping {
-                let s = status.borrow();
-                l.collector.clone_from(url);
-                l.connected = s.connected;
-                l.last_error = s.last_error.clone().unwrap_or_default();
-            }
-            l
-        });
-        Ok(Response::new(pb::StatusResponse {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            node: settings.node,
-            audience: settings.audience,
-            epoch: node.epoch,
-            policy_sha256: hex::encode(node.policy.sha256),
-            policy_loaded_unix: node
-                .policy_loaded
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-            policy_error: node.policy_error.clone(),
-            workloads,
-            live_artifacts: u32::try_from(live).unwrap_or(u32::MAX),
-            trusted_keys: u32::try_from(node.trust.keys().count()).unwrap_or(u32::MAX),
-            warnings: node.warnings.clone(),
-            cgroup_root: node.cgroup_root.display().to_string(),
-            lineage,
-        }))
+        Ok(Response::new(self.node.call(status).await?))
+    }
+}
+
+/// What `Status` answers, read from the node state.
+fn status(node: &mut Node) -> pb::StatusResponse {
+    let live = node.authz.state().active().map_or(0, |a| a.len());
+    let workloads = node
+        .policy
+        .workloads
+        .values()
+        .map(|w| pb::Workload {
+            name: w.name.clone(),
+            scope_id: w.scope_id,
+            mode: format!("{:?}", w.mode).to_ascii_lowercase(),
+            frozen: node.frozen.contains(&w.name),
+            cgroups: node
+                .cgroups
+                .get(&w.name)
+                .map(|d| d.iter().map(|p| p.display().to_string()).collect())
+                .unwrap_or_default(),
+            policy: w.policy.clone(),
+        })
+        .collect();
+    let settings = node.authz.settings().clone();
+    let lineage = node.journal.as_ref().map(|j| {
+        let j = j.lock();
+        let mut l = pb::Lineage {
+            head_seq: j.head().0,
+            acked_seq: j.acked(),
+            pending_bytes: j.pending_bytes(),
+            cap_bytes: j.cap_bytes(),
+            ..pb::Lineage::default()
+        };
+        if let Some((url, status)) = &node.shipping {
+            let s = status.borrow();
+            l.collector.clone_from(url);
+            l.connected = s.connected;
+            l.last_error = s.last_error.clone().unwrap_or_default();
+        }
+        l
+    });
+    pb::StatusResponse {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        node: settings.node,
+        audience: settings.audience,
+        epoch: node.epoch,
+        policy_sha256: hex::encode(node.policy.sha256),
+        policy_loaded_unix: node
+            .policy_loaded
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        policy_error: node.policy_error.clone(),
+        workloads,
+        live_artifacts: u32::try_from(live).unwrap_or(u32::MAX),
+        trusted_keys: u32::try_from(node.trust.keys().count()).unwrap_or(u32::MAX),
+        warnings: node.warnings.clone(),
+        cgroup_root: node.cgroup_root.display().to_string(),
+        lineage,
     }
 }
 
 impl Service {
-    fn set_frozen(
+    async fn set_frozen(
         &self,
         req: Request<pb::FreezeRequest>,
         frozen: bool,
     ) -> Result<Response<pb::FreezeResponse>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
-        let mut guard = self.lock()?;
-        let node = &mut *guard;
-        admin_only(node, peer, if frozen { "freeze" } else { "unfreeze" })?;
         let why = if r.reason.is_empty() {
-            "operator request"
+            "operator request".to_owned()
         } else {
-            &r.reason
+            r.reason
         };
-        node.set_frozen(&r.workload, frozen, why)
-            .map_err(|r| status_of(&r))?;
+        self.node
+            .call(move |node| {
+                admin_only(node, peer, if frozen { "freeze" } else { "unfreeze" })?;
+                node.set_frozen(&r.workload, frozen, &why)
+                    .map_err(|r| status_of(&r))
+            })
+            .await??;
         Ok(Response::new(pb::FreezeResponse { frozen }))
     }
 }

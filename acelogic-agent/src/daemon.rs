@@ -5,10 +5,11 @@
 //! Prometheus metrics ([`metrics`]).
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -25,12 +26,13 @@ use acelogic_authz::{
     check::Settings,
     state::{Record, State},
 };
-use acelogic_domain::{cgroupfs, policy};
-use acelogic_kernel::{Kernel, LoadOptions, check::NodeReport};
+use acelogic_domain::{cgroupfs, policy, policy::PolicySet};
+use acelogic_kernel::{Counters, Kernel, LoadOptions, Records, check::NodeReport};
 
 use crate::{
     api, lineage, metrics,
     node::{KernelGrants, Node},
+    owner::Owner,
     privileges,
 };
 
@@ -69,8 +71,11 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// Names, sizes and mtimes of the policy inputs.
+pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
 /// A cheap fingerprint of the policy inputs: names, sizes, mtimes.
-fn fingerprint(policies: &Path, trust: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn fingerprint(policies: &Path, trust: &Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut add = |p: PathBuf| {
         let m = std::fs::metadata(&p).ok();
@@ -112,8 +117,43 @@ fn bind(socket: &Path, gid: Option<u32>) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What start-up leaves for the serving loop.
+struct Started {
+    node: Node,
+    lineage: lineage::Lineage,
+    records: Records,
+    metrics: Arc<metrics::Metrics>,
+    metrics_server: Option<metrics::Server>,
+    listener: UnixListener,
+    epoch: u64,
+}
+
+/// What the serving loop hands back for a clean stop.
+struct Stopped {
+    node: Node,
+    lineage: lineage::Lineage,
+    records: Records,
+    epoch: u64,
+}
+
+/// What a tick did on the state's owner, for the loop that owns lineage.
+#[derive(Debug, Default)]
+struct TickOutcome {
+    /// The policy changed: the workloads and cgroups records are named by.
+    learned: Option<(PolicySet, HashMap<String, Vec<PathBuf>>)>,
+    counters: Option<Counters>,
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = start(&config)?;
+    let stopped = serve(Arc::new(config.clone()), started).await?;
+    shutdown(&config, stopped)
+}
+
+/// Checks the node, loads or adopts the programs, opens the state and the
+/// journal, applies the policy, binds the socket and drops privileges.
+fn start(config: &Config) -> anyhow::Result<Started> {
     let report = NodeReport::inspect();
     if !report.ready() {
         bail!("this node cannot enforce; refusing to start in enforce mode:\n{report}");
@@ -224,6 +264,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warnings: Vec::new(),
         journal: Some(Arc::clone(&lineage.journal)),
         shipping: None,
+        inputs_seen: Vec::new(),
     };
     let set = loaded.set;
     node.warnings = node.apply(&set, None)?;
@@ -262,11 +303,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let node = Arc::new(Mutex::new(node));
+    node.inputs_seen = fingerprint(&config.policies, &config.trust);
+    Ok(Started {
+        node,
+        lineage,
+        records,
+        metrics,
+        metrics_server,
+        listener,
+        epoch,
+    })
+}
+
+/// Serves the API and drains the ring buffer until a signal. The node
+/// state moves to its owner's thread ([`Owner`]); this loop owns only the
+/// lineage side, so an API call never delays a drain.
+async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped> {
+    let Started {
+        node,
+        mut lineage,
+        records,
+        metrics,
+        metrics_server,
+        listener,
+        epoch,
+    } = started;
+    let owner = Owner::spawn(node).context("starting the state owner")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(api::Service::new(Arc::clone(&node)).server())
+            .add_service(api::Service::new(owner.handle()).server())
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),
@@ -279,31 +345,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(config.tick);
-    let mut seen = fingerprint(&config.policies, &config.trust);
+    let (outcome_tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel::<TickOutcome>();
+    let handle = owner.handle();
+    let mut gaps = metrics::DrainGaps::default();
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => {
-                let now_seen = fingerprint(&config.policies, &config.trust);
-                let mut guard = node.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
-                if now_seen != seen {
-                    seen = now_seen;
-                    reload(&mut guard, &config, &metrics);
-                    lineage.learn_policy(&guard.policy, &guard.cgroups);
+                let (cfg, m, tx) = (Arc::clone(&config), Arc::clone(&metrics), outcome_tx.clone());
+                let refresh = metrics_server.is_some();
+                if !handle.cast(move |node| {
+                    let _ = tx.send(on_tick(node, &cfg, &m, refresh));
+                }) {
+                    tracing::warn!("the state owner is busy; housekeeping waits for the next tick");
                 }
-                housekeeping(&mut guard);
-                // Retry a blocked journal, and account for losses.
-                lineage.drain(ring.get_mut())?;
-                let counters = lineage.account_losses(&guard.kernel);
-                if metrics_server.is_some() {
-                    metrics.refresh(&mut guard, &lineage, counters);
+                // Retry a blocked journal.
+                let moved = lineage.drain(ring.get_mut())?;
+                gaps.drained(moved);
+                if refresh {
+                    metrics.refresh_lineage(&lineage, &gaps);
                 }
-                metrics.ticked();
+            }
+            Some(outcome) = outcomes.recv() => {
+                if let Some((policy, cgroups)) = outcome.learned {
+                    lineage.learn_policy(&policy, &cgroups);
+                }
+                if let Some(counters) = outcome.counters {
+                    lineage.account_losses(counters);
+                }
             }
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("waiting for records")?;
-                lineage.drain(guard.get_inner_mut())?;
+                let moved = lineage.drain(guard.get_inner_mut())?;
+                gaps.drained(moved);
                 guard.clear_ready();
             }
         }
@@ -314,20 +389,67 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&config.socket);
-    let mut guard = node
-        .lock()
-        .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
-    if let Err(e) = lineage.drain(ring.get_mut()) {
+    drop(handle);
+    let node = owner.stop().await?;
+    Ok(Stopped {
+        node,
+        lineage,
+        records: ring.into_inner(),
+        epoch,
+    })
+}
+
+/// One tick on the owner's thread: reload changed policies, retire and
+/// govern, read the kernel's counters, refresh the node's metrics.
+fn on_tick(
+    node: &mut Node,
+    config: &Config,
+    metrics: &metrics::Metrics,
+    refresh: bool,
+) -> TickOutcome {
+    let mut outcome = TickOutcome::default();
+    let seen = fingerprint(&config.policies, &config.trust);
+    if seen != node.inputs_seen {
+        node.inputs_seen = seen;
+        reload(node, config, metrics);
+        outcome.learned = Some((node.policy.clone(), node.cgroups.clone()));
+    }
+    housekeeping(node);
+    outcome.counters = match node.kernel.counters() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the kernel's counters");
+            None
+        }
+    };
+    if refresh {
+        metrics.refresh_node(node, outcome.counters);
+    }
+    metrics.ticked();
+    outcome
+}
+
+/// Journals what is left in the ring and the daemon's stop.
+fn shutdown(config: &Config, stopped: Stopped) -> anyhow::Result<()> {
+    let Stopped {
+        mut node,
+        mut lineage,
+        mut records,
+        epoch,
+    } = stopped;
+    if let Err(e) = lineage.drain(&mut records) {
         tracing::error!(error = %e, "journaling the last records; they stay in the ring buffer");
     }
-    lineage.account_losses(&guard.kernel);
-    let _ = guard.authz.note(&Record {
+    if let Ok(c) = node.kernel.counters() {
+        lineage.account_losses(c);
+    }
+    let _ = node.authz.note(&Record {
         outcome: "daemon-stop",
         reason: "signal",
         detail: &format!("epoch {epoch}"),
         ..Record::default()
     });
-    let c = guard.kernel.counters()?;
+    let c = node.kernel.counters()?;
     println!(
         "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
          lineage_lost={}; enforcement stays pinned at {} (`acelogic-agent uninstall` removes it)",

@@ -125,6 +125,10 @@ impl RecordSink for JournalSink {
             .journal
             .append(&[self.convert(r)])
             .map_err(PortError::new)?;
-        Ok(range.map_or(0, |r| i64::try_from(*r.end()).unwrap_or(i64::MAX)))
+        let seq = range.map_or(0, |r| i64::try_from(*r.end()).unwrap_or(i64::MAX));
+        // The daemon's log shows each journaled authorization record beside
+        // the kernel's decision lines (the demo reads them there).
+        println!("{}", acelogic_authz::render(seq, r));
+        Ok(seq)
     }
 }

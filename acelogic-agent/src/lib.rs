@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `daemon` | start-up, the event loop, reloads, shutdown |
 //! | `node` | the node's state: kernel, engine, policy in force |
+//! | `owner` | the one thread that holds the node's state; commands to it |
 //! | `api` | the gRPC service on the Unix socket |
 //! | `lineage` | the journal and the pump from the kernel's ring |
 //! | `journal_sink` | authorization and lifecycle records into the journal |
@@ -19,6 +20,7 @@ mod journal_sink;
 pub mod lineage;
 pub mod metrics;
 pub mod node;
+pub mod owner;
 pub mod privileges;
 
 pub use journal_sink::{JournalSink, authorization_outcome};

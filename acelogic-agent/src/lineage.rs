@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use acelogic_authz::Authorizer;
 use acelogic_domain::{PortError, policy::PolicySet};
-use acelogic_kernel::{self, Counters, Kernel, Records};
+use acelogic_kernel::{self, Counters, Records};
 use acelogic_lineage::{
     enrich::Enricher,
     journal::{Journal, Shared},
@@ -170,15 +170,8 @@ impl Lineage {
 
     /// Turns growth of the kernel's loss counters into loss records. When
     /// they cannot be written now (journal full), the counters keep the
-    /// count and the next tick tries again. Returns the counters read.
-    pub fn account_losses(&mut self, kernel: &Kernel) -> Option<Counters> {
-        let counters = match kernel.counters() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the kernel's counters");
-                return None;
-            }
-        };
+    /// count and the next tick tries again.
+    pub fn account_losses(&mut self, counters: Counters) {
         match self.pump.losses(
             &self.journal,
             KernelLosses {
@@ -193,6 +186,5 @@ impl Lineage {
             ),
             Err(e) => tracing::error!(error = %e, "writing loss records; will retry"),
         }
-        Some(counters)
     }
 }

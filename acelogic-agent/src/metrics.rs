@@ -151,6 +151,44 @@ pub struct Snapshot {
     pub journal: Option<JournalState>,
     /// `None` also when no collector is configured.
     pub shipping: Option<ShippingState>,
+    /// The longest gap between two drains of the ring buffer while
+    /// records kept coming (see [`DrainGaps`]).
+    pub drain_longest_gap: Option<Duration>,
+}
+
+/// How long the loop that drains the ring buffer went without draining
+/// while records kept arriving: the time governed processes had to fill
+/// the ring (and be denied `record-unavailable` once it was full). Only a
+/// gap between two drains that both moved records counts, so an idle
+/// ring's quiet time is not a pause.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DrainGaps {
+    last: Option<Instant>,
+    last_moved: bool,
+    longest: Duration,
+}
+
+impl DrainGaps {
+    /// The loop drained `moved` records just now.
+    pub fn drained(&mut self, moved: usize) {
+        self.drained_at(moved, Instant::now());
+    }
+
+    fn drained_at(&mut self, moved: usize, now: Instant) {
+        if moved > 0
+            && self.last_moved
+            && let Some(last) = self.last
+        {
+            self.longest = self.longest.max(now.saturating_duration_since(last));
+        }
+        self.last = Some(now);
+        self.last_moved = moved > 0;
+    }
+
+    #[must_use]
+    pub fn longest(&self) -> Duration {
+        self.longest
+    }
 }
 
 impl Snapshot {
@@ -323,6 +361,14 @@ impl Collector for SnapshotCollector {
                 u64::from(c.last_error),
             )?;
         }
+        if let Some(gap) = s.drain_longest_gap {
+            gauge(
+                &mut enc,
+                "ring_drain_longest_gap_seconds",
+                "Longest time between two drains of the ring buffer while records kept coming",
+                gap.as_secs_f64(),
+            )?;
+        }
         if let Some(p) = &s.policy {
             let mut m =
                 enc.encode_descriptor("policy", "The policy in force", None, MetricType::Info)?;
@@ -438,11 +484,11 @@ impl Metrics {
             .clone()
     }
 
-    /// Takes the snapshot from the daemon's state (the main loop calls it
-    /// every tick, holding the state). `counters` are the kernel counters
-    /// the tick already read, if it could. A part that cannot be read
-    /// keeps its last value, and the error is logged.
-    pub fn refresh(&self, node: &mut Node, lineage: &Lineage, counters: Option<Counters>) {
+    /// Takes the node's part of the snapshot (the state's owner calls it
+    /// every tick). `counters` are the kernel counters the tick already
+    /// read, if it could. A part that cannot be read keeps its last value,
+    /// and the error is logged.
+    pub fn refresh_node(&self, node: &mut Node, counters: Option<Counters>) {
         let grants = match node.kernel.grants() {
             Ok(g) => Some(g.len() as u64),
             Err(e) => {
@@ -455,16 +501,6 @@ impl Metrics {
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: reading the live artifacts");
                 None
-            }
-        };
-        let journal = {
-            let j = lineage.journal.lock();
-            JournalState {
-                head_seq: j.head().0,
-                acked_seq: j.acked(),
-                pending_bytes: j.pending_bytes(),
-                cap_bytes: j.cap_bytes(),
-                blocked: lineage.blocked,
             }
         };
         let shipping = node.shipping.as_ref().map(|(_, status)| {
@@ -482,9 +518,27 @@ impl Metrics {
             s.kernel = counters.or(s.kernel);
             s.grant_entries = grants.or(s.grant_entries);
             s.live_artifacts = artifacts.or(s.live_artifacts);
-            s.journal = Some(journal);
             s.shipping = shipping;
             s.policy = Some(policy);
+        });
+    }
+
+    /// Takes the lineage part of the snapshot (the loop that drains the
+    /// ring calls it every tick).
+    pub fn refresh_lineage(&self, lineage: &Lineage, gaps: &DrainGaps) {
+        let journal = {
+            let j = lineage.journal.lock();
+            JournalState {
+                head_seq: j.head().0,
+                acked_seq: j.acked(),
+                pending_bytes: j.pending_bytes(),
+                cap_bytes: j.cap_bytes(),
+                blocked: lineage.blocked,
+            }
+        };
+        self.update(|s| {
+            s.journal = Some(journal);
+            s.drain_longest_gap = Some(gaps.longest());
         });
     }
 

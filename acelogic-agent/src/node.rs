@@ -48,6 +48,8 @@ pub struct Node {
         String,
         tokio::sync::watch::Receiver<acelogic_lineage::ship::ShipStatus>,
     )>,
+    /// The policy inputs as last read (see `daemon::fingerprint`).
+    pub inputs_seen: crate::daemon::Fingerprint,
 }
 
 /// True when the cgroup `rel` (as `/proc/PID/cgroup` shows it) is at or

@@ -118,9 +118,6 @@ pub trait RecordSink: std::fmt::Debug + Send {
 pub struct Authorizer {
     state: State,
     settings: Settings,
-    /// Print each record as a lineage line (the daemon does; benchmarks
-    /// do not).
-    echo: bool,
     /// Replaces the state database's `authz_records` when set.
     sink: Option<Box<dyn RecordSink>>,
 }
@@ -137,7 +134,6 @@ impl Authorizer {
         Self {
             state,
             settings,
-            echo: true,
             sink: None,
         }
     }
@@ -148,11 +144,6 @@ impl Authorizer {
         self.sink = Some(sink);
     }
 
-    /// Whether records are also printed to stdout.
-    pub fn set_echo(&mut self, echo: bool) {
-        self.echo = echo;
-    }
-
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -161,16 +152,13 @@ impl Authorizer {
         &mut self.state
     }
 
-    /// Writes an authorization record and prints it as a lineage line.
+    /// Hands an authorization record to the sink (or, with none, the
+    /// state store); the engine writes records nowhere else.
     pub fn note(&mut self, r: &Record<'_>) -> Result<i64, StateError> {
-        let seq = match &mut self.sink {
-            Some(sink) => sink.write(r).map_err(StateError::Journal)?,
-            None => self.state.record(r)?,
-        };
-        if self.echo {
-            println!("{}", render(seq, r));
+        match &mut self.sink {
+            Some(sink) => sink.write(r).map_err(StateError::Journal),
+            None => Ok(self.state.record(r)?),
         }
-        Ok(seq)
     }
 
     fn refused(&mut self, r: Refusal, base: &Record<'_>) -> Refusal {

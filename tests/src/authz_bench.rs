@@ -187,7 +187,6 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     }
 
     let mut authz = Authorizer::new(State::open(&dir.join("state.db"))?, settings);
-    authz.set_echo(false);
     let mut table = Memory::default();
     let inputs = Inputs {
         policy: &set,

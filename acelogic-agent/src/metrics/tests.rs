@@ -60,6 +60,7 @@ fn ready_snapshot() -> Snapshot {
             connected: true,
             last_error: false,
         }),
+        drain_longest_gap: Some(Duration::from_millis(12)),
     }
 }
 
@@ -107,6 +108,7 @@ fn counters_and_the_snapshot_render_in_the_text_format() {
         ("acelogic_agent_journal_blocked", 0.0),
         ("acelogic_agent_collector_connected", 1.0),
         ("acelogic_agent_collector_last_error", 0.0),
+        ("acelogic_agent_ring_drain_longest_gap_seconds", 0.012),
         (
             &format!(
                 r#"acelogic_agent_policy_info{{sha256="{}"}}"#,
@@ -317,4 +319,24 @@ fn the_routes_answer_from_their_own_thread() {
     let addr = server.addr;
     server.stop();
     assert!(TcpStream::connect(addr).is_err(), "stopped serving");
+}
+
+#[test]
+fn drain_gaps_count_only_pauses_while_records_kept_coming() {
+    let t0 = Instant::now();
+    let mut g = DrainGaps::default();
+    // An idle ring: long quiet gaps, nothing moved, no pause.
+    g.drained_at(0, t0);
+    g.drained_at(0, t0 + Duration::from_secs(5));
+    // The first drain after the quiet time does not count either.
+    g.drained_at(10, t0 + Duration::from_secs(6));
+    assert_eq!(g.longest(), Duration::ZERO);
+    // A flood: drains 20 ms, then 300 ms apart.
+    g.drained_at(10, t0 + Duration::from_millis(6_020));
+    g.drained_at(10, t0 + Duration::from_millis(6_320));
+    assert_eq!(g.longest(), Duration::from_millis(300));
+    // A drain that found nothing ends the run.
+    g.drained_at(0, t0 + Duration::from_secs(8));
+    g.drained_at(10, t0 + Duration::from_secs(20));
+    assert_eq!(g.longest(), Duration::from_millis(300));
 }

@@ -15,7 +15,7 @@
 
 mod apparmor;
 mod landlock;
-mod submit;
+pub(crate) mod submit;
 mod workload;
 
 use std::{

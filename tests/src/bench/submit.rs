@@ -71,9 +71,15 @@ spec:
     )
 }
 
-/// `n` distinct one-use artifacts granting exec of `granted` (with its
-/// digest, as the demo signs them), signed by `key`.
-fn sign_all(n: usize, key: &SecretKey, granted: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+/// `n` distinct one-use artifacts for `workload` granting exec of
+/// `granted` (with its digest, as the demo signs them), signed by `key`
+/// as issuer `ci` for audience `test` (what [`Daemon`] runs with).
+pub(crate) fn sign_all(
+    n: usize,
+    key: &SecretKey,
+    granted: &Path,
+    workload: &str,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let digest = sha256_of(granted)?
         .parse()
         .map_err(|e| anyhow::anyhow!("sha256 of {}: {e}", granted.display()))?;
@@ -94,7 +100,7 @@ fn sign_all(n: usize, key: &SecretKey, granted: &Path) -> anyhow::Result<Vec<Vec
                 id: ArtifactId::generate()?,
                 issuer: name("ci")?,
                 subject: Subject {
-                    workload: name(WORKLOAD)?,
+                    workload: name(workload)?,
                     node: None,
                     cgroup: None,
                 },
@@ -108,7 +114,7 @@ fn sign_all(n: usize, key: &SecretKey, granted: &Path) -> anyhow::Result<Vec<Vec
                 max_uses: std::num::NonZeroU32::new(1),
                 operation_key: None,
                 approval_ref: None,
-                reason: "submit-to-enforced benchmark".to_owned(),
+                reason: "a test or benchmark of submit latency".to_owned(),
                 parent: None,
             };
             Ok(artifact::sign(&a.to_json()?, &[key]).to_json())
@@ -177,7 +183,7 @@ fn measure(
     granted: &Path,
 ) -> anyhow::Result<serde_json::Value> {
     let key = SecretKey::read(&d.dir.join("keys/ci.key"))?;
-    let envelopes = sign_all(iterations, &key, granted)?;
+    let envelopes = sign_all(iterations, &key, granted, WORKLOAD)?;
     let (shell_c, granted_c) = (c_path(shell), c_path(granted));
     let refused = EXEC_FAILED + libc::EPERM;
 

@@ -46,7 +46,7 @@ pub(crate) const CASES: &[Case] = &[
 ];
 
 /// Nothing listens here in the VM: an allowed connect is refused.
-const PORT: u16 = 9;
+pub(crate) const PORT: u16 = 9;
 
 pub(crate) fn policy(cg: &TestCgroup) -> String {
     let rel = cg.name();
@@ -75,7 +75,15 @@ pub(crate) struct Flood {
     pub(crate) other: u32,
 }
 
-/// A child in `cg` making `n` connects; it reports through a pipe.
+/// Set by SIGUSR1 in a flooding child: stop early and report.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A child in `cg` making `n` connects (fewer if interrupted); it reports
+/// through a pipe.
 pub(crate) struct Flooder {
     pid: libc::pid_t,
     read_fd: libc::c_int,
@@ -99,9 +107,17 @@ impl Flooder {
                 },
                 sin_zero: [0; 8],
             };
-            // SAFETY: raw calls on memory the child owns.
+            // SAFETY: raw calls on memory the child owns; the handler only
+            // stores to an atomic.
             unsafe {
+                libc::signal(
+                    libc::SIGUSR1,
+                    on_stop as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t,
+                );
                 for _ in 0..n {
+                    if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
                     let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
                     if s < 0 {
                         return 251;
@@ -132,6 +148,12 @@ impl Flooder {
             pid,
             read_fd: fds[0],
         })
+    }
+
+    /// Asks the child to stop after its current connect.
+    pub(crate) fn interrupt(&self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.pid, libc::SIGUSR1) };
     }
 
     pub(crate) fn wait(self, cg: &TestCgroup) -> anyhow::Result<Flood> {

@@ -1,6 +1,7 @@
 //! Every privileged test, one module per area.
 
 mod authz;
+mod burst;
 mod deploy;
 mod escape;
 mod exec_gate;
@@ -31,5 +32,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(session::CASES);
     cases.extend_from_slice(deploy::CASES);
     cases.extend_from_slice(metrics::CASES);
+    cases.extend_from_slice(burst::CASES);
     cases
 }

@@ -1,0 +1,159 @@
+//! The daemon's state has one owner and the ring's drain never waits for
+//! an API call: while a governed process floods the ring with records, 50
+//! artifacts are submitted (each a sha256 of a binary and a durable
+//! claim), and no governed action is denied for want of a record, and the
+//! drain's longest pause stays far below one submit's latency. With the
+//! state behind one lock on the event loop, every submit was a pause of
+//! its own length.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use acelogic_domain::artifact::SecretKey;
+use acelogic_proto::{agent as pb, client};
+use anyhow::{Context as _, ensure};
+
+use crate::{
+    bench::submit::sign_all,
+    cases::journal::{Flooder, PORT},
+    daemon::Daemon,
+    fixtures::TestCgroup,
+    harness::{Case, Need},
+};
+
+pub(crate) const CASES: &[Case] = &[Case {
+    name: "burst_of_submits_never_stalls_the_drain",
+    needs: &[Need::BpfLsm],
+    run: burst_of_submits_never_stalls_the_drain,
+}];
+
+const SUBMITS: usize = 50;
+
+fn policy(cg: &TestCgroup, workload: &str, granted: &Path) -> String {
+    format!(
+        "apiVersion: acelogic.dev/v1
+kind: CapabilityPolicy
+metadata:
+  name: burst-test
+spec:
+  workloads:
+    - name: {workload}
+      cgroups: [/{cg}]
+  baseline:
+    connect:
+      - {{host: 127.0.0.1, ports: \"{PORT}\", protocol: tcp}}
+  grantable:
+    - name: granted
+      exec: [{granted}]
+      issuers: [ci]
+      maxTtl: 1h
+",
+        cg = cg.name(),
+        granted = granted.display(),
+    )
+}
+
+/// One value of a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn scrape(d: &Daemon) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(d.metrics_addr()?)?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: vm\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
+    let cg = TestCgroup::new("burst")?;
+    let workload = format!("burst-{}", std::process::id());
+    // The binary each artifact grants: this test binary, several MB, so
+    // every submit hashes it.
+    let granted = std::env::current_exe()?;
+    let mut d = Daemon::prepare("burst", &policy(&cg, &workload, &granted))?;
+    d.args = vec!["--metrics-listen".into(), "127.0.0.1:0".into()];
+    d.start()?;
+    let key = SecretKey::read(&d.dir.join("keys/ci.key"))?;
+    let envelopes = sign_all(SUBMITS, &key, &granted, &workload)?;
+    // The first tick publishes the kernel's counters.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let v = metric(
+            &scrape(&d)?,
+            "acelogic_agent_kernel_record_unavailable_total",
+        );
+        if v.is_some() || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let flood = Flooder::start(&cg, 1_000_000)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut api = rt.block_on(client::connect(&d.socket))?;
+    let mut latencies = Vec::with_capacity(SUBMITS);
+    for envelope in envelopes {
+        let t = Instant::now();
+        let a = rt
+            .block_on(api.submit_artifact(pb::SubmitArtifactRequest { envelope }))
+            .map_err(|s| anyhow::anyhow!("SubmitArtifact refused: {}", s.message()))?
+            .into_inner();
+        latencies.push(t.elapsed());
+        // The kernel holds one grant per object: make room for the next.
+        rt.block_on(api.revoke_artifact(pb::RevokeArtifactRequest {
+            artifact_id: a.artifact_id,
+            reason: "burst test".into(),
+        }))
+        .map_err(|s| anyhow::anyhow!("RevokeArtifact refused: {}", s.message()))?;
+    }
+    // Stop the flood now (it would run for minutes) and let it report.
+    flood.interrupt();
+    let outcome = flood.wait(&cg)?;
+    // A tick publishes the loop's measure; wait for one after the flood.
+    std::thread::sleep(Duration::from_secs(1));
+    let text = scrape(&d)?;
+    d.stop()?;
+
+    latencies.sort();
+    let p50 = latencies[SUBMITS / 2];
+    let gap = metric(&text, "acelogic_agent_ring_drain_longest_gap_seconds")
+        .context("no ring_drain_longest_gap_seconds in /metrics")?;
+    let after = metric(&text, "acelogic_agent_kernel_record_unavailable_total");
+    println!(
+        "burst: {} connects ({} refused, {} EPERM) while {SUBMITS} submits ran; submit p50 {:.1} ms, \
+         max {:.1} ms; longest drain gap {:.1} ms",
+        outcome.refused + outcome.eperm + outcome.other,
+        outcome.refused,
+        outcome.eperm,
+        p50.as_secs_f64() * 1e3,
+        latencies[SUBMITS - 1].as_secs_f64() * 1e3,
+        gap * 1e3
+    );
+    ensure!(
+        outcome.refused > 0,
+        "the flood made no allowed connect: {outcome:?}"
+    );
+    ensure!(
+        outcome.eperm == 0 && outcome.other == 0,
+        "governed connects were denied during the burst: {outcome:?}"
+    );
+    ensure!(
+        before.is_some() && before == after,
+        "record_unavailable moved from {before:?} to {after:?} during the burst"
+    );
+    ensure!(
+        gap * 2.0 < p50.as_secs_f64(),
+        "the drain paused {:.1} ms, not far below a submit's {:.1} ms: the loop waited on the API",
+        gap * 1e3,
+        p50.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
