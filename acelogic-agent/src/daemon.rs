@@ -117,6 +117,13 @@ fn bind(socket: &Path, gid: Option<u32>) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Journal batches per drain in the serving loop: about a full default
+/// ring buffer, then the loop serves the API before draining on.
+const DRAIN_BATCHES: usize = 4;
+
+/// How long a stop waits for API calls in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// What start-up leaves for the serving loop.
 struct Started {
     node: Node,
@@ -361,8 +368,8 @@ async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped>
                     tracing::warn!("the state owner is busy; housekeeping waits for the next tick");
                 }
                 // Retry a blocked journal.
-                let moved = lineage.drain(ring.get_mut())?;
-                gaps.drained(moved);
+                let drained = lineage.drain_some(ring.get_mut(), DRAIN_BATCHES)?;
+                gaps.drained(drained.moved);
                 if refresh {
                     metrics.refresh_lineage(&lineage, &gaps);
                 }
@@ -377,9 +384,16 @@ async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped>
             }
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("waiting for records")?;
-                let moved = lineage.drain(guard.get_inner_mut())?;
-                gaps.drained(moved);
-                guard.clear_ready();
+                let drained = lineage.drain_some(guard.get_inner_mut(), DRAIN_BATCHES)?;
+                gaps.drained(drained.moved);
+                if drained.more {
+                    // Still readable: come back at once, after the API and
+                    // the tick had their turn.
+                    drop(guard);
+                    tokio::task::yield_now().await;
+                } else {
+                    guard.clear_ready();
+                }
             }
         }
     }
@@ -387,7 +401,18 @@ async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped>
         m.stop();
     }
     let _ = stop_tx.send(());
-    let _ = server.await;
+    // Graceful: calls in flight finish. A client that keeps an idle
+    // connection open would hold the stop forever; after the grace period
+    // the server is dropped, closing what is left.
+    let mut server = server;
+    if tokio::time::timeout(STOP_GRACE, &mut server).await.is_err() {
+        tracing::warn!(
+            grace = ?STOP_GRACE,
+            "API clients still connected at stop; closing their connections"
+        );
+        server.abort();
+        let _ = server.await;
+    }
     let _ = std::fs::remove_file(&config.socket);
     drop(handle);
     let node = owner.stop().await?;

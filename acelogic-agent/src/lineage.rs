@@ -50,6 +50,14 @@ impl Ring for KernelRing<'_> {
 /// Records moved per journal transaction.
 const BATCH: usize = 4096;
 
+/// What one bounded drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub moved: usize,
+    /// Records were left in the ring buffer (the bound was reached).
+    pub more: bool,
+}
+
 /// The journal and the pump that fills it.
 #[derive(Debug)]
 pub struct Lineage {
@@ -142,10 +150,19 @@ impl Lineage {
     }
 
     /// Moves everything the ring buffer holds into the journal, batch by
-    /// batch, until it is empty or the journal is full.
+    /// batch, until it is empty or the journal is full (start-up and
+    /// shutdown, when nothing else waits).
     pub fn drain(&mut self, ring: &mut Records) -> anyhow::Result<usize> {
+        Ok(self.drain_some(ring, usize::MAX)?.moved)
+    }
+
+    /// Moves at most `batches` batches from the ring buffer into the
+    /// journal. The serving loop drains with a bound and comes back for
+    /// the rest: under a flood the ring never empties, and an unbounded
+    /// drain would never give the loop back to the API.
+    pub fn drain_some(&mut self, ring: &mut Records, batches: usize) -> anyhow::Result<Drained> {
         let mut moved = 0;
-        loop {
+        for _ in 0..batches {
             let step = self.pump.step(&self.journal, &mut KernelRing(ring))?;
             moved += step.journaled;
             if step.blocked != self.blocked {
@@ -163,9 +180,10 @@ impl Lineage {
                 }
             }
             if step.journaled == 0 || ring.peek(1).into_records().is_empty() {
-                return Ok(moved);
+                return Ok(Drained { moved, more: false });
             }
         }
+        Ok(Drained { moved, more: true })
     }
 
     /// Turns growth of the kernel's loss counters into loss records. When

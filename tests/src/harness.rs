@@ -2,6 +2,7 @@
 
 use std::{
     io::Read as _,
+    os::unix::process::CommandExt as _,
     process::{Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
@@ -179,7 +180,11 @@ fn run_isolated(case: &Case, env: Env, shared: Option<&std::path::Path>) -> Outc
     if let Some(dir) = shared {
         command.env(SHARED_PIN_DIR, dir);
     }
+    // Its own process group: a timeout kills what the case started too
+    // (daemons, flooding children), which would otherwise run on and hold
+    // the output pipes open.
     let child = command
+        .process_group(0)
         .args(["--env", env_arg, "--run-one", case.name])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -194,6 +199,10 @@ fn run_isolated(case: &Case, env: Env, shared: Option<&std::path::Path>) -> Outc
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) if started.elapsed() > CASE_TIMEOUT => {
+                if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: a signal to the process group we created.
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break Err(format!("timed out after {} s", CASE_TIMEOUT.as_secs()));

@@ -199,6 +199,19 @@ fn package_installed(name: &str) -> bool {
         })
 }
 
+/// The installed version of a Debian package, or `?`.
+fn package_version(name: &str) -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", name])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "?".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+}
+
 fn packages() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .into_iter()
@@ -214,22 +227,37 @@ fn packages() -> Result<()> {
         if !is_root() {
             bail!(
                 "Debian packages missing: {list}. As root, run:\n  \
-                 apt-get update && apt-get install -y --no-install-recommends {list}"
+                 apt-get update && apt-get install -y --no-remove --no-install-recommends {list}"
             );
         }
         println!("setup: Debian packages {list}: installing (apt-get)");
         let hint = format!(
             "check that the Debian mirror in /etc/apt/sources.list.d/ is reachable, then try \
-             `apt-get update && apt-get install -y --no-install-recommends {list}` by hand"
+             `apt-get update && apt-get install -y --no-remove --no-install-recommends {list}` by hand"
         );
         run(Command::new("apt-get").args(["-q", "update"]), &hint)?;
+        // `--no-remove`: an install that would take another package off
+        // the machine (QEMU's dependencies once replaced `qemu-utils`)
+        // fails with apt's list of what it would remove, instead of doing it.
         run(
             Command::new("apt-get")
                 .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-q", "-y", "--no-install-recommends"])
+                .args([
+                    "install",
+                    "-q",
+                    "-y",
+                    "--no-remove",
+                    "--no-install-recommends",
+                ])
                 .args(&missing),
-            &hint,
+            &format!(
+                "{hint}; if apt refused because it would remove packages, install {list} \
+                 yourself, choosing what to keep"
+            ),
         )?;
+        for p in &missing {
+            println!("setup: installed {p} {}", package_version(p));
+        }
     }
     let busybox = Path::new("/bin/busybox");
     if !busybox.is_file() || elf_is_dynamic(busybox)? {

@@ -1,5 +1,5 @@
 //! The daemon's state has one owner and the ring's drain never waits for
-//! an API call: while a governed process floods the ring with records, 50
+//! an API call: while a governed process floods the ring with records, 20
 //! artifacts are submitted (each a sha256 of a binary and a durable
 //! claim), and no governed action is denied for want of a record, and the
 //! drain's longest pause stays far below one submit's latency. With the
@@ -29,7 +29,11 @@ pub(crate) const CASES: &[Case] = &[Case {
     run: burst_of_submits_never_stalls_the_drain,
 }];
 
-const SUBMITS: usize = 50;
+const SUBMITS: usize = 20;
+
+/// How long one API call may take before the daemon counts as stalled
+/// (a submit takes about 125 ms in the VM).
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn policy(cg: &TestCgroup, workload: &str, granted: &Path) -> String {
     format!(
@@ -64,6 +68,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 fn scrape(d: &Daemon) -> anyhow::Result<String> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(d.metrics_addr()?)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: vm\r\n\r\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
@@ -71,6 +76,9 @@ fn scrape(d: &Daemon) -> anyhow::Result<String> {
 }
 
 fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
+    let began = Instant::now();
+    // Phases to stderr: the harness shows them when the case fails.
+    let phase = |what: &str| eprintln!("burst: {what} at {:.1} s", began.elapsed().as_secs_f64());
     let cg = TestCgroup::new("burst")?;
     let workload = format!("burst-{}", std::process::id());
     // The binary each artifact grants: this test binary, several MB, so
@@ -94,32 +102,59 @@ fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     };
 
+    phase("daemon up, artifacts signed");
     let flood = Flooder::start(&cg, 1_000_000)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut api = rt.block_on(client::connect(&d.socket))?;
     let mut latencies = Vec::with_capacity(SUBMITS);
-    for envelope in envelopes {
+    // A stalled daemon fails here, with its log, not at the case timeout.
+    let answer = |what: &str, i: usize, d: &Daemon| {
+        format!(
+            "{what} {i} of {SUBMITS} got no answer in {} s while the ring was flooded; the \
+             daemon's log:\n{}",
+            CALL_TIMEOUT.as_secs(),
+            d.log_text()
+        )
+    };
+    for (i, envelope) in envelopes.into_iter().enumerate() {
         let t = Instant::now();
         let a = rt
-            .block_on(api.submit_artifact(pb::SubmitArtifactRequest { envelope }))
+            .block_on(async {
+                tokio::time::timeout(
+                    CALL_TIMEOUT,
+                    api.submit_artifact(pb::SubmitArtifactRequest { envelope }),
+                )
+                .await
+            })
+            .map_err(|_| anyhow::anyhow!(answer("SubmitArtifact", i, &d)))?
             .map_err(|s| anyhow::anyhow!("SubmitArtifact refused: {}", s.message()))?
             .into_inner();
         latencies.push(t.elapsed());
         // The kernel holds one grant per object: make room for the next.
-        rt.block_on(api.revoke_artifact(pb::RevokeArtifactRequest {
-            artifact_id: a.artifact_id,
-            reason: "burst test".into(),
-        }))
+        rt.block_on(async {
+            tokio::time::timeout(
+                CALL_TIMEOUT,
+                api.revoke_artifact(pb::RevokeArtifactRequest {
+                    artifact_id: a.artifact_id,
+                    reason: "burst test".into(),
+                }),
+            )
+            .await
+        })
+        .map_err(|_| anyhow::anyhow!(answer("RevokeArtifact", i, &d)))?
         .map_err(|s| anyhow::anyhow!("RevokeArtifact refused: {}", s.message()))?;
     }
+    phase("submits done");
     // Stop the flood now (it would run for minutes) and let it report.
     flood.interrupt();
     let outcome = flood.wait(&cg)?;
     // A tick publishes the loop's measure; wait for one after the flood.
     std::thread::sleep(Duration::from_secs(1));
     let text = scrape(&d)?;
+    phase("flood stopped, scraped");
+    // With `api` still connected: an idle client does not hold the stop.
     d.stop()?;
 
     latencies.sort();

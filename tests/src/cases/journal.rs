@@ -156,8 +156,9 @@ impl Flooder {
         unsafe { libc::kill(self.pid, libc::SIGUSR1) };
     }
 
-    pub(crate) fn wait(self, cg: &TestCgroup) -> anyhow::Result<Flood> {
-        let code = reap(self.pid, cg)?;
+    pub(crate) fn wait(mut self, cg: &TestCgroup) -> anyhow::Result<Flood> {
+        let pid = std::mem::replace(&mut self.pid, 0);
+        let code = reap(pid, cg)?;
         ensure!(code == 0, "the flooding child failed: exit {code}");
         let mut out = [0u32; 3];
         let len = size_of::<[u32; 3]>();
@@ -171,6 +172,20 @@ impl Flooder {
             eperm: out[1],
             other: out[2],
         })
+    }
+}
+
+/// A case that failed before waiting stops its flood: it would run on
+/// for minutes after the case ended.
+impl Drop for Flooder {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
     }
 }
 
