@@ -26,6 +26,17 @@ pub mod hook {
     pub const PATH_RENAME: u16 = 18;
     pub const PATH_CHMOD: u16 = 19;
     pub const PATH_CHOWN: u16 = 20;
+    /// `file_permission` with write intent: a write through a descriptor
+    /// whose write was not decided yet (inherited, passed, taken, or
+    /// opened before governance).
+    pub const FILE_WRITE: u16 = 21;
+    /// `file_truncate` (Linux 6.2+): ftruncate, open with `O_TRUNC`.
+    pub const FILE_TRUNCATE: u16 = 22;
+    /// `mmap_file` with `PROT_WRITE` and `MAP_SHARED`: writes that no
+    /// system call will see.
+    pub const MMAP_WRITE: u16 = 23;
+    /// `file_mprotect` adding `PROT_WRITE` to a shared file mapping.
+    pub const MPROTECT_WRITE: u16 = 24;
     /// `socket_connect`.
     pub const SOCKET_CONNECT: u16 = 30;
     /// `socket_sendmsg` with a destination address (`sendto`, TCP Fast Open).

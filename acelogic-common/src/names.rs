@@ -26,9 +26,11 @@ pub const MAP_NET_GRANTS: &str = "NET_GRANTS";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters indexed by [`crate::codes::counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Open files a scope's write was decided on: file address -> scope id.
+pub const MAP_WRITERS: &str = "WRITERS";
 
 /// Every map name, for checks, pinning and uninstall.
-pub const ALL_MAPS: [&str; 10] = [
+pub const ALL_MAPS: [&str; 11] = [
     MAP_SCOPES,
     MAP_SCOPE_STATE,
     MAP_SCOPE_CACHE,
@@ -39,6 +41,7 @@ pub const ALL_MAPS: [&str; 10] = [
     MAP_NET_GRANTS,
     MAP_EVENTS,
     MAP_COUNTERS,
+    MAP_WRITERS,
 ];
 
 /// An LSM program and the hook it attaches to.
@@ -78,6 +81,13 @@ gates! {
     RENAME = "rename_gate" on "path_rename";
     CHMOD = "chmod_gate" on "path_chmod";
     CHOWN = "chown_gate" on "path_chown";
+    /// Writes through any descriptor (write, pwrite, writev, fallocate,
+    /// copy_file_range, splice, sendfile, io_uring).
+    WRITE = "write_gate" on "file_permission";
+    /// ftruncate and open(O_TRUNC), Linux 6.2+ (before, `path_truncate`).
+    FILE_TRUNCATE = "ftruncate_gate" on "file_truncate";
+    /// Not a gate: forgets a closed file's decided writes (`WRITERS`).
+    FILE_FREE = "file_free" on "file_free_security";
     CONNECT = "connect_gate" on "socket_connect";
     SENDMSG = "sendmsg_gate" on "socket_sendmsg";
     UNIX_CONNECT = "unix_conn_gate" on "unix_stream_connect";

@@ -47,6 +47,13 @@ pub struct KernelOffsets {
     pub kernfs_node_parent: u32,
     pub unix_sock_path_dentry: u32,
     pub unix_sock_addr: u32,
+    /// `i_mode`, a `umode_t` (`u16`).
+    pub inode_i_mode: u32,
+    /// `s_flags`, an `unsigned long`.
+    pub super_block_s_flags: u32,
+    /// `vm_flags`, a `vm_flags_t` (`unsigned long`; in an anonymous union
+    /// since Linux 6.3).
+    pub vma_vm_flags: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 132);
+const _: () = assert!(size_of::<KernelOffsets>() == 144);

@@ -39,9 +39,7 @@ pub(crate) fn run<B: Body + 'static>(
         return EPERM;
     };
     let rec = entry.as_mut_ptr();
-    // SAFETY: `rec` is an exclusively owned, reserved ring-buffer slot of
-    // `size_of::<B>()` bytes.
-    unsafe { rec.write(B::EMPTY) };
+    record::zero(rec);
     let decided = decide(&g, rec).unwrap_or_else(|e| Verdict::Deny(e.reason()));
     let (code, reason, grant_id, ret, which) = match decided {
         Verdict::Allow { reason, grant_id } => {

@@ -46,6 +46,9 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     kernfs_node_parent: 0,
     unix_sock_path_dentry: 0,
     unix_sock_addr: 0,
+    inode_i_mode: 0,
+    super_block_s_flags: 0,
+    vma_vm_flags: 0,
 };
 
 /// The offset of one member, read so the compiler cannot fold the zero the
@@ -99,6 +102,27 @@ pub(crate) fn file_inode(file: Kptr) -> Result<Kptr, Error> {
 #[inline(always)]
 pub(crate) fn file_mode(file: Kptr) -> Result<u32, Error> {
     read(file, off!(file_f_mode))
+}
+
+/// `inode->i_mode`: file type and permission bits.
+#[inline(always)]
+pub(crate) fn inode_mode(inode: Kptr) -> Result<u16, Error> {
+    read(inode, off!(inode_i_mode))
+}
+
+/// `inode->i_sb->s_flags`.
+#[inline(always)]
+pub(crate) fn inode_sb_flags(inode: Kptr) -> Result<u64, Error> {
+    read(
+        read_ptr(inode, off!(inode_i_sb))?,
+        off!(super_block_s_flags),
+    )
+}
+
+/// `vma->vm_flags`.
+#[inline(always)]
+pub(crate) fn vma_flags(vma: Kptr) -> Result<u64, Error> {
+    read(vma, off!(vma_vm_flags))
 }
 
 /// `file->f_path.dentry`.

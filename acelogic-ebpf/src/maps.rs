@@ -55,6 +55,14 @@ pub(crate) static NET_GRANTS: LpmTrie<NetKey, Grant> = LpmTrie::with_max_entries
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
+/// Open files whose write a scope's decision allowed (at open, or at the
+/// first write through a descriptor that came from elsewhere): file
+/// address -> scope id. Later writes through the same open file are not
+/// decided again. Entries go when the file is freed (`file_free`); an
+/// evicted entry only means the next write is decided again.
+#[map]
+pub(crate) static WRITERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
 /// Per-CPU counters, indexed by `acelogic_common::codes::counter`.
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -10,7 +10,9 @@ use acelogic_common::{
 };
 
 use crate::{
+    gate,
     kobj::{self, Kptr},
+    maps::WRITERS,
     rules::{self, Use},
     scope::{self, Governed},
     verdict::{Error, Verdict},
@@ -69,6 +71,106 @@ pub(crate) fn write_pair(
 
 /// `PROT_EXEC` in `mmap`/`mprotect` protection bits.
 pub(crate) const PROT_EXEC: u64 = 4;
+/// `PROT_WRITE` in `mmap`/`mprotect` protection bits.
+pub(crate) const PROT_WRITE: u64 = 2;
+/// `FMODE_WRITE` in `file->f_mode`.
+pub(crate) const FMODE_WRITE: u32 = 2;
+
+/// `S_IFMT` and `S_IFREG` of `inode->i_mode`.
+const S_IFMT: u16 = 0o170_000;
+const S_IFREG: u16 = 0o100_000;
+/// `SB_KERNMOUNT` in `super_block->s_flags`: a filesystem only the kernel
+/// mounts (memfd, anonymous shared memory), with no name to govern.
+const SB_KERNMOUNT: u64 = 1 << 22;
+
+/// Whether writes to `file` change a file the write gates govern: a
+/// regular file on a filesystem with names. Pipes, sockets, ttys, device
+/// nodes, anonymous inodes and memfds are not. Unreadable: governed.
+#[inline(always)]
+pub(crate) fn governed_content(file: Kptr) -> bool {
+    let Ok(inode) = kobj::file_inode(file) else {
+        return true;
+    };
+    match (kobj::inode_mode(inode), kobj::inode_sb_flags(inode)) {
+        (Ok(mode), Ok(flags)) => mode & S_IFMT == S_IFREG && flags & SB_KERNMOUNT == 0,
+        _ => true,
+    }
+}
+
+/// Whether this scope's write to the open `file` was decided and allowed
+/// already (at its open, or an earlier write through it).
+#[inline(always)]
+pub(crate) fn write_decided(file: Kptr, scope_id: u32) -> bool {
+    // SAFETY: the value is only read.
+    unsafe { WRITERS.get(&(file as u64)) }.is_some_and(|s| *s == scope_id)
+}
+
+/// Remembers that `scope_id` may write through the open `file`. Only files
+/// open for write are remembered: those are the ones `file_free` forgets,
+/// so no entry outlives its file (a later file at the same address would
+/// otherwise inherit it).
+#[inline(always)]
+pub(crate) fn remember_write(file: Kptr, scope_id: u32) {
+    if kobj::file_mode(file).is_ok_and(|m| m & FMODE_WRITE != 0) {
+        // A full map evicts (LRU): the next write is decided again.
+        let _ = WRITERS.insert(&(file as u64), &scope_id, 0);
+    }
+}
+
+/// Forgets a freed file.
+#[inline(always)]
+pub(crate) fn forget_write(file: Kptr) {
+    if kobj::file_mode(file).is_ok_and(|m| m & FMODE_WRITE != 0) {
+        let _ = WRITERS.remove(&(file as u64));
+    }
+}
+
+/// Changing the content of the open `file` (a write, a truncation, a shared
+/// writable mapping): allowed when the object or a directory above it is
+/// writable, by baseline or by a live grant (its uses are not taken: the
+/// open took them, or the descriptor came from outside and takes no new
+/// access). Allowed writes are remembered for the open file.
+#[inline(always)]
+pub(crate) fn write_through(
+    g: &Governed,
+    rec: *mut FileDecision,
+    file: Kptr,
+    detail: u32,
+) -> Result<Verdict, Error> {
+    let dentry = kobj::file_dentry(file)?;
+    describe(rec, dentry)?;
+    // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
+    unsafe { (*rec).detail = detail };
+    let verdict = rules::subtree(g, dentry, rights::WRITE, Use::Live)?;
+    // Audit mode lets a would-be denial through: remember it too, or every
+    // write of an audited process would be a record.
+    if matches!(verdict, Verdict::Allow { .. }) || !g.enforcing() {
+        remember_write(file, g.scope_id);
+    }
+    Ok(verdict)
+}
+
+/// The gate for a change to the content of an open file: ungoverned
+/// files and tasks and writes already decided pass at the cost of a few
+/// reads; anything else is decided and recorded ([`write_through`]).
+///
+/// The hook is a const parameter so each program has its own copy of the
+/// decision closure: one closure shared by four programs is outlined by
+/// LLVM into a BPF function taking a record pointer, which the 6.1
+/// verifier refuses ("Unrecognized arg#0 type STRUCT").
+#[inline(always)]
+pub(crate) fn content_gate<const HOOK: u16>(prev: i32, file: Kptr, detail: u32) -> i32 {
+    if prev != 0 || file.is_null() || !governed_content(file) {
+        return prev;
+    }
+    let Some(g) = scope::current() else {
+        return prev;
+    };
+    if write_decided(file, g.scope_id) {
+        return 0;
+    }
+    gate::run::<FileDecision>(prev, HOOK, |g, rec| write_through(g, rec, file, detail))
+}
 
 /// Mapping `file` executable. Allowed when the file is the task's own
 /// executable (exec decided it), may be executed or mapped by exact rule,

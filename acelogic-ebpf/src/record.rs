@@ -5,8 +5,7 @@
 //! the 512-byte BPF stack.
 
 use acelogic_common::event::{
-    self, COMM_LEN, Decision, EventHeader, FileDecision, FileId, NAME_LEN, NetDecision,
-    SystemDecision, TaskDecision,
+    self, COMM_LEN, Decision, EventHeader, FileDecision, NetDecision, SystemDecision, TaskDecision,
 };
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
@@ -52,86 +51,42 @@ pub(crate) struct Prefix {
     pub(crate) decision: Decision,
 }
 
-/// A decision record body: its kind and an all-zero value to start from
-/// (ring-buffer memory is not cleared between records).
+/// A decision record body: its kind. A reserved record starts as ring
+/// memory from earlier records, so the gate clears it first ([`zero`]).
 pub(crate) trait Body: Sized {
     const KIND: u16;
-    const EMPTY: Self;
 }
 
-const HEADER: EventHeader = EventHeader {
-    kind: 0,
-    size: 0,
-    pid: 0,
-    tgid: 0,
-    uid: 0,
-    boot_ns: 0,
-    cgroup_id: 0,
-    start_ns: 0,
-};
-
-const DECISION: Decision = Decision {
-    scope_id: 0,
-    ppid: 0,
-    hook: 0,
-    verdict: 0,
-    reason: 0,
-    _pad: 0,
-    grant_id: 0,
-    comm: [0; COMM_LEN],
-};
-
-const NO_FILE: FileId = FileId {
-    dev: 0,
-    _pad: 0,
-    ino: 0,
-};
+/// Clears a reserved record, word by word. Not `rec.write(B::EMPTY)`:
+/// LLVM turns that into a call to an outlined `memset`, a global function
+/// taking a ring-buffer pointer, which verifiers before Linux 6.2 (and
+/// some 6.1 builds) refuse ("reg type unsupported for arg#0 function
+/// memset"). Volatile stores are never merged into a `memset`.
+#[inline(always)]
+pub(crate) fn zero<B: Body>(rec: *mut B) {
+    const { assert!(size_of::<B>() % 8 == 0, "records are whole words") };
+    let words = rec.cast::<u64>();
+    let mut i = 0;
+    while i < size_of::<B>() / 8 {
+        // SAFETY: `rec` is an exclusively owned, reserved ring-buffer slot
+        // of `size_of::<B>()` bytes, 8-aligned.
+        unsafe { words.add(i).write_volatile(0) };
+        i += 1;
+    }
+}
 
 impl Body for FileDecision {
     const KIND: u16 = event::kind::FILE_DECISION;
-    const EMPTY: Self = Self {
-        header: HEADER,
-        decision: DECISION,
-        file: NO_FILE,
-        other: NO_FILE,
-        detail: 0,
-        name_len: 0,
-        name: [0; NAME_LEN],
-    };
 }
 
 impl Body for NetDecision {
     const KIND: u16 = event::kind::NET_DECISION;
-    const EMPTY: Self = Self {
-        header: HEADER,
-        decision: DECISION,
-        family: 0,
-        protocol: 0,
-        port: 0,
-        _pad: 0,
-        addr: [0; 16],
-        unix: NO_FILE,
-    };
 }
 
 impl Body for TaskDecision {
     const KIND: u16 = event::kind::TASK_DECISION;
-    const EMPTY: Self = Self {
-        header: HEADER,
-        decision: DECISION,
-        target_tgid: 0,
-        target_scope_id: 0,
-        target_cgroup_id: 0,
-        detail: 0,
-        _pad: 0,
-    };
 }
 
 impl Body for SystemDecision {
     const KIND: u16 = event::kind::SYSTEM_DECISION;
-    const EMPTY: Self = Self {
-        header: HEADER,
-        decision: DECISION,
-        detail: 0,
-    };
 }

@@ -30,6 +30,9 @@ use crate::{
 pub(crate) enum Use {
     Consume,
     Check,
+    /// Live is enough, uses left or not: a write through a descriptor
+    /// that came from elsewhere uses no new access to the file.
+    Live,
 }
 
 /// Checks a matched grant: live, with a use left (taken when `how` says
@@ -44,7 +47,7 @@ fn take(grant: *mut Grant, how: Use) -> Verdict {
         if now >= (*grant).expires_boot_ns {
             return Verdict::Deny(reason::GRANT_EXPIRED);
         }
-        if (*grant).flags & grant_flags::UNLIMITED_USES == 0 {
+        if how != Use::Live && (*grant).flags & grant_flags::UNLIMITED_USES == 0 {
             let used = addr_of_mut!((*grant).used);
             let max = u64::from((*grant).max_uses);
             if how == Use::Consume {

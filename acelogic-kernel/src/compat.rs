@@ -50,6 +50,9 @@ pub struct ProgramSpec {
     pub needs: Requirement,
     /// Required for enforcement: the agent refuses to enforce without it.
     pub enforcing: bool,
+    /// Attached only where the running kernel has the hook; a kernel
+    /// without it decides the same calls elsewhere (see the program).
+    pub where_present: bool,
 }
 
 const fn gate(g: Gate, params: usize) -> ProgramSpec {
@@ -61,6 +64,15 @@ const fn gate(g: Gate, params: usize) -> ProgramSpec {
         },
         needs: Requirement::BpfLsm,
         enforcing: true,
+        where_present: false,
+    }
+}
+
+/// A gate on a hook that only newer kernels have.
+const fn gate_where_present(g: Gate, params: usize) -> ProgramSpec {
+    ProgramSpec {
+        where_present: true,
+        ..gate(g, params)
     }
 }
 
@@ -76,6 +88,7 @@ pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
     },
     needs: Requirement::Tracepoints,
     enforcing: false,
+    where_present: false,
 };
 
 /// Process lineage: a governed task created a process.
@@ -86,6 +99,7 @@ pub const PROCESS_FORK: ProgramSpec = ProgramSpec {
     },
     needs: Requirement::Tracepoints,
     enforcing: false,
+    where_present: false,
 };
 
 /// Process lineage: a governed process exited.
@@ -97,6 +111,7 @@ pub const PROCESS_EXIT: ProgramSpec = ProgramSpec {
     },
     needs: Requirement::Tracepoints,
     enforcing: false,
+    where_present: false,
 };
 
 /// The recorders, attached before any gate (see [`select`]). Fork comes
@@ -107,7 +122,7 @@ pub const LINEAGE: [ProgramSpec; 3] = [PROCESS_FORK, PROCESS_LINEAGE, PROCESS_EX
 
 /// Every LSM gate with its hook's parameter count. A hook listed twice has
 /// one program per prototype; [`select`] keeps the one that matches.
-pub const GATES: [ProgramSpec; 25] = [
+pub const GATES: [ProgramSpec; 28] = [
     EXEC_GATE,
     gate(gate::MMAP, 4),
     gate(gate::MPROTECT, 3),
@@ -122,6 +137,10 @@ pub const GATES: [ProgramSpec; 25] = [
     gate(gate::RENAME, 5),
     gate(gate::CHMOD, 2),
     gate(gate::CHOWN, 3),
+    gate(gate::WRITE, 2),
+    // Linux 6.2+; before, `path_truncate` decides ftruncate and O_TRUNC.
+    gate_where_present(gate::FILE_TRUNCATE, 1),
+    gate(gate::FILE_FREE, 1),
     gate(gate::CONNECT, 3),
     gate(gate::SENDMSG, 3),
     gate(gate::UNIX_CONNECT, 3),
@@ -176,7 +195,16 @@ pub fn select(
             .iter()
             .filter(|g| matches!(g.attach, Attach::Lsm { hook: h, .. } if h == hook))
             .collect();
-        let found = params(hook).unwrap_or(0);
+        let Some(found) = params(hook) else {
+            if variants.iter().all(|g| g.where_present) {
+                continue;
+            }
+            return Err(HookChanged {
+                hook,
+                expected: expected(&variants),
+                found: 0,
+            });
+        };
         let pick = variants
             .iter()
             .find(|g| matches!(g.attach, Attach::Lsm { params: p, .. } if p == found));
@@ -185,19 +213,24 @@ pub fn select(
             None => {
                 return Err(HookChanged {
                     hook,
-                    expected: variants
-                        .iter()
-                        .filter_map(|g| match g.attach {
-                            Attach::Lsm { params, .. } => Some(params),
-                            Attach::TracePoint { .. } | Attach::BtfTracePoint { .. } => None,
-                        })
-                        .collect(),
+                    expected: expected(&variants),
                     found,
                 });
             }
         }
     }
     Ok(chosen)
+}
+
+/// The parameter counts programs were built for.
+fn expected(variants: &[&ProgramSpec]) -> Vec<usize> {
+    variants
+        .iter()
+        .filter_map(|g| match g.attach {
+            Attach::Lsm { params, .. } => Some(params),
+            Attach::TracePoint { .. } | Attach::BtfTracePoint { .. } => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -214,7 +247,7 @@ mod tests {
         assert!(
             new.iter().any(|p| p.name == "bpf_gate_k") && !new.iter().any(|p| p.name == "bpf_gate")
         );
-        assert_eq!(old.len(), 27, "the recorders and one program per hook");
+        assert_eq!(old.len(), 30, "the recorders and one program per hook");
         assert_eq!(old[..3], LINEAGE, "the recorders attach first");
         let err = select(|hook| {
             Some(if hook == "path_rename" {
@@ -228,6 +261,22 @@ mod tests {
             (err.hook, err.found, err.expected),
             ("path_rename", 6, vec![5])
         );
+    }
+
+    #[test]
+    fn a_hook_only_newer_kernels_have_is_attached_where_present() {
+        let before_6_2 =
+            select(|hook| (hook != "file_truncate").then(|| param_count(hook))).unwrap();
+        let since_6_2 = select(|hook| Some(param_count(hook))).unwrap();
+        assert!(!before_6_2.iter().any(|p| p.name == "ftruncate_gate"));
+        assert!(since_6_2.iter().any(|p| p.name == "ftruncate_gate"));
+        // Both keep the gate that decides truncation by name.
+        assert!(before_6_2.iter().all(|p| p.name != "ftruncate_gate"));
+        assert!(before_6_2.iter().any(|p| p.name == "truncate_gate"));
+        // A hook every kernel must have is never skipped.
+        let err =
+            select(|hook| (hook != "file_permission").then(|| param_count(hook))).unwrap_err();
+        assert_eq!((err.hook, err.found), ("file_permission", 0));
     }
 
     /// The parameter count the first program of `hook` was built for.

@@ -64,6 +64,8 @@ pub enum KernelError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("attaching program `{program}`: failure injected by a test")]
+    Injected { program: &'static str },
     #[error("attaching program `{program}`: {source}")]
     Attach {
         program: &'static str,
@@ -178,6 +180,8 @@ pub struct Kernel {
     pinned: Vec<PinnedLink>,
     /// The programs that match this kernel (`compat::select`).
     selected: Vec<ProgramSpec>,
+    /// Fault injection for tests ([`Kernel::inject_attach_failure`]).
+    fail_attach: Option<&'static str>,
 }
 
 impl Kernel {
@@ -225,6 +229,7 @@ impl Kernel {
             cgroup_root: options.cgroup_root.clone(),
             pinned: Vec::new(),
             selected,
+            fail_attach: None,
         })
     }
 
@@ -320,17 +325,63 @@ impl Kernel {
     }
 
     /// Attaches (or adopts) every program chosen for this kernel, the
-    /// recorder first.
+    /// recorder first. All or nothing: when one program fails, what this
+    /// call attached and pinned is removed again, so the node is left as
+    /// it was (nothing installed, or the adopted install untouched).
     pub fn attach_all(&mut self) -> Result<Attached, KernelError> {
+        let fresh = match &self.pin_dir {
+            Some(dir) => !self.selected.iter().any(|s| pins::link_pinned(dir, s.name)),
+            None => true,
+        };
+        let held = self.pinned.len();
         let mut done = Attached::default();
         for spec in self.selected.clone() {
-            if self.attach(&spec)? {
-                done.attached.push(spec.name);
-            } else {
-                done.adopted.push(spec.name);
+            let result = match self.fail_attach {
+                Some(name) if name == spec.name => Err(KernelError::Injected { program: name }),
+                _ => self.attach(&spec),
+            };
+            match result {
+                Ok(true) => done.attached.push(spec.name),
+                Ok(false) => done.adopted.push(spec.name),
+                Err(e) => {
+                    self.roll_back(&done.attached, held, fresh);
+                    return Err(e);
+                }
             }
         }
         Ok(done)
+    }
+
+    /// Undoes a failed [`Kernel::attach_all`]: unpins the links it pinned
+    /// and closes them (their programs detach), and on a node where
+    /// nothing was installed before, removes the pinned maps too.
+    fn roll_back(&mut self, attached: &[&'static str], held: usize, fresh: bool) {
+        if let Some(dir) = &self.pin_dir {
+            let result = if fresh {
+                uninstall(dir).map(drop)
+            } else {
+                attached
+                    .iter()
+                    .try_for_each(|name| pins::unpin_link(dir, name))
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "removing what the failed attach pinned");
+            }
+        }
+        // Dropping a link detaches its program (nothing else holds it now).
+        self.pinned.truncate(held);
+        tracing::warn!(
+            programs = ?attached,
+            "attaching failed midway; detached what this attempt had attached"
+        );
+    }
+
+    /// Makes [`Kernel::attach_all`] fail at `program` as if the kernel had
+    /// refused it: how the tests prove that a failed attach leaves nothing
+    /// behind. Never set in production.
+    #[doc(hidden)]
+    pub fn inject_attach_failure(&mut self, program: &'static str) {
+        self.fail_attach = Some(program);
     }
 
     fn program(&mut self, spec: &ProgramSpec) -> Result<&mut aya::programs::Program, KernelError> {

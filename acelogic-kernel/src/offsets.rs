@@ -104,6 +104,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         kernfs_node_parent: member(btf, "kernfs_node", &["parent", "__parent"], PTR)?,
         unix_sock_path_dentry: member(btf, "unix_sock", &["path.dentry"], PTR)?,
         unix_sock_addr: member(btf, "unix_sock", &["addr"], PTR)?,
+        inode_i_mode: member(btf, "inode", &["i_mode"], Some(2))?,
+        super_block_s_flags: member(btf, "super_block", &["s_flags"], PTR)?,
+        vma_vm_flags: member(btf, "vm_area_struct", &["vm_flags"], PTR)?,
     })
 }
 

@@ -100,6 +100,17 @@ pub(super) fn link_pinned(dir: &Path, program: &str) -> bool {
     links_dir(dir).join(program).exists()
 }
 
+/// Removes `program`'s link pin (the program detaches once no process
+/// holds the link).
+pub(super) fn unpin_link(dir: &Path, program: &str) -> Result<(), KernelError> {
+    let path = links_dir(dir).join(program);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(pinned_err(&path, format!("unpinning: {e}"))),
+    }
+}
+
 /// Pins an attached program's link so it outlives this process.
 pub(super) fn pin_link(
     dir: &Path,

@@ -11,11 +11,9 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use crate::{
     gate,
     kobj::{self, Kptr},
-    objects,
+    objects::{self, FMODE_WRITE},
+    verdict::Verdict,
 };
-
-/// `FMODE_WRITE` in `file->f_mode`.
-const FMODE_WRITE: u32 = 2;
 
 #[lsm(hook = "file_open")]
 pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
@@ -30,6 +28,11 @@ pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
     gate::run::<FileDecision>(prev, hook::FILE_OPEN, |g, rec| {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = mode };
-        objects::write(g, rec, kobj::file_dentry(file)?)
+        let verdict = objects::write(g, rec, kobj::file_dentry(file)?)?;
+        // Writes through this open file are decided here, not per write.
+        if matches!(verdict, Verdict::Allow { .. }) || !g.enforcing() {
+            objects::remember_write(file, g.scope_id);
+        }
+        Ok(verdict)
     })
 }

@@ -50,13 +50,13 @@ const fn case(name: &'static str, run: fn() -> anyhow::Result<()>) -> Case {
 
 /// A scratch tree with `inside/` (writable by baseline), `outside/`, and a
 /// file in each.
-struct Tree {
-    s: Setup,
+pub(crate) struct Tree {
+    pub(crate) s: Setup,
     dir: Scratch,
 }
 
 impl Tree {
-    fn new(name: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(name: &str) -> anyhow::Result<Self> {
         let mut s = Setup::new(name)?;
         let dir = Scratch::new(name)?;
         for d in ["inside", "outside"] {
@@ -68,7 +68,7 @@ impl Tree {
         Ok(Self { s, dir })
     }
 
-    fn p(&self, rel: &str) -> std::path::PathBuf {
+    pub(crate) fn p(&self, rel: &str) -> std::path::PathBuf {
         self.dir.join(rel)
     }
 }
@@ -103,7 +103,7 @@ fn call2(
 }
 
 /// The denial records with `hook`.
-fn denials(events: &[Event], hook: Hook) -> Vec<&Event> {
+pub(crate) fn denials(events: &[Event], hook: Hook) -> Vec<&Event> {
     events
         .iter()
         .filter(|e| {

@@ -3,6 +3,7 @@
 mod authz;
 mod burst;
 mod deploy;
+mod descriptors;
 mod escape;
 mod exec_gate;
 mod files;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend_from_slice(exec_gate::CASES);
     cases.extend_from_slice(files::CASES);
+    cases.extend_from_slice(descriptors::CASES);
     cases.extend_from_slice(lineage::CASES);
     cases.extend_from_slice(pinning::CASES);
     cases.extend_from_slice(network::CASES);

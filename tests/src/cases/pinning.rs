@@ -18,11 +18,107 @@ use crate::{
     harness::{Case, Need},
 };
 
-pub(crate) const CASES: &[Case] = &[Case {
-    name: "enforcement_outlives_killed_loader",
-    needs: &[Need::BpfLsm],
-    run: enforcement_outlives_killed_loader,
-}];
+pub(crate) const CASES: &[Case] = &[
+    Case {
+        name: "enforcement_outlives_killed_loader",
+        needs: &[Need::BpfLsm],
+        run: enforcement_outlives_killed_loader,
+    },
+    Case {
+        name: "failed_attach_leaves_the_node_as_it_was",
+        needs: &[Need::BpfLsm],
+        run: failed_attach_leaves_the_node_as_it_was,
+    },
+];
+
+/// Loaded BPF programs called `name`.
+fn loaded(name: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for p in aya::programs::loaded_programs() {
+        if p?.name_as_str() == Some(name) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The link pins under `dir`.
+fn link_pins(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("links"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// An attach that fails midway (here: injected at the open gate, after the
+/// recorders and the exec gate attached) removes what it attached and
+/// pinned: on a fresh node nothing is left, and an adopted install keeps
+/// every pin it had.
+fn failed_attach_leaves_the_node_as_it_was() -> anyhow::Result<()> {
+    let failing = acelogic_common::names::gate::OPEN.program;
+    let first = acelogic_common::names::gate::EXEC.program;
+    let before = loaded(first)?;
+    let dir = PathBuf::from(format!(
+        "/sys/fs/bpf/acelogic-test-{}-rollback",
+        std::process::id()
+    ));
+    let mut k = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(dir.clone()),
+        ..LoadOptions::default()
+    })?;
+    k.inject_attach_failure(failing);
+    let err = k
+        .attach_all()
+        .expect_err("the injected failure stops the attach");
+    ensure!(
+        err.to_string().contains(failing),
+        "the error names another program: {err}"
+    );
+    ensure!(
+        !dir.exists(),
+        "the failed fresh install left {} behind",
+        dir.display()
+    );
+    drop(k);
+    // Programs are freed once their last reference goes, after an RCU
+    // grace period.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while loaded(first)? != before {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{first} is still loaded {} time(s) more than before the failed attach",
+            loaded(first)? - before
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Over an adopted install: the failure changes nothing of it.
+    let shared = std::env::var_os(crate::harness::SHARED_PIN_DIR)
+        .map(PathBuf::from)
+        .context("the suite's shared install")?;
+    let pins = link_pins(&shared);
+    ensure!(!pins.is_empty(), "the shared install has no links");
+    let mut k = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(shared.clone()),
+        ..LoadOptions::default()
+    })?;
+    k.inject_attach_failure(failing);
+    ensure!(
+        k.attach_all().is_err(),
+        "the injected failure stops the attach"
+    );
+    drop(k);
+    ensure!(
+        link_pins(&shared) == pins,
+        "the failed attach changed the adopted install"
+    );
+    Ok(())
+}
 
 /// The hidden `--hold` mode of the test binary: install pinned enforcement
 /// on `cgroup`, say READY, and wait to be killed.
