@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     acelogic_domain::init_tracing();
     let args = Args::parse();
     if let Some(Command::CheckNode) = args.command {
-        let report = NodeReport::inspect();
+        let report = NodeReport::inspect_every_program();
         if report.ready() {
             println!("{report}node is ready to enforce");
             return Ok(std::process::ExitCode::SUCCESS);

@@ -88,9 +88,12 @@ const SB_KERNMOUNT: u64 = 1 << 22;
 /// nodes, anonymous inodes and memfds are not. Unreadable: governed.
 #[inline(always)]
 pub(crate) fn governed_content(file: Kptr) -> bool {
-    let Ok(inode) = kobj::file_inode(file) else {
-        return true;
-    };
+    kobj::file_inode(file).map_or(true, governed_inode)
+}
+
+/// [`governed_content`] for an inode.
+#[inline(always)]
+pub(crate) fn governed_inode(inode: Kptr) -> bool {
     match (kobj::inode_mode(inode), kobj::inode_sb_flags(inode)) {
         (Ok(mode), Ok(flags)) => mode & S_IFMT == S_IFREG && flags & SB_KERNMOUNT == 0,
         _ => true,

@@ -84,6 +84,19 @@ impl NodeReport {
         }
     }
 
+    /// [`NodeReport::inspect`], and then every program this build would
+    /// attach on this kernel is loaded (verified, not attached), each
+    /// failure reported with the verifier's first line: `check-node`
+    /// says ready only when the daemon's attach would succeed.
+    #[must_use]
+    pub fn inspect_every_program() -> Self {
+        let mut report = Self::inspect();
+        if report.ready() {
+            report.checks.push(probe_every_program());
+        }
+        report
+    }
+
     /// True when every check passed.
     #[must_use]
     pub fn ready(&self) -> bool {
@@ -135,6 +148,48 @@ fn probe_lsm_load() -> Check {
                   restricted sandbox or hypervisor), and the kernel log (dmesg)"
                 .to_owned(),
         },
+    }
+}
+
+/// Loads every program chosen for this kernel, without attaching.
+fn probe_every_program() -> Check {
+    let name = "every program loads";
+    let mut kernel = match crate::Kernel::load() {
+        Ok(k) => k,
+        Err(e) => {
+            return Check {
+                name,
+                ok: false,
+                found: format!("{e:#}"),
+                fix: "this build does not support this kernel; see the README's tested kernels"
+                    .to_owned(),
+            };
+        }
+    };
+    let programs = kernel.programs().to_vec();
+    let mut refused = Vec::new();
+    for spec in &programs {
+        if let Err(e) = kernel.probe(spec) {
+            let first = format!("{e:#}");
+            refused.push(first.lines().next().unwrap_or_default().to_owned());
+        }
+    }
+    if refused.is_empty() {
+        Check {
+            name,
+            ok: true,
+            found: format!("{} programs verified by this kernel", programs.len()),
+            fix: String::new(),
+        }
+    } else {
+        Check {
+            name,
+            ok: false,
+            found: refused.join("\n  "),
+            fix: "the kernel's verifier refused these programs, so the daemon would refuse \
+                  to start; report the kernel version and this output"
+                .to_owned(),
+        }
     }
 }
 

@@ -71,12 +71,23 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
     // Verifying two dozen LSM programs takes seconds under emulation, so
     // they are loaded and pinned once per run; cases adopt them (and use
     // their own scope ids and cgroups, so their rules cannot meet).
-    let shared = lsm.is_ok().then(install_shared).and_then(|r| {
-        r.map_err(|e| {
-            println!("acelogic-privtest: shared install failed, cases load their own: {e:#}");
-        })
-        .ok()
-    });
+    // A kernel that refuses the object fails every case that needs it at
+    // once, with the loader's error, instead of each timing out.
+    let (shared, refused) = match lsm.is_ok().then(install_shared) {
+        Some(Ok(dir)) => (Some(dir), None),
+        Some(Err(e)) => {
+            println!("acelogic-privtest: the programs do not install on this kernel: {e:#}");
+            let first = format!("{e:#}");
+            let first = first.lines().next().unwrap_or_default().to_owned();
+            (
+                None,
+                Some(format!(
+                    "the programs do not install on this kernel: {first}"
+                )),
+            )
+        }
+        None => (None, None),
+    };
 
     let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
     for case in cases
@@ -96,7 +107,10 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
         let outcome = match (missing, env) {
             (Some(why), Env::Host) => Outcome::Skip(format!("host kernel: {why}")),
             (Some(why), Env::Vm) => Outcome::Fail(format!("required in the VM matrix: {why}")),
-            (None, _) => run_isolated(case, env, shared.as_deref()),
+            (None, _) => match &refused {
+                Some(why) if case.needs.contains(&Need::BpfLsm) => Outcome::Fail(why.clone()),
+                _ => run_isolated(case, env, shared.as_deref()),
+            },
         };
         let (word, detail) = match &outcome {
             Outcome::Pass => {

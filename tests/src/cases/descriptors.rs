@@ -264,11 +264,14 @@ fn pipes_devices_and_memfds_stay_writable() -> anyhow::Result<()> {
                 return 2;
             }
             let m = libc::memfd_create(c"acelogic-test".as_ptr(), libc::MFD_CLOEXEC);
-            if m < 0
-                || libc::write(m, b"X".as_ptr().cast(), 1) != 1
-                || libc::ftruncate(m, 4096) != 0
-            {
+            if m < 0 {
                 return 3;
+            }
+            if libc::write(m, b"X".as_ptr().cast(), 1) != 1 {
+                return 4;
+            }
+            if libc::ftruncate(m, 4096) != 0 {
+                return 5;
             }
             let p = libc::mmap(
                 std::ptr::null_mut(),
@@ -279,7 +282,7 @@ fn pipes_devices_and_memfds_stay_writable() -> anyhow::Result<()> {
                 0,
             );
             if p == libc::MAP_FAILED {
-                return 4;
+                return 6;
             }
             0
         }
@@ -289,7 +292,7 @@ fn pipes_devices_and_memfds_stay_writable() -> anyhow::Result<()> {
     let governed = in_cgroup(&t.s.governed, attempt)?;
     ensure!(
         governed == 0,
-        "governed: step {governed} failed (1 pipe, 2 /dev/null, 3 memfd write, 4 memfd map)"
+        "governed: step {governed} failed (1 pipe, 2 /dev/null, 3 memfd_create, 4 memfd write, 5 memfd ftruncate, 6 memfd shared writable map)"
     );
     let events = t.s.decisions()?;
     for hook in [Hook::FileWrite, Hook::MmapWrite, Hook::FileTruncate] {
