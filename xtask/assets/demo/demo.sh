@@ -57,10 +57,14 @@ mark() {
 # --workload WORKLOAD` (a new cgroup below the workload's, governed from
 # the first instruction) and sets $PID_<NAME> to its pid.
 start_agent() {
-    mkfifo "$WORK/$1.inbox"
+    mkfifo "$WORK/$1.inbox" "$WORK/$1.out"
     : >"$WORK/$1.log"
+    # Output through a pipe that an ungoverned reader copies to the log: a
+    # governed process may not write a file outside its writable set, not
+    # even through a descriptor its parent opened (`>> log` is refused).
+    cat "$WORK/$1.out" >>"$WORK/$1.log" &
     acelogicctl run --workload "$2" -- /bin/sh /demo/agent.sh "$1" "$WORK/$1.inbox" \
-        >>"$WORK/$1.log" 2>&1 &
+        >"$WORK/$1.out" 2>&1 &
     pid=$!
     await "grep -q '^@@ready' $WORK/$1.log" 300 || {
         cat "$WORK/$1.log"
