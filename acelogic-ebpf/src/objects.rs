@@ -169,7 +169,9 @@ pub(crate) fn content_gate<const HOOK: u16>(prev: i32, file: Kptr, detail: u32) 
     let Some(g) = scope::current() else {
         return prev;
     };
-    if write_decided(file, g.scope_id) {
+    // A frozen scope (or one whose state is gone) is decided again, and
+    // denied: the kill switch also stops writes through open files.
+    if g.open().is_ok() && write_decided(file, g.scope_id) {
         return 0;
     }
     gate::run::<FileDecision>(prev, HOOK, |g, rec| write_through(g, rec, file, detail))

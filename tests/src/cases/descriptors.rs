@@ -33,6 +33,11 @@ pub(crate) const CASES: &[Case] = &[
         run: truncating_open_of_a_read_only_file_decided,
     },
     Case {
+        name: "frozen_scope_stops_writes_through_open_files",
+        needs: &[Need::BpfLsm],
+        run: frozen_scope_stops_writes_through_open_files,
+    },
+    Case {
         name: "pipes_devices_and_memfds_stay_writable",
         needs: &[Need::BpfLsm],
         run: pipes_devices_and_memfds_stay_writable,
@@ -307,5 +312,45 @@ fn pipes_devices_and_memfds_stay_writable() -> anyhow::Result<()> {
         libc::close(pipe[0]);
         libc::close(pipe[1]);
     }
+    Ok(())
+}
+
+/// A write allowed once through an open file is not decided again, except
+/// in a frozen scope: the kill switch stops writes through files opened
+/// and written before it was thrown.
+fn frozen_scope_stops_writes_through_open_files() -> anyhow::Result<()> {
+    let mut t = Tree::new("fd-frozen")?;
+    let inside = t.p("inside/file");
+    let fd = fs::OpenOptions::new().write(true).open(&inside)?;
+    let write = || attempt(Op::Write, fd.as_raw_fd(), -1);
+    let first = in_cgroup(&t.s.governed, write)?;
+    ensure!(first == 0, "governed write inside: errno {first}");
+    let again = in_cgroup(&t.s.governed, write)?;
+    ensure!(again == 0, "second governed write inside: errno {again}");
+    t.s.kernel.set_frozen(t.s.scope, true)?;
+    let frozen = in_cgroup(&t.s.governed, write);
+    t.s.kernel.set_frozen(t.s.scope, false)?;
+    let frozen = frozen?;
+    ensure!(
+        frozen == libc::EPERM,
+        "governed write in a frozen scope: errno {frozen}, expected EPERM"
+    );
+    let after = in_cgroup(&t.s.governed, write)?;
+    ensure!(after == 0, "governed write after unfreezing: errno {after}");
+    let events = t.s.decisions()?;
+    let writes: Vec<_> = events
+        .iter()
+        .filter(|e| e.decision().is_some_and(|d| d.hook == Hook::FileWrite))
+        .collect();
+    // The first write is decided (allow), the second is remembered (no
+    // record), the frozen one is decided (deny), the last is remembered.
+    let [allowed, denied] = writes[..] else {
+        anyhow::bail!(
+            "expected two file-write decisions, got {}",
+            render_all(&events)
+        );
+    };
+    expect_decision(allowed, Verdict::Allow, Reason::Baseline)?;
+    expect_decision(denied, Verdict::Deny, Reason::Frozen)?;
     Ok(())
 }
