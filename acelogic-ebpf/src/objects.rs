@@ -154,8 +154,9 @@ pub(crate) fn write_through(
 }
 
 /// The gate for a change to the content of an open file: ungoverned
-/// files and tasks and writes already decided pass at the cost of a few
-/// reads; anything else is decided and recorded ([`write_through`]).
+/// tasks pass after the scope lookup, ungoverned files and writes already
+/// decided after a few reads; anything else is decided and recorded
+/// ([`write_through`]).
 ///
 /// The hook is a const parameter so each program has its own copy of the
 /// decision closure: one closure shared by four programs is outlined by
@@ -163,12 +164,17 @@ pub(crate) fn write_through(
 /// verifier refuses ("Unrecognized arg#0 type STRUCT").
 #[inline(always)]
 pub(crate) fn content_gate<const HOOK: u16>(prev: i32, file: Kptr, detail: u32) -> i32 {
-    if prev != 0 || file.is_null() || !governed_content(file) {
+    if prev != 0 || file.is_null() {
         return prev;
     }
+    // The scope first: most writes on a node are ungoverned, and the
+    // cached scope lookup costs less than the file-type reads.
     let Some(g) = scope::current() else {
         return prev;
     };
+    if !governed_content(file) {
+        return prev;
+    }
     // A frozen scope (or one whose state is gone) is decided again, and
     // denied: the kill switch also stops writes through open files.
     if g.open().is_ok() && write_decided(file, g.scope_id) {
