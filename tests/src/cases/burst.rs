@@ -17,7 +17,10 @@ use anyhow::{Context as _, ensure};
 
 use crate::{
     bench::submit::sign_all,
-    cases::journal::{Flooder, PORT},
+    cases::{
+        journal::{Flooder, PORT},
+        metrics::scrape,
+    },
     daemon::Daemon,
     fixtures::TestCgroup,
     harness::{Case, Need},
@@ -59,22 +62,6 @@ spec:
     )
 }
 
-/// One value of a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-fn scrape(d: &Daemon) -> anyhow::Result<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(d.metrics_addr()?)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: vm\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}
-
 fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
     let began = Instant::now();
     // Phases to stderr: the harness shows them when the case fails.
@@ -91,11 +78,11 @@ fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
     let envelopes = sign_all(SUBMITS, &key, &granted, &workload)?;
     // The first tick publishes the kernel's counters.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = d.metrics_addr()?;
     let before = loop {
-        let v = metric(
-            &scrape(&d)?,
-            "acelogic_agent_kernel_record_unavailable_total",
-        );
+        let v = scrape(addr)?
+            .get("acelogic_agent_kernel_record_unavailable_total")
+            .copied();
         if v.is_some() || Instant::now() > deadline {
             break v;
         }
@@ -152,16 +139,20 @@ fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
     let outcome = flood.wait(&cg)?;
     // A tick publishes the loop's measure; wait for one after the flood.
     std::thread::sleep(Duration::from_secs(1));
-    let text = scrape(&d)?;
+    let samples = scrape(addr)?;
     phase("flood stopped, scraped");
     // With `api` still connected: an idle client does not hold the stop.
     d.stop()?;
 
     latencies.sort();
     let p50 = latencies[SUBMITS / 2];
-    let gap = metric(&text, "acelogic_agent_ring_drain_longest_gap_seconds")
+    let gap = samples
+        .get("acelogic_agent_ring_drain_longest_gap_seconds")
+        .copied()
         .context("no ring_drain_longest_gap_seconds in /metrics")?;
-    let after = metric(&text, "acelogic_agent_kernel_record_unavailable_total");
+    let after = samples
+        .get("acelogic_agent_kernel_record_unavailable_total")
+        .copied();
     println!(
         "burst: {} connects ({} refused, {} EPERM) while {SUBMITS} submits ran; submit p50 {:.1} ms, \
          max {:.1} ms; longest drain gap {:.1} ms",

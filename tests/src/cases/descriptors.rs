@@ -16,8 +16,8 @@ use acelogic_common::user::{Event, Hook, Reason, Verdict};
 use anyhow::{Context as _, ensure};
 
 use crate::{
-    cases::files::{Tree, denials},
-    fixtures::{c_path, errno_if, expect_decision, in_cgroup, render_all},
+    cases::files::{Tree, denials, open_errno},
+    fixtures::{errno_if, expect_decision, in_cgroup, render_all},
     harness::{Case, Need},
 };
 
@@ -220,17 +220,7 @@ fn writes_through_inherited_descriptors_decided() -> anyhow::Result<()> {
 fn truncating_open_of_a_read_only_file_decided() -> anyhow::Result<()> {
     let mut t = Tree::new("fd-otrunc")?;
     let outside = t.p("outside/file");
-    let attempt = || {
-        let c = c_path(&outside);
-        // SAFETY: valid NUL-terminated path; the fd is closed right away.
-        unsafe {
-            let fd = libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_TRUNC | libc::O_CLOEXEC);
-            if fd >= 0 {
-                libc::close(fd);
-            }
-            errno_if(i64::from(fd))
-        }
-    };
+    let attempt = || open_errno(&outside, libc::O_RDONLY | libc::O_TRUNC);
     let free = in_cgroup(&t.s.free, attempt)?;
     ensure!(free == 0, "O_RDONLY|O_TRUNC ungoverned: errno {free}");
     reset(&outside)?;

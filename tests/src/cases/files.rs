@@ -73,7 +73,7 @@ impl Tree {
     }
 }
 
-fn open_errno(path: &Path, flags: i32) -> i32 {
+pub(crate) fn open_errno(path: &Path, flags: i32) -> i32 {
     let p = c_path(path);
     // SAFETY: valid NUL-terminated path; the fd is closed right away.
     unsafe {

@@ -81,10 +81,10 @@ reason: metrics test
     )
 }
 
-type Samples = BTreeMap<String, f64>;
+pub(crate) type Samples = BTreeMap<String, f64>;
 
 /// `/metrics`, checked for the OpenMetrics terminator and parsed.
-fn scrape(addr: SocketAddr) -> anyhow::Result<Samples> {
+pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<Samples> {
     let r = http::get(addr, "/metrics")?;
     ensure!(
         r.status == 200,
