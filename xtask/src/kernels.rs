@@ -36,7 +36,7 @@ const MATRIX: [Flavour; 2] = [
     },
 ];
 
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub(crate) const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl Flavour {
@@ -73,7 +73,7 @@ fn version_key(s: &str) -> Vec<u64> {
 }
 
 /// The Debian mirror URIs the system uses: (main archive, security archive).
-fn system_mirrors() -> Result<(String, Option<String>)> {
+pub(crate) fn system_mirrors() -> Result<(String, Option<String>)> {
     let mut entries: Vec<(String, String)> = Vec::new(); // (uri, suite)
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {

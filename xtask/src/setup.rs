@@ -235,13 +235,18 @@ fn packages() -> Result<()> {
             "check that the Debian mirror in /etc/apt/sources.list.d/ is reachable, then try \
              `apt-get update && apt-get install -y --no-remove --no-install-recommends {list}` by hand"
         );
-        run(Command::new("apt-get").args(["-q", "update"]), &hint)?;
+        let mut apt = match matching_backports()? {
+            Some(apt) => apt,
+            None => {
+                run(Command::new("apt-get").args(["-q", "update"]), &hint)?;
+                Command::new("apt-get")
+            }
+        };
         // `--no-remove`: an install that would take another package off
         // the machine (QEMU's dependencies once replaced `qemu-utils`)
         // fails with apt's list of what it would remove, instead of doing it.
         run(
-            Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
+            apt.env("DEBIAN_FRONTEND", "noninteractive")
                 .args([
                     "install",
                     "-q",
@@ -267,6 +272,75 @@ fn packages() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// When the machine's `qemu-utils` is a backport, QEMU's system packages
+/// must come from the same backports suite: the release's own
+/// `qemu-system-x86` replaces a newer `qemu-utils`. Returns an `apt-get`
+/// whose sources are the system's plus `<codename>-backports` (private
+/// sources and lists under `~/.cache/acelogic/apt-setup/`; the system's apt
+/// configuration is untouched), targeting that suite, with fresh lists.
+fn matching_backports() -> Result<Option<Command>> {
+    if !package_installed("qemu-utils") || !package_version("qemu-utils").contains("~bpo") {
+        return Ok(None);
+    }
+    let release = std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    let codename = release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_owned())
+        .filter(|c| !c.is_empty())
+        .context("/etc/os-release names no VERSION_CODENAME")?;
+    let suite = format!("{codename}-backports");
+    let (mirror, _) = kernels::system_mirrors()?;
+    let dir = cache_dir()?.join("apt-setup");
+    let parts = dir.join("sources");
+    if parts.exists() {
+        std::fs::remove_dir_all(&parts).with_context(|| format!("clearing {}", parts.display()))?;
+    }
+    for sub in ["sources", "lists/partial"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    // The system's own source parts, as they are, beside the backports.
+    if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name();
+            let keep = name.to_str().is_some_and(|n| n.ends_with(".sources") || n.ends_with(".list"));
+            if keep {
+                std::os::unix::fs::symlink(e.path(), parts.join(&name))
+                    .with_context(|| format!("linking {}", e.path().display()))?;
+            }
+        }
+    }
+    std::fs::write(
+        parts.join("acelogic-backports.sources"),
+        format!(
+            "Types: deb\nURIs: {mirror}\nSuites: {suite}\nComponents: main\nSigned-By: {}\n",
+            kernels::KEYRING
+        ),
+    )
+    .context("writing the backports source")?;
+    println!(
+        "setup: qemu-utils {} is a backport: QEMU comes from {suite} (private apt lists in {})",
+        package_version("qemu-utils"),
+        dir.display()
+    );
+    let apt = |tool: &str| {
+        let mut cmd = Command::new(tool);
+        cmd.args(["-o", &format!("Dir::Etc::SourceParts={}", parts.display())])
+            .args(["-o", &format!("Dir::State::Lists={}/lists", dir.display())])
+            // Lists live under root's home, which apt's `_apt` user cannot write.
+            .args(["-o", "APT::Sandbox::User=root"]);
+        cmd
+    };
+    run(
+        apt("apt-get").args(["-q", "update"]),
+        &format!("check that {mirror} serves {suite}"),
+    )?;
+    let mut install = apt("apt-get");
+    install.args(["-t", &suite]);
+    Ok(Some(install))
 }
 
 #[cfg(test)]
