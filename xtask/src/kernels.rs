@@ -21,25 +21,82 @@ pub(crate) struct Kernel {
 /// A kernel line of the matrix: which suite, which package names.
 struct Flavour {
     suite: &'static str,
-    /// Package name with `{n}` for the number that changes.
+    /// Whether `<suite>-security` is searched too: off for a release's
+    /// point-release kernel as its main archive ships it.
+    security: bool,
+    /// Package name with `{n}` for the numbers that change (digits and
+    /// dots: `7.{n}` is any 7.x.y).
     pattern: &'static str,
+    layout: Layout,
 }
 
-const MATRIX: [Flavour; 2] = [
+/// Where a kernel package keeps its image.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `boot/vmlinuz-<release>` (and `boot/config-<release>`).
+    Boot,
+    /// `usr/lib/modules/<release>/vmlinuz`: Debian's packaging from 7.0,
+    /// where `linux-binary-*` holds the image and no `-unsigned` image
+    /// package exists.
+    Modules,
+}
+
+/// Oldest first. Debian 11's 5.10 (also the shape of 5.15: the LSM hook
+/// prototypes before 5.19); Debian 12's 6.1 twice, as its point release
+/// ships it and with the security updates (the two once differed in what
+/// the verifier accepted); Debian 13's 6.12; its backports' 6.18 (the
+/// current long-term line) and the newest 7.x they carry.
+const MATRIX: [Flavour; 6] = [
+    Flavour {
+        suite: "bullseye",
+        security: true,
+        pattern: "linux-image-5.10.0-{n}-cloud-amd64-unsigned",
+        layout: Layout::Boot,
+    },
     Flavour {
         suite: "bookworm",
+        security: false,
         pattern: "linux-image-6.1.0-{n}-cloud-amd64-unsigned",
+        layout: Layout::Boot,
+    },
+    Flavour {
+        suite: "bookworm",
+        security: true,
+        pattern: "linux-image-6.1.0-{n}-cloud-amd64-unsigned",
+        layout: Layout::Boot,
     },
     Flavour {
         suite: "trixie",
+        security: true,
         pattern: "linux-image-6.12.{n}+deb13-cloud-amd64-unsigned",
+        layout: Layout::Boot,
+    },
+    Flavour {
+        suite: "trixie-backports",
+        security: false,
+        pattern: "linux-image-6.18.{n}+deb13-cloud-amd64",
+        layout: Layout::Boot,
+    },
+    Flavour {
+        suite: "trixie-backports",
+        security: false,
+        pattern: "linux-binary-7.{n}+deb13-cloud-amd64",
+        layout: Layout::Modules,
     },
 ];
 
 pub(crate) const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// How many packages of a line, newest first, a download is tried with.
+const DOWNLOAD_TRIES: usize = 4;
 const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl Flavour {
+    /// The line's private apt directory: one per suite and archive set.
+    fn apt_dir(&self) -> String {
+        let only_main = if self.security { "" } else { "-main" };
+        format!("apt-{}{only_main}", self.suite)
+    }
+
     fn parts(&self) -> (&'static str, &'static str) {
         self.pattern.split_once("{n}").unwrap_or((self.pattern, ""))
     }
@@ -48,20 +105,27 @@ impl Flavour {
         let (pre, post) = self.parts();
         name.strip_prefix(pre)
             .and_then(|r| r.strip_suffix(post))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|n| {
+                n.bytes().next().is_some_and(|b| b.is_ascii_digit())
+                    && n.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            })
     }
 
     /// A POSIX regex for `apt-cache search --names-only`.
     fn regex(&self) -> String {
         let escape = |s: &str| s.replace('.', r"\.").replace('+', r"\+");
         let (pre, post) = self.parts();
-        format!("^{}[0-9]+{}$", escape(pre), escape(post))
+        format!("^{}[0-9][0-9.]*{}$", escape(pre), escape(post))
     }
 }
 
-/// `linux-image-6.1.0-56-cloud-amd64-unsigned` → `6.1.0-56-cloud-amd64`.
+/// `linux-image-6.1.0-56-cloud-amd64-unsigned` → `6.1.0-56-cloud-amd64`,
+/// `linux-binary-7.3.4+deb13-cloud-amd64` → `7.3.4+deb13-cloud-amd64`.
 fn label_of(package: &str) -> String {
-    let s = package.strip_prefix("linux-image-").unwrap_or(package);
+    let s = package
+        .strip_prefix("linux-image-")
+        .or_else(|| package.strip_prefix("linux-binary-"))
+        .unwrap_or(package);
     s.strip_suffix("-unsigned").unwrap_or(s).to_owned()
 }
 
@@ -254,49 +318,47 @@ impl Apt {
         }
     }
 
-    /// The newest package of `flavour` and its candidate version.
-    fn resolve(&self, flavour: &Flavour) -> Result<(String, String)> {
-        let hint = "delete the apt-<suite> directory in ~/.cache/acelogic and run `cargo xtask setup` again";
+    /// The packages of `flavour`, newest first.
+    fn resolve(&self, flavour: &Flavour) -> Result<Vec<String>> {
         let found = capture(
             self.command("apt-cache")
                 .args(["search", "--names-only", &flavour.regex()]),
-            hint,
+            "delete the apt-<suite> directory in ~/.cache/acelogic and run `cargo xtask setup` again",
         )?;
-        let newest = found
+        let mut names: Vec<String> = found
             .lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| flavour.matches(n))
-            .max_by_key(|n| version_key(n))
-            .with_context(|| format!("no package like {} in {}", flavour.pattern, self.suite))?
-            .to_owned();
-        let shown = capture(
-            self.command("apt-cache")
-                .args(["show", "--no-all-versions", &newest]),
-            hint,
-        )?;
-        let version = shown
-            .lines()
-            .find_map(|l| l.strip_prefix("Version: "))
-            .with_context(|| format!("`apt-cache show {newest}` printed no Version"))?
-            .trim()
-            .to_owned();
-        Ok((newest, version))
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            bail!("no package like {} in {}", flavour.pattern, self.suite);
+        }
+        names.sort_by_key(|n| std::cmp::Reverse(version_key(n)));
+        Ok(names)
     }
 
     /// Downloads `package=version` and extracts its vmlinuz into `dest`.
-    fn download(&self, package: &str, version: &str, dest: &Path) -> Result<()> {
+    fn download(&self, package: &str, version: &str, layout: Layout, dest: &Path) -> Result<()> {
         let parent = dest.parent().context("kernel cache dir has no parent")?;
         let work = parent.join(format!(".download-{}", std::process::id()));
         if work.exists() {
             std::fs::remove_dir_all(&work).ok();
         }
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-        let result = self.download_in(package, version, dest, &work);
+        let result = self.download_in(package, version, layout, dest, &work);
         std::fs::remove_dir_all(&work).ok();
         result
     }
 
-    fn download_in(&self, package: &str, version: &str, dest: &Path, work: &Path) -> Result<()> {
+    fn download_in(
+        &self,
+        package: &str,
+        version: &str,
+        layout: Layout,
+        dest: &Path,
+        work: &Path,
+    ) -> Result<()> {
         capture(
             self.command("apt-get").current_dir(work).args([
                 "-q",
@@ -313,11 +375,26 @@ impl Apt {
             Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
             "the downloaded package may be corrupt; run `cargo xtask setup` again",
         )?;
-        let boot = root.join("boot");
-        let vmlinuz = find_file(&boot, |n| n.starts_with("vmlinuz-"))?
-            .with_context(|| format!("{package} contains no boot/vmlinuz-*"))?;
+        let (vmlinuz, config) = match layout {
+            Layout::Boot => {
+                let boot = root.join("boot");
+                let vmlinuz = find_file(&boot, |n| n.starts_with("vmlinuz-"))?
+                    .with_context(|| format!("{package} contains no boot/vmlinuz-*"))?;
+                (vmlinuz, find_file(&boot, |n| n.starts_with("config-"))?)
+            }
+            Layout::Modules => {
+                let modules = root.join("usr/lib/modules");
+                let release = find_file(&modules, |_| true)?
+                    .with_context(|| format!("{package} contains no usr/lib/modules/<release>"))?;
+                let vmlinuz = release.join("vmlinuz");
+                if !vmlinuz.is_file() {
+                    bail!("{package} contains no {}", vmlinuz.display());
+                }
+                (vmlinuz, None)
+            }
+        };
         std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-        if let Some(config) = find_file(&boot, |n| n.starts_with("config-"))? {
+        if let Some(config) = config {
             std::fs::copy(&config, dest.join("config")).context("copying the kernel config")?;
         }
         let part = dest.join("vmlinuz.part");
@@ -472,21 +549,37 @@ fn gist(err: &anyhow::Error) -> String {
 
 fn ensure(flavour: &Flavour, kernels: &Path, main: &str, security: Option<&str>) -> Result<Kernel> {
     let apt = Apt {
-        dir: cache_dir()?.join(format!("apt-{}", flavour.suite)),
+        dir: cache_dir()?.join(flavour.apt_dir()),
         suite: flavour.suite,
     };
+    let security = security.filter(|_| flavour.security);
     let fetched = apt.refresh(main, security).and_then(|()| {
-        let (package, version) = apt.resolve(flavour)?;
-        let label = label_of(&package);
-        let dir = kernels.join(format!("{package}_{version}"));
-        let vmlinuz = dir.join("vmlinuz");
-        if vmlinuz.is_file() {
-            println!("setup: kernel {label} ({version}): already cached");
-        } else {
+        let mut last = None;
+        // A mirror's index can list a package its pool no longer (or not
+        // yet) serves: then the next newest, said aloud.
+        for package in apt.resolve(flavour)?.into_iter().take(DOWNLOAD_TRIES) {
+            let version = apt.candidate(&package)?;
+            let label = label_of(&package);
+            let dir = kernels.join(format!("{package}_{version}"));
+            let vmlinuz = dir.join("vmlinuz");
+            if vmlinuz.is_file() {
+                println!("setup: kernel {label} ({version}): already cached");
+                return Ok(Kernel { label, vmlinuz });
+            }
             println!("setup: kernel {label} ({version}): downloading {package}");
-            apt.download(&package, &version, &dir)?;
+            match apt.download(&package, &version, flavour.layout, &dir) {
+                Ok(()) => return Ok(Kernel { label, vmlinuz }),
+                Err(err) => {
+                    println!(
+                        "setup: warning: {package} {version} could not be downloaded ({}); trying \
+                         the next newest",
+                        gist(&err)
+                    );
+                    last = Some(err);
+                }
+            }
         }
-        Ok(Kernel { label, vmlinuz })
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no package like {}", flavour.pattern)))
     });
     match fetched {
         Ok(kernel) => Ok(kernel),
@@ -509,15 +602,21 @@ fn ensure(flavour: &Flavour, kernels: &Path, main: &str, security: Option<&str>)
     }
 }
 
-/// Makes sure every kernel of the matrix is downloaded; oldest first.
+/// Makes sure every kernel of the matrix is downloaded; oldest first. Two
+/// lines that resolve to the same kernel (a point release that ships the
+/// security archive's newest) count once.
 pub(crate) fn ensure_matrix() -> Result<Vec<Kernel>> {
     let (main, security) = system_mirrors()?;
     let kernels = cache_dir()?.join("kernels");
     std::fs::create_dir_all(&kernels).with_context(|| format!("creating {}", kernels.display()))?;
-    MATRIX
-        .iter()
-        .map(|f| ensure(f, &kernels, &main, security.as_deref()))
-        .collect()
+    let mut matrix: Vec<Kernel> = Vec::with_capacity(MATRIX.len());
+    for flavour in &MATRIX {
+        let kernel = ensure(flavour, &kernels, &main, security.as_deref())?;
+        if !matrix.iter().any(|k| k.label == kernel.label) {
+            matrix.push(kernel);
+        }
+    }
+    Ok(matrix)
 }
 
 /// Whether `filter` occurs in `label` not inside a longer number, so that
@@ -559,13 +658,30 @@ mod tests {
 
     #[test]
     fn flavours_match_names() {
-        assert!(MATRIX[0].matches("linux-image-6.1.0-56-cloud-amd64-unsigned"));
-        assert!(!MATRIX[0].matches("linux-image-6.1.0-56-cloud-amd64"));
-        assert!(MATRIX[1].matches("linux-image-6.12.107+deb13-cloud-amd64-unsigned"));
+        let line = |id: &str| {
+            let (suite, version) = id.rsplit_once(' ').unwrap();
+            MATRIX
+                .iter()
+                .find(|f| f.suite == suite && f.pattern.contains(version))
+                .unwrap()
+        };
+        assert!(line("bookworm 6.1.0").matches("linux-image-6.1.0-56-cloud-amd64-unsigned"));
+        assert!(!line("bookworm 6.1.0").matches("linux-image-6.1.0-56-cloud-amd64"));
+        assert!(line("trixie 6.12").matches("linux-image-6.12.107+deb13-cloud-amd64-unsigned"));
         assert_eq!(
-            MATRIX[1].regex(),
-            r"^linux-image-6\.12\.[0-9]+\+deb13-cloud-amd64-unsigned$"
+            line("trixie 6.12").regex(),
+            r"^linux-image-6\.12\.[0-9][0-9.]*\+deb13-cloud-amd64-unsigned$"
         );
+        let seven = line("trixie-backports -7.");
+        assert!(seven.matches("linux-binary-7.3.4+deb13-cloud-amd64"));
+        assert!(!seven.matches("linux-binary-unsigned-7.3.4+deb13-cloud-amd64"));
+        assert!(!seven.matches("linux-binary-7.+deb13-cloud-amd64"));
+        assert!(!line("trixie-backports 6.18").matches("linux-image-6.18.15+deb13-cloud-amd64-dbg"));
+        assert_eq!(
+            label_of("linux-binary-7.3.4+deb13-cloud-amd64"),
+            "7.3.4+deb13-cloud-amd64"
+        );
+        assert!(version_key("7.2.12+deb13") < version_key("7.3.4+deb13"));
         assert_eq!(
             label_of("linux-image-6.1.0-56-cloud-amd64-unsigned"),
             "6.1.0-56-cloud-amd64"
