@@ -676,7 +676,9 @@ mod tests {
         assert!(seven.matches("linux-binary-7.3.4+deb13-cloud-amd64"));
         assert!(!seven.matches("linux-binary-unsigned-7.3.4+deb13-cloud-amd64"));
         assert!(!seven.matches("linux-binary-7.+deb13-cloud-amd64"));
-        assert!(!line("trixie-backports 6.18").matches("linux-image-6.18.15+deb13-cloud-amd64-dbg"));
+        assert!(
+            !line("trixie-backports 6.18").matches("linux-image-6.18.15+deb13-cloud-amd64-dbg")
+        );
         assert_eq!(
             label_of("linux-binary-7.3.4+deb13-cloud-amd64"),
             "7.3.4+deb13-cloud-amd64"

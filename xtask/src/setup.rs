@@ -306,7 +306,9 @@ fn matching_backports() -> Result<Option<Command>> {
     if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for e in entries.filter_map(|e| e.ok()) {
             let name = e.file_name();
-            let keep = name.to_str().is_some_and(|n| n.ends_with(".sources") || n.ends_with(".list"));
+            let keep = name
+                .to_str()
+                .is_some_and(|n| n.ends_with(".sources") || n.ends_with(".list"));
             if keep {
                 std::os::unix::fs::symlink(e.path(), parts.join(&name))
                     .with_context(|| format!("linking {}", e.path().display()))?;
