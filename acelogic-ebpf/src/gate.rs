@@ -40,13 +40,16 @@ pub(crate) fn run<B: Body + 'static>(
     };
     let rec = entry.as_mut_ptr();
     record::zero(rec);
-    let decided = decide(&g, rec).unwrap_or_else(|e| Verdict::Deny(e.reason()));
-    let (code, reason, grant_id, ret, which) = match decided {
-        Verdict::Allow { reason, grant_id } => {
-            (verdict::ALLOW, reason, grant_id, 0, counter::ALLOWED)
-        }
-        Verdict::Deny(why) if g.enforcing() => (verdict::DENY, why, 0, EPERM, counter::DENIED),
-        Verdict::Deny(why) => (verdict::AUDIT, why, 0, 0, counter::AUDITED),
+    let decided = decide(&g, rec).unwrap_or_else(|e| Verdict::deny(e.reason()));
+    let Verdict {
+        reason, grant_id, ..
+    } = decided;
+    let (code, ret, which) = if decided.allows() {
+        (verdict::ALLOW, 0, counter::ALLOWED)
+    } else if g.enforcing() {
+        (verdict::DENY, EPERM, counter::DENIED)
+    } else {
+        (verdict::AUDIT, 0, counter::AUDITED)
     };
     let prefix = rec.cast::<Prefix>();
     // SAFETY: every body starts with the header and the decision (`Prefix`

@@ -67,7 +67,7 @@ pub(crate) fn inet(
     }
     if bits == 0 {
         g.open()?;
-        return Ok(Verdict::Deny(reason::UNSUPPORTED_FAMILY));
+        return Ok(Verdict::deny(reason::UNSUPPORTED_FAMILY));
     }
     #[expect(
         clippy::cast_possible_truncation,
@@ -88,12 +88,9 @@ pub(crate) fn unix(g: &Governed, rec: *mut NetDecision, other: Kptr) -> Result<V
     if dentry.is_null() {
         g.open()?;
         return Ok(if kobj::unix_sock_named(other)? {
-            Verdict::Deny(reason::NO_GRANT)
+            Verdict::deny(reason::NO_GRANT)
         } else {
-            Verdict::Allow {
-                reason: reason::UNNAMED_PEER,
-                grant_id: 0,
-            }
+            Verdict::allow(reason::UNNAMED_PEER, 0)
         });
     }
     let id = kobj::inode_id(kobj::dentry_inode(dentry)?)?;

@@ -63,9 +63,11 @@ pub(crate) fn write_pair(
     let to_id = dentry_id(to)?;
     // SAFETY: as in `describe`.
     unsafe { (*rec).other = to_id };
-    match rules::subtree(g, from, rights::WRITE, Use::Consume)? {
-        Verdict::Allow { .. } => rules::subtree(g, to, rights::WRITE, Use::Consume),
-        denied @ Verdict::Deny(_) => Ok(denied),
+    let from = rules::subtree(g, from, rights::WRITE, Use::Consume)?;
+    if from.allows() {
+        rules::subtree(g, to, rights::WRITE, Use::Consume)
+    } else {
+        Ok(from)
     }
 }
 
@@ -147,7 +149,7 @@ pub(crate) fn write_through(
     let verdict = rules::subtree(g, dentry, rights::WRITE, Use::Live)?;
     // Audit mode lets a would-be denial through: remember it too, or every
     // write of an audited process would be a record.
-    if matches!(verdict, Verdict::Allow { .. }) || !g.enforcing() {
+    if verdict.allows() || !g.enforcing() {
         remember_write(file, g.scope_id);
     }
     Ok(verdict)
@@ -211,14 +213,13 @@ pub(crate) fn mapping(
     }
     g.open()?;
     if kobj::task_exe_inode(scope::current_task()).is_ok_and(|exe| exe == inode) {
-        return Ok(Verdict::Allow {
-            reason: reason::OWN_EXECUTABLE,
-            grant_id: 0,
-        });
+        return Ok(Verdict::allow(reason::OWN_EXECUTABLE, 0));
     }
-    match rules::file_exact(g, id, rights::EXEC | rights::MAP, Use::Check) {
-        Some(v @ Verdict::Allow { .. }) => Ok(v),
-        _ => rules::subtree(g, dentry, rights::MAP, Use::Check),
+    let exact = rules::file_exact(g, id, rights::EXEC | rights::MAP, Use::Check);
+    if exact.allows() {
+        Ok(exact)
+    } else {
+        rules::subtree(g, dentry, rights::MAP, Use::Check)
     }
 }
 
@@ -242,11 +243,8 @@ pub(crate) fn task(
     }
     g.open()?;
     Ok(if target_scope == Some(g.scope_id) {
-        Verdict::Allow {
-            reason: reason::SAME_SCOPE,
-            grant_id: 0,
-        }
+        Verdict::allow(reason::SAME_SCOPE, 0)
     } else {
-        Verdict::Deny(reason::OUTSIDE_SCOPE)
+        Verdict::deny(reason::OUTSIDE_SCOPE)
     })
 }

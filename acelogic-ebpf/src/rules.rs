@@ -45,7 +45,7 @@ fn take(grant: *mut Grant, how: Use) -> Verdict {
     unsafe {
         let now = bpf_ktime_get_boot_ns();
         if now >= (*grant).expires_boot_ns {
-            return Verdict::Deny(reason::GRANT_EXPIRED);
+            return Verdict::deny(reason::GRANT_EXPIRED);
         }
         if how != Use::Live && (*grant).flags & grant_flags::UNLIMITED_USES == 0 {
             let used = addr_of_mut!((*grant).used);
@@ -65,20 +65,18 @@ fn take(grant: *mut Grant, how: Use) -> Verdict {
                 after < max
             };
             if !within {
-                return Verdict::Deny(reason::GRANT_USED_UP);
+                return Verdict::deny(reason::GRANT_USED_UP);
             }
         }
-        Verdict::Allow {
-            reason: reason::GRANT,
-            grant_id: (*grant).grant_id,
-        }
+        Verdict::allow(reason::GRANT, (*grant).grant_id)
     }
 }
 
-/// Baseline or grant for exactly this file. `None` when nothing matched;
-/// `Some(Deny)` when a grant matched but is dead.
+/// Baseline or grant for exactly this file. Denied `no-grant` when
+/// nothing matched; denied with why when a grant matched but is dead.
+/// (A verdict, not an `Option`: see [`Verdict`] on undefined payloads.)
 #[inline(always)]
-pub(crate) fn file_exact(g: &Governed, id: FileId, right: u32, how: Use) -> Option<Verdict> {
+pub(crate) fn file_exact(g: &Governed, id: FileId, right: u32, how: Use) -> Verdict {
     let key = FileKey {
         scope_id: g.scope_id,
         dev: id.dev,
@@ -88,21 +86,23 @@ pub(crate) fn file_exact(g: &Governed, id: FileId, right: u32, how: Use) -> Opti
     if let Some(rule) = unsafe { FILE_BASELINE.get(&key) }
         && rule.rights & right != 0
     {
-        return Some(Verdict::BASELINE);
+        return Verdict::BASELINE;
     }
-    let grant = FILE_GRANTS.get_ptr_mut(&key)?;
+    let Some(grant) = FILE_GRANTS.get_ptr_mut(&key) else {
+        return Verdict::deny(reason::NO_GRANT);
+    };
     // SAFETY: a map value pointer from a successful lookup.
     if unsafe { (*grant).rights } & right == 0 {
-        return None;
+        return Verdict::deny(reason::NO_GRANT);
     }
-    Some(take(grant, how))
+    take(grant, how)
 }
 
 /// The verdict for a single file, exact match only (exec).
 #[inline(always)]
 pub(crate) fn file(g: &Governed, id: FileId, right: u32, how: Use) -> Result<Verdict, Error> {
     g.open()?;
-    Ok(file_exact(g, id, right, how).unwrap_or(Verdict::Deny(reason::NO_GRANT)))
+    Ok(file_exact(g, id, right, how))
 }
 
 /// The verdict for the object at `dentry`: a rule on the file itself or on
@@ -119,15 +119,18 @@ pub(crate) fn subtree(g: &Governed, dentry: Kptr, right: u32, how: Use) -> Resul
     while level <= MAX_PATH_DEPTH {
         let inode = kobj::dentry_inode(d)?;
         if !inode.is_null() {
-            match file_exact(g, kobj::inode_id(inode)?, right, how) {
-                Some(v @ Verdict::Allow { .. }) => return Ok(v),
-                Some(Verdict::Deny(why)) => denial = why,
-                None => {}
+            let v = file_exact(g, kobj::inode_id(inode)?, right, how);
+            if v.allows() {
+                return Ok(v);
+            }
+            // A dead grant says more than a level without one.
+            if v.reason != reason::NO_GRANT {
+                denial = v.reason;
             }
         }
         let parent = kobj::dentry_parent(d)?;
         if parent == d {
-            return Ok(Verdict::Deny(denial));
+            return Ok(Verdict::deny(denial));
         }
         d = parent;
         level += 1;
@@ -165,13 +168,14 @@ pub(crate) fn net(
             return Ok(Verdict::BASELINE);
         }
         if let Some(grant) = NET_GRANTS.get(&key) {
-            match take((grant as *const Grant).cast_mut(), Use::Consume) {
-                v @ Verdict::Allow { .. } => return Ok(v),
-                Verdict::Deny(why) => denial = why,
+            let v = take((grant as *const Grant).cast_mut(), Use::Consume);
+            if v.allows() {
+                return Ok(v);
             }
+            denial = v.reason;
         }
         key.data.port_be = 0;
         round += 1;
     }
-    Ok(Verdict::Deny(denial))
+    Ok(Verdict::deny(denial))
 }

@@ -24,9 +24,17 @@ use crate::{
 pub(crate) struct Governed {
     pub(crate) cgroup_id: u64,
     pub(crate) scope_id: u32,
-    /// `ScopeState` flags; `None` when the scope has no state entry.
-    flags: Option<u32>,
+    /// `ScopeState` flags, or [`NO_STATE`] when the scope has no state
+    /// entry. Not an `Option`: a `None`'s payload is undefined, and
+    /// verifiers before 6.3 reject LLVM's copy of it (`invalid read from
+    /// stack`; see `Verdict`).
+    flags: u32,
 }
+
+/// `Governed::flags` of a scope without a state entry: a bit userspace
+/// never sets (`flags::ALL`).
+const NO_STATE: u32 = 1 << 31;
+const _: () = assert!(flags::ALL & NO_STATE == 0);
 
 impl Governed {
     /// `Err` when the scope denies everything: frozen, or its state is
@@ -34,10 +42,12 @@ impl Governed {
     /// grant is consumed.
     #[inline(always)]
     pub(crate) fn open(&self) -> Result<(), Error> {
-        match self.flags {
-            None => Err(Error::Blocked(reason::SCOPE_STATE_MISSING)),
-            Some(f) if f & flags::FROZEN != 0 => Err(Error::Blocked(reason::FROZEN)),
-            Some(_) => Ok(()),
+        if self.flags & NO_STATE != 0 {
+            Err(Error::Blocked(reason::SCOPE_STATE_MISSING))
+        } else if self.flags & flags::FROZEN != 0 {
+            Err(Error::Blocked(reason::FROZEN))
+        } else {
+            Ok(())
         }
     }
 
@@ -45,7 +55,7 @@ impl Governed {
     /// scope without state enforces.
     #[inline(always)]
     pub(crate) fn enforcing(&self) -> bool {
-        self.flags.is_none_or(|f| f & flags::ENFORCING != 0)
+        self.flags & (NO_STATE | flags::ENFORCING) != 0
     }
 }
 
@@ -76,11 +86,11 @@ pub(crate) fn current() -> Option<Governed> {
         }
     }?;
     // SAFETY: the value is copied out of the map entry immediately.
-    let flags = unsafe { SCOPE_STATE.get(&scope_id) }.map(|s| s.flags);
+    let state = unsafe { SCOPE_STATE.get(&scope_id) }.map_or(NO_STATE, |s| s.flags & flags::ALL);
     Some(Governed {
         cgroup_id,
         scope_id,
-        flags,
+        flags: state,
     })
 }
 

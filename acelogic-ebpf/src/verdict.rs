@@ -6,20 +6,50 @@ use acelogic_common::codes::reason;
 /// `-EPERM`, the errno a denied process sees.
 pub(crate) const EPERM: i32 = -1;
 
+/// A decision, with every field set on every path.
+///
+/// Not an enum on purpose: an enum's payload is undefined in the variants
+/// without it, and LLVM then copies the undefined bytes between stack
+/// slots where paths meet. Verifiers before Linux 6.3's "allow reads from
+/// uninit stack" (5.10, and 6.1 until a later point release) reject that
+/// read: `invalid read from stack`. A denial's `grant_id` is 0.
+/// `allowed` is a `u8`, not a `bool`: a `bool`'s niche would carry the
+/// discriminant of `Result<Verdict, _>` at a bit offset BTF rejects
+/// (`Invalid member bits_offset`).
 #[derive(Clone, Copy)]
-pub(crate) enum Verdict {
-    /// Allowed, with one of the allow reasons and the grant that allowed it
-    /// (0 for none).
-    Allow { reason: u16, grant_id: u64 },
-    /// Denied, with one of the deny reasons.
-    Deny(u16),
+pub(crate) struct Verdict {
+    allowed: u8,
+    /// One of the allow reasons, or one of the deny reasons.
+    pub(crate) reason: u16,
+    /// The grant that allowed it; 0 for none.
+    pub(crate) grant_id: u64,
 }
 
 impl Verdict {
-    pub(crate) const BASELINE: Self = Self::Allow {
-        reason: reason::BASELINE,
-        grant_id: 0,
-    };
+    pub(crate) const BASELINE: Self = Self::allow(reason::BASELINE, 0);
+
+    #[inline(always)]
+    pub(crate) const fn allow(reason: u16, grant_id: u64) -> Self {
+        Self {
+            allowed: 1,
+            reason,
+            grant_id,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn deny(reason: u16) -> Self {
+        Self {
+            allowed: 0,
+            reason,
+            grant_id: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn allows(self) -> bool {
+        self.allowed != 0
+    }
 }
 
 /// Why a decision could not be completed. For a governed task every error

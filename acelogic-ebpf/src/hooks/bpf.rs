@@ -34,6 +34,6 @@ fn decide(cmd: i32, prev: i32) -> i32 {
             (*rec).detail = cmd as u64;
         }
         g.open()?;
-        Ok(Verdict::Deny(reason::FORBIDDEN))
+        Ok(Verdict::deny(reason::FORBIDDEN))
     })
 }

@@ -21,6 +21,6 @@ pub(crate) fn mount_gate(ctx: LsmContext) -> i32 {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = flags };
         g.open()?;
-        Ok(Verdict::Deny(reason::FORBIDDEN))
+        Ok(Verdict::deny(reason::FORBIDDEN))
     })
 }

@@ -17,6 +17,6 @@ use crate::{gate, verdict::Verdict};
 pub(crate) fn move_mount_gate(ctx: LsmContext) -> i32 {
     gate::run::<SystemDecision>(ctx.arg(2), hook::MOVE_MOUNT, |g, _rec| {
         g.open()?;
-        Ok(Verdict::Deny(reason::FORBIDDEN))
+        Ok(Verdict::deny(reason::FORBIDDEN))
     })
 }

@@ -30,7 +30,7 @@ pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
         unsafe { (*rec).detail = mode };
         let verdict = objects::write(g, rec, kobj::file_dentry(file)?)?;
         // Writes through this open file are decided here, not per write.
-        if matches!(verdict, Verdict::Allow { .. }) || !g.enforcing() {
+        if verdict.allows() || !g.enforcing() {
             objects::remember_write(file, g.scope_id);
         }
         Ok(verdict)
