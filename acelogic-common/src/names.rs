@@ -79,6 +79,9 @@ gates! {
     SYMLINK = "symlink_gate" on "path_symlink";
     LINK = "link_gate" on "path_link";
     RENAME = "rename_gate" on "path_rename";
+    /// The rename gate for kernels before 5.19, whose hook has no `flags`
+    /// (an exchange calls it twice, once each way).
+    RENAME_4 = "rename_gate_4" on "path_rename";
     CHMOD = "chmod_gate" on "path_chmod";
     CHOWN = "chown_gate" on "path_chown";
     /// Writes through any descriptor (write, pwrite, writev, fallocate,

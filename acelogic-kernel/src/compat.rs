@@ -122,7 +122,7 @@ pub const LINEAGE: [ProgramSpec; 3] = [PROCESS_FORK, PROCESS_LINEAGE, PROCESS_EX
 
 /// Every LSM gate with its hook's parameter count. A hook listed twice has
 /// one program per prototype; [`select`] keeps the one that matches.
-pub const GATES: [ProgramSpec; 28] = [
+pub const GATES: [ProgramSpec; 29] = [
     EXEC_GATE,
     gate(gate::MMAP, 4),
     gate(gate::MPROTECT, 3),
@@ -135,6 +135,7 @@ pub const GATES: [ProgramSpec; 28] = [
     gate(gate::SYMLINK, 3),
     gate(gate::LINK, 3),
     gate(gate::RENAME, 5),
+    gate(gate::RENAME_4, 4),
     gate(gate::CHMOD, 2),
     gate(gate::CHOWN, 3),
     gate(gate::WRITE, 2),
