@@ -41,6 +41,9 @@ pub(crate) struct TestArgs {
     /// Seconds before a VM (or the host privileged run) counts as hung.
     #[arg(long, default_value_t = 1200)]
     vm_timeout: u64,
+    /// VM guests run at once (each TCG guest is mostly one busy host core).
+    #[arg(long, default_value_t = 2)]
+    vm_jobs: usize,
 }
 
 /// One suite's counts and the reasons for its failures.
@@ -448,7 +451,7 @@ fn vm_privileged(
     let outcome = vm::run_vm(&spec, root, |line| {
         started |= line.contains(vm::START_MARKER);
         if started {
-            println!("  vm| {line}");
+            println!("  {}| {line}", kernel.label);
         }
     })?;
     let report = parse_privtest(vm::after_start(&outcome.lines).iter().map(String::as_str));
@@ -468,7 +471,7 @@ fn vm_privileged(
     if suite.failed > 0 {
         if !started {
             for line in &outcome.lines {
-                println!("  vm| {line}");
+                println!("  {}| {line}", kernel.label);
             }
         }
         println!(
@@ -479,6 +482,98 @@ fn vm_privileged(
     }
     println!("vm {}: finished in {}", kernel.label, secs(outcome.elapsed));
     Ok(suite)
+}
+
+/// A QEMU guest of the run: a kernel's privileged suite, or the demo.
+enum Guest<'a> {
+    Privileged(&'a Kernel),
+    Demo(&'a Kernel),
+}
+
+impl Guest<'_> {
+    fn timing_name(&self) -> String {
+        match self {
+            Guest::Privileged(k) => format!("vm {}", k.label),
+            Guest::Demo(_) => "demo".to_owned(),
+        }
+    }
+}
+
+/// Runs `run` for every guest, at most `jobs` at once, in order of the
+/// list as workers free up; returns each guest's suite (printed as it
+/// ends) and time, in the order of `guests`. Under TCG a guest is bound
+/// by its emulation threads, so two guests on a two-core machine take
+/// about as long as one each: the matrix fits CI's time.
+fn run_guests<'a>(
+    guests: &[Guest<'a>],
+    jobs: usize,
+    run: impl Fn(&Guest<'a>) -> Suite + Sync,
+) -> Vec<(Suite, Duration)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<(Suite, Duration)>>> =
+        std::sync::Mutex::new(guests.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, guests.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(guest) = guests.get(i) else { break };
+                    let t = Instant::now();
+                    let suite = run(guest);
+                    suite.print();
+                    let took = t.elapsed();
+                    done.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i] =
+                        Some((suite, took));
+                }
+            });
+        }
+    });
+    done.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .zip(guests)
+        .map(|(r, g)| {
+            r.unwrap_or_else(|| {
+                let place = match g {
+                    Guest::Privileged(k) | Guest::Demo(k) => format!("vm {}", k.label),
+                };
+                (
+                    errored("guest", place, &anyhow::anyhow!("its worker ended early")),
+                    Duration::ZERO,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Plays the demo in `kernel` with the release binaries just built.
+fn demo(kernel: &Kernel, args: &TestArgs, ws: &crate::util::Workspace) -> Suite {
+    let mut suite = Suite::new("demo", format!("vm {}", kernel.label));
+    let mut tail: Vec<String> = Vec::new();
+    match crate::demo::play(
+        kernel,
+        &ws.target_dir.join("release"),
+        &ws.root,
+        Duration::from_secs(args.vm_timeout),
+        |line| {
+            // Only the step headers and the verdicts; the full
+            // story is in the console log.
+            if line.starts_with("== ") || line.contains("DEMO") {
+                println!("  demo| {line}");
+            }
+            tail.push(line.to_owned());
+        },
+    ) {
+        Ok(()) => suite.passed += 1,
+        Err(e) => {
+            for line in tail.iter().rev().take(30).rev() {
+                println!("  demo| {line}");
+            }
+            suite.fail(format!("{e:#}"));
+        }
+    }
+    suite
 }
 
 /// Runs every suite; returns whether all passed.
@@ -551,53 +646,37 @@ pub(crate) fn test(args: &TestArgs) -> Result<bool> {
         timings.push(("privileged host".into(), t.elapsed()));
     }
 
+    let mut guests: Vec<Guest<'_>> = Vec::new();
     if args.skip_vm {
         println!("privileged (vm): skipped (--skip-vm)");
     } else {
-        for kernel in &matrix {
-            let t = Instant::now();
-            let place = format!("vm {}", kernel.label);
-            let suite = vm_privileged(kernel, privtest.as_deref(), args, &ws.root)
-                .unwrap_or_else(|e| errored("privileged", place, &e));
-            suite.print();
-            suites.push(suite);
-            timings.push((format!("vm {}", kernel.label), t.elapsed()));
-        }
+        guests.extend(matrix.iter().map(Guest::Privileged));
     }
-
     // The demo is the README's first command: play it here too (newest
     // kernel, the release binaries just built), so it cannot rot.
     if args.skip_vm || args.skip_demo || args.filter.is_some() {
         println!("demo: skipped (--skip-vm, --skip-demo or --filter)");
     } else if let Some(kernel) = matrix.last() {
-        let t = Instant::now();
-        let mut suite = Suite::new("demo", format!("vm {}", kernel.label));
-        let mut tail: Vec<String> = Vec::new();
-        match crate::demo::play(
-            kernel,
-            &ws.target_dir.join("release"),
-            &ws.root,
-            Duration::from_secs(args.vm_timeout),
-            |line| {
-                // Only the step headers and the verdicts; the full
-                // story is in the console log.
-                if line.starts_with("== ") || line.contains("DEMO") {
-                    println!("  demo| {line}");
-                }
-                tail.push(line.to_owned());
-            },
-        ) {
-            Ok(()) => suite.passed += 1,
-            Err(e) => {
-                for line in tail.iter().rev().take(30).rev() {
-                    println!("  demo| {line}");
-                }
-                suite.fail(format!("{e:#}"));
-            }
+        guests.push(Guest::Demo(kernel));
+    }
+    let t = Instant::now();
+    let ran = run_guests(&guests, args.vm_jobs, |guest| match guest {
+        Guest::Privileged(kernel) => {
+            let place = format!("vm {}", kernel.label);
+            vm_privileged(kernel, privtest.as_deref(), args, &ws.root)
+                .unwrap_or_else(|e| errored("privileged", place, &e))
         }
-        suite.print();
+        Guest::Demo(kernel) => demo(kernel, args, &ws),
+    });
+    if !guests.is_empty() {
+        timings.push((
+            format!("guests ({} at once)", args.vm_jobs.max(1)),
+            t.elapsed(),
+        ));
+    }
+    for (guest, (suite, took)) in guests.iter().zip(ran) {
         suites.push(suite);
-        timings.push(("demo".into(), t.elapsed()));
+        timings.push((guest.timing_name(), took));
     }
 
     println!();

@@ -271,7 +271,8 @@ pub(crate) fn run_vm(
     .arg(&spec.kernel.vmlinuz)
     .arg("-initrd")
     .arg(&initrd)
-    .args(["-append", "console=ttyS0 quiet panic=-1"])
+    .arg("-append")
+    .arg(spec.kernel.cmdline())
     .stderr(Stdio::piped());
     let start = Instant::now();
     let mut lines = Vec::new();
