@@ -37,6 +37,16 @@ pub mod hook {
     pub const MMAP_WRITE: u16 = 23;
     /// `file_mprotect` adding `PROT_WRITE` to a shared file mapping.
     pub const MPROTECT_WRITE: u16 = 24;
+    /// `inode_setattr` changing times alone (utimes, futimens, touch).
+    pub const INODE_SETATTR_TIMES: u16 = 25;
+    /// `inode_setxattr`: setting an extended attribute.
+    pub const INODE_SETXATTR: u16 = 26;
+    /// `inode_removexattr`: removing an extended attribute.
+    pub const INODE_REMOVEXATTR: u16 = 27;
+    /// `inode_set_acl` (Linux 6.2+): setting a POSIX ACL.
+    pub const INODE_SET_ACL: u16 = 28;
+    /// `inode_remove_acl` (Linux 6.2+): removing a POSIX ACL.
+    pub const INODE_REMOVE_ACL: u16 = 29;
     /// `socket_connect`.
     pub const SOCKET_CONNECT: u16 = 30;
     /// `socket_sendmsg` with a destination address (`sendto`, TCP Fast Open).

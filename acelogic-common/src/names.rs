@@ -89,6 +89,16 @@ gates! {
     WRITE = "write_gate" on "file_permission";
     /// ftruncate and open(O_TRUNC), Linux 6.2+ (before, `path_truncate`).
     FILE_TRUNCATE = "ftruncate_gate" on "file_truncate";
+    /// Timestamps alone (utimes, futimens); other attribute changes are
+    /// decided where they start.
+    SETATTR = "setattr_gate" on "inode_setattr";
+    /// The setattr gate for kernels whose hook has no `idmap` (6.1).
+    SETATTR_2 = "setattr_gate_2" on "inode_setattr";
+    SETXATTR = "setxattr_gate" on "inode_setxattr";
+    REMOVEXATTR = "rmxattr_gate" on "inode_removexattr";
+    /// POSIX ACLs, Linux 6.2+ (before, the xattr gates decide them).
+    SET_ACL = "set_acl_gate" on "inode_set_acl";
+    REMOVE_ACL = "rm_acl_gate" on "inode_remove_acl";
     /// Not a gate: forgets a closed file's decided writes (`WRITERS`).
     FILE_FREE = "file_free" on "file_free_security";
     CONNECT = "connect_gate" on "socket_connect";

@@ -122,7 +122,7 @@ pub const LINEAGE: [ProgramSpec; 3] = [PROCESS_FORK, PROCESS_LINEAGE, PROCESS_EX
 
 /// Every LSM gate with its hook's parameter count. A hook listed twice has
 /// one program per prototype; [`select`] keeps the one that matches.
-pub const GATES: [ProgramSpec; 29] = [
+pub const GATES: [ProgramSpec; 35] = [
     EXEC_GATE,
     gate(gate::MMAP, 4),
     gate(gate::MPROTECT, 3),
@@ -142,6 +142,13 @@ pub const GATES: [ProgramSpec; 29] = [
     // Linux 6.2+; before, `path_truncate` decides ftruncate and O_TRUNC.
     gate_where_present(gate::FILE_TRUNCATE, 1),
     gate(gate::FILE_FREE, 1),
+    gate(gate::SETATTR, 3),
+    gate(gate::SETATTR_2, 2),
+    gate(gate::SETXATTR, 6),
+    gate(gate::REMOVEXATTR, 3),
+    // Linux 6.2+; before, the xattr gates decide POSIX ACLs.
+    gate_where_present(gate::SET_ACL, 4),
+    gate_where_present(gate::REMOVE_ACL, 3),
     gate(gate::CONNECT, 3),
     gate(gate::SENDMSG, 3),
     gate(gate::UNIX_CONNECT, 3),
@@ -248,7 +255,7 @@ mod tests {
         assert!(
             new.iter().any(|p| p.name == "bpf_gate_k") && !new.iter().any(|p| p.name == "bpf_gate")
         );
-        assert_eq!(old.len(), 30, "the recorders and one program per hook");
+        assert_eq!(old.len(), 35, "the recorders and one program per hook");
         assert_eq!(old[..3], LINEAGE, "the recorders attach first");
         let err = select(|hook| {
             Some(if hook == "path_rename" {
@@ -260,20 +267,43 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (err.hook, err.found, err.expected),
-            ("path_rename", 6, vec![5])
+            ("path_rename", 6, vec![5, 4])
         );
+        let before_5_19 = select(|hook| {
+            Some(if hook == "path_rename" {
+                4
+            } else {
+                param_count(hook)
+            })
+        })
+        .unwrap();
+        assert!(before_5_19.iter().any(|p| p.name == "rename_gate_4"));
+        assert!(!before_5_19.iter().any(|p| p.name == "rename_gate"));
+        let no_idmap = select(|hook| {
+            Some(if hook == "inode_setattr" {
+                2
+            } else {
+                param_count(hook)
+            })
+        })
+        .unwrap();
+        assert!(no_idmap.iter().any(|p| p.name == "setattr_gate_2"));
+        assert!(!no_idmap.iter().any(|p| p.name == "setattr_gate"));
     }
 
     #[test]
     fn a_hook_only_newer_kernels_have_is_attached_where_present() {
+        let new_in_6_2 = ["file_truncate", "inode_set_acl", "inode_remove_acl"];
         let before_6_2 =
-            select(|hook| (hook != "file_truncate").then(|| param_count(hook))).unwrap();
+            select(|hook| (!new_in_6_2.contains(&hook)).then(|| param_count(hook))).unwrap();
         let since_6_2 = select(|hook| Some(param_count(hook))).unwrap();
         assert!(!before_6_2.iter().any(|p| p.name == "ftruncate_gate"));
         assert!(since_6_2.iter().any(|p| p.name == "ftruncate_gate"));
         // Both keep the gate that decides truncation by name.
         assert!(before_6_2.iter().all(|p| p.name != "ftruncate_gate"));
         assert!(before_6_2.iter().any(|p| p.name == "truncate_gate"));
+        assert!(!before_6_2.iter().any(|p| p.name == "set_acl_gate"));
+        assert!(since_6_2.iter().any(|p| p.name == "set_acl_gate"));
         // A hook every kernel must have is never skipped.
         let err =
             select(|hook| (hook != "file_permission").then(|| param_count(hook))).unwrap_err();

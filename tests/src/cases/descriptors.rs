@@ -153,7 +153,12 @@ fn reset(path: &Path) -> anyhow::Result<()> {
 }
 
 /// A denial record with one of `hooks`, naming `name`, for NoGrant.
-fn expect_denial(events: &[Event], hooks: &[Hook], name: &str, what: &str) -> anyhow::Result<()> {
+pub(crate) fn expect_denial(
+    events: &[Event],
+    hooks: &[Hook],
+    name: &str,
+    what: &str,
+) -> anyhow::Result<()> {
     let found = hooks
         .iter()
         .flat_map(|h| denials(events, *h))

@@ -9,6 +9,7 @@ mod exec_gate;
 mod files;
 mod journal;
 mod lineage;
+mod metadata;
 mod metrics;
 mod network;
 mod pinning;
@@ -25,6 +26,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(exec_gate::CASES);
     cases.extend_from_slice(files::CASES);
     cases.extend_from_slice(descriptors::CASES);
+    cases.extend_from_slice(metadata::CASES);
     cases.extend_from_slice(lineage::CASES);
     cases.extend_from_slice(pinning::CASES);
     cases.extend_from_slice(network::CASES);

@@ -1,0 +1,20 @@
+//! Setting a POSIX ACL (`setxattr` of `system.posix_acl_*`), Linux 6.2+;
+//! before, `inode_setxattr` decides it.
+//!
+//! Kernel prototype: `LSM_HOOK(int, 0, inode_set_acl, struct mnt_idmap
+//! *idmap, struct dentry *dentry, const char *acl_name, struct posix_acl
+//! *kacl)`; previous return value at index 4. Allowed when the object or
+//! a directory above it is writable (`objects::write`).
+
+use acelogic_common::{codes::hook, event::FileDecision};
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+
+use crate::{gate, kobj::Kptr, objects};
+
+#[lsm(hook = "inode_set_acl")]
+pub(crate) fn set_acl_gate(ctx: LsmContext) -> i32 {
+    let dentry: Kptr = ctx.arg(1);
+    gate::run::<FileDecision>(ctx.arg(4), hook::INODE_SET_ACL, |g, rec| {
+        objects::write(g, rec, dentry)
+    })
+}
