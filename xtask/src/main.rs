@@ -10,6 +10,7 @@
 //!   from policies/*.yaml.
 
 mod bench;
+mod conformance;
 mod demo;
 mod deploy;
 mod kernels;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::conformance::{self, Outcome};
 use crate::deploy;
 use crate::kernels::{self, Kernel};
 use crate::setup::{cargo_with_linker, setup};
@@ -55,6 +56,8 @@ pub(crate) struct Suite {
     pub(crate) failed: u32,
     pub(crate) skipped: u32,
     failures: Vec<String>,
+    /// Each privileged case's outcome, for the conformance table.
+    cases: Vec<(String, Outcome)>,
 }
 
 impl Suite {
@@ -110,6 +113,7 @@ pub(crate) fn parse_libtest(line: &str) -> Option<[u32; 3]> {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct PrivReport {
     counts: [u32; 3],
+    outcomes: Vec<(String, Outcome)>,
     failures: Vec<String>,
     summary: Option<[u32; 3]>,
     kernel_panic: bool,
@@ -123,20 +127,29 @@ fn parse_privtest<'a>(lines: impl IntoIterator<Item = &'a str>) -> PrivReport {
             let (name, rest) = rest.split_once(' ').unwrap_or((rest, ""));
             let rest = rest.trim_start();
             let (verdict, detail) = rest.split_once(' ').unwrap_or((rest, ""));
-            match verdict {
-                "PASS" => report.counts[0] += 1,
-                "SKIP" => report.counts[2] += 1,
+            let outcome = match verdict {
+                "PASS" => {
+                    report.counts[0] += 1;
+                    Outcome::Pass
+                }
+                "SKIP" => {
+                    report.counts[2] += 1;
+                    Outcome::Skip
+                }
                 "FAIL" => {
                     report.counts[1] += 1;
                     report.failures.push(format!("{name}: {}", detail.trim()));
+                    Outcome::Fail
                 }
                 other => {
                     report.counts[1] += 1;
                     report
                         .failures
                         .push(format!("{name}: unknown verdict `{other}` in: {line}"));
+                    Outcome::Fail
                 }
-            }
+            };
+            report.outcomes.push((name.to_owned(), outcome));
         } else if let Some(i) = line.find("ACELOGIC-SUMMARY ") {
             let rest = &line[i..];
             report.summary = (|| {
@@ -160,6 +173,7 @@ fn judge(suite: &mut Suite, report: &PrivReport, exit: Option<i32>, reported: bo
     suite.skipped += skipped;
     suite.failed += failed;
     suite.failures.extend(report.failures.iter().cloned());
+    suite.cases.extend(report.outcomes.iter().cloned());
     if report.kernel_panic {
         suite.fail("the kernel panicked (see `Kernel panic` in the console output)".to_owned());
     }
@@ -674,6 +688,25 @@ pub(crate) fn test(args: &TestArgs) -> Result<bool> {
             t.elapsed(),
         ));
     }
+    let columns: Vec<conformance::Column<'_>> = guests
+        .iter()
+        .zip(&ran)
+        .filter_map(|(guest, (suite, _))| match guest {
+            Guest::Privileged(k) => Some(conformance::Column {
+                label: &k.label,
+                cases: &suite.cases,
+            }),
+            Guest::Demo(_) => None,
+        })
+        .collect();
+    if !columns.is_empty() {
+        let whole = args.kernel.is_none() && args.filter.is_none();
+        match conformance::write(&ws.root, &columns, whole) {
+            Ok(path) => println!("conformance table: {}", path.display()),
+            Err(e) => println!("conformance table: not written: {e:#}"),
+        }
+    }
+    drop(columns);
     for (guest, (suite, took)) in guests.iter().zip(ran) {
         suites.push(suite);
         timings.push((guest.timing_name(), took));
@@ -725,6 +758,14 @@ mod tests {
                    ACELOGIC-SUMMARY 1 passed, 1 failed, 1 skipped\n";
         let report = parse_privtest(out.lines());
         assert_eq!(report.counts, [1, 1, 1]);
+        assert_eq!(
+            report.outcomes,
+            [
+                ("exec_denied".to_owned(), Outcome::Pass),
+                ("open_denied".to_owned(), Outcome::Fail),
+                ("needs_btf".to_owned(), Outcome::Skip),
+            ]
+        );
         assert_eq!(report.summary, Some([1, 1, 1]));
         assert_eq!(report.failures, ["open_denied: write-open succeeded"]);
         let mut suite = Suite::new("privileged", "vm x".into());

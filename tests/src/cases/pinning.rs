@@ -86,13 +86,14 @@ fn failed_attach_leaves_the_node_as_it_was() -> anyhow::Result<()> {
     );
     drop(k);
     // Programs are freed once their last reference goes, after an RCU
-    // grace period.
+    // grace period. Fewer than before is fine: an earlier case's programs
+    // may go in the meantime (seen on 7.3).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while loaded(first)? != before {
+    while loaded(first)? > before {
         ensure!(
             std::time::Instant::now() < deadline,
             "{first} is still loaded {} time(s) more than before the failed attach",
-            loaded(first)? - before
+            loaded(first)?.saturating_sub(before)
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
