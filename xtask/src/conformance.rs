@@ -44,8 +44,8 @@ const CLASSES: &[Class] = &[
         ],
     },
     Class {
-        class: "metadata: times, xattrs, POSIX ACLs, through paths and descriptors",
-        how: "`inode_setattr` (times alone), `inode_setxattr`, `inode_removexattr`, `inode_set_acl` on 6.2+",
+        class: "metadata: mode, owner, times, xattrs, POSIX ACLs, through paths and descriptors",
+        how: "`path_chmod`, `path_chown` (fchmod and fchown too), `inode_setattr` (times alone), `inode_setxattr`, `inode_removexattr`, `inode_set_acl` on 6.2+",
         cases: &["timestamps_xattrs_and_acls_decided"],
     },
     Class {

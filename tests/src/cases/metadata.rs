@@ -1,7 +1,8 @@
-//! Changes of a file's metadata that no mode, owner or size hook sees:
-//! timestamps (utimensat, futimens through a descriptor opened before
-//! governance), extended attributes (setxattr, fsetxattr, removexattr:
-//! `security.capability` on a binary is one) and POSIX ACLs. Outside the
+//! Changes of a file's metadata, by path and through a descriptor opened
+//! before governance: mode and owner (fchmod, fchown reach the path
+//! hooks), timestamps (utimensat, futimens), extended attributes
+//! (setxattr, fsetxattr, removexattr: `security.capability` on a binary
+//! is one) and POSIX ACLs. Outside the
 //! writable set each is refused with EPERM, the file's metadata stays as
 //! it was, and the denial is in the records; the ungoverned twin of every
 //! attempt succeeds first (or the case proves nothing), and inside the
@@ -32,6 +33,8 @@ const ACL: &str = "system.posix_acl_access";
 /// One way to change metadata.
 #[derive(Debug, Clone, Copy)]
 enum Op {
+    Fchmod,
+    Fchown,
     Utimensat,
     Futimens,
     Setxattr,
@@ -42,7 +45,9 @@ enum Op {
 
 /// Every [`Op`] and the hooks that may decide it: before 6.2 an ACL is an
 /// ordinary xattr to the LSM hooks.
-const OPS: [(Op, &[Hook]); 6] = [
+const OPS: [(Op, &[Hook]); 8] = [
+    (Op::Fchmod, &[Hook::PathChmod]),
+    (Op::Fchown, &[Hook::PathChown]),
     (Op::Utimensat, &[Hook::InodeSetattrTimes]),
     (Op::Futimens, &[Hook::InodeSetattrTimes]),
     (Op::Setxattr, &[Hook::InodeSetxattr]),
@@ -50,6 +55,10 @@ const OPS: [(Op, &[Hook]); 6] = [
     (Op::Removexattr, &[Hook::InodeRemovexattr]),
     (Op::SetAcl, &[Hook::InodeSetAcl, Hook::InodeSetxattr]),
 ];
+
+/// The mode and the owner (uid and gid) an attempt sets.
+const MODE: libc::mode_t = 0o600;
+const OWNER: u32 = 1000;
 
 /// The mtime an attempt sets, in seconds.
 const STAMP: i64 = 1_000_000_000;
@@ -95,6 +104,8 @@ fn attempt(op: Op, path: &Path, fd: i32) -> i32 {
     // owns and a descriptor it inherited.
     let rc = unsafe {
         match op {
+            Op::Fchmod => libc::fchmod(fd, MODE),
+            Op::Fchown => libc::fchown(fd, OWNER, OWNER),
             Op::Utimensat => libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0),
             Op::Futimens => libc::futimens(fd, times.as_ptr()),
             Op::Setxattr => libc::setxattr(p.as_ptr(), name.as_ptr(), value, 1, 0),
@@ -140,8 +151,11 @@ fn reset(op: Op, path: &Path) -> anyhow::Result<()> {
 
 /// Whether `op`'s change is on the file.
 fn changed(op: Op, path: &Path) -> anyhow::Result<bool> {
+    let meta = fs::metadata(path)?;
     Ok(match op {
-        Op::Utimensat | Op::Futimens => fs::metadata(path)?.mtime() == STAMP,
+        Op::Fchmod => meta.mode() & 0o7777 == MODE,
+        Op::Fchown => meta.uid() == OWNER,
+        Op::Utimensat | Op::Futimens => meta.mtime() == STAMP,
         Op::Setxattr | Op::Fsetxattr => has_xattr(path, XATTR),
         Op::Removexattr => !has_xattr(path, XATTR),
         Op::SetAcl => has_xattr(path, ACL),
