@@ -101,7 +101,7 @@ fn kernel_release() -> String {
 /// Samples per workload and configuration, and per peer.
 #[derive(Debug, Default)]
 struct Samples {
-    configs: [[Vec<f64>; 4]; 3],
+    configs: [[Vec<f64>; 4]; Workload::ALL.len()],
     landlock: Vec<f64>,
     apparmor: Vec<f64>,
 }
@@ -234,8 +234,8 @@ fn report(samples: &mut Samples, rounds: usize) -> serde_json::Value {
     let benchmark = format!("kernel hooks (VM {})", kernel_release());
     let mut rows = Vec::new();
     let mut workloads = Vec::new();
-    let mut none = [0.0; 3];
-    let mut governed = [0.0; 3];
+    let mut none = [0.0; Workload::ALL.len()];
+    let mut governed = [0.0; Workload::ALL.len()];
     println!("| workload | {} |", CONFIGS.join(" | "));
     println!("|---|---|---|---|---|");
     for (i, w) in Workload::ALL.iter().enumerate() {

@@ -21,16 +21,25 @@ use crate::fixtures::{TestCgroup, c_path};
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Workload {
     OpenClose,
+    /// One byte written and read back through a descriptor opened once:
+    /// what `file_permission` costs every read and write on the node.
+    WriteRead,
     ForkExec,
     Connect,
 }
 
 impl Workload {
-    pub(super) const ALL: [Self; 3] = [Self::OpenClose, Self::ForkExec, Self::Connect];
+    pub(super) const ALL: [Self; 4] = [
+        Self::OpenClose,
+        Self::WriteRead,
+        Self::ForkExec,
+        Self::Connect,
+    ];
 
     pub(super) const fn name(self) -> &'static str {
         match self {
             Self::OpenClose => "open+close (write)",
+            Self::WriteRead => "pwrite+pread (1 byte, open file)",
             Self::ForkExec => "fork+exec+wait",
             Self::Connect => "tcp connect+close",
         }
@@ -39,6 +48,7 @@ impl Workload {
     pub(super) const fn iterations(self) -> u32 {
         match self {
             Self::OpenClose => 5_000,
+            Self::WriteRead => 20_000,
             Self::ForkExec => 200,
             Self::Connect => 2_000,
         }
@@ -168,6 +178,23 @@ unsafe fn run(w: Workload, file: &CStr, shell: &CStr, port: u16) -> Result<(), i
                     }
                     libc::close(fd);
                 }
+            }
+            Workload::WriteRead => {
+                let fd = libc::open(file.as_ptr(), libc::O_RDWR);
+                if fd < 0 {
+                    return Err(last_errno());
+                }
+                let mut byte = [b'x'];
+                for _ in 0..w.iterations() {
+                    if libc::pwrite(fd, byte.as_ptr().cast(), 1, 0) != 1
+                        || libc::pread(fd, byte.as_mut_ptr().cast(), 1, 0) != 1
+                    {
+                        let errno = last_errno();
+                        libc::close(fd);
+                        return Err(errno);
+                    }
+                }
+                libc::close(fd);
             }
             Workload::ForkExec => {
                 for _ in 0..w.iterations() {
