@@ -247,8 +247,8 @@ mod tests {
 
     #[test]
     fn select_picks_the_variant_matching_the_prototype() {
-        let old = select(|hook| Some(if hook == "bpf" { 3 } else { param_count(hook) })).unwrap();
-        let new = select(|hook| Some(if hook == "bpf" { 4 } else { param_count(hook) })).unwrap();
+        let old = select_with("bpf", 3).unwrap();
+        let new = select_with("bpf", 4).unwrap();
         assert!(
             old.iter().any(|p| p.name == "bpf_gate") && !old.iter().any(|p| p.name == "bpf_gate_k")
         );
@@ -257,36 +257,15 @@ mod tests {
         );
         assert_eq!(old.len(), 35, "the recorders and one program per hook");
         assert_eq!(old[..3], LINEAGE, "the recorders attach first");
-        let err = select(|hook| {
-            Some(if hook == "path_rename" {
-                6
-            } else {
-                param_count(hook)
-            })
-        })
-        .unwrap_err();
+        let err = select_with("path_rename", 6).unwrap_err();
         assert_eq!(
             (err.hook, err.found, err.expected),
             ("path_rename", 6, vec![5, 4])
         );
-        let before_5_19 = select(|hook| {
-            Some(if hook == "path_rename" {
-                4
-            } else {
-                param_count(hook)
-            })
-        })
-        .unwrap();
+        let before_5_19 = select_with("path_rename", 4).unwrap();
         assert!(before_5_19.iter().any(|p| p.name == "rename_gate_4"));
         assert!(!before_5_19.iter().any(|p| p.name == "rename_gate"));
-        let no_idmap = select(|hook| {
-            Some(if hook == "inode_setattr" {
-                2
-            } else {
-                param_count(hook)
-            })
-        })
-        .unwrap();
+        let no_idmap = select_with("inode_setattr", 2).unwrap();
         assert!(no_idmap.iter().any(|p| p.name == "setattr_gate_2"));
         assert!(!no_idmap.iter().any(|p| p.name == "setattr_gate"));
     }
@@ -308,6 +287,18 @@ mod tests {
         let err =
             select(|hook| (hook != "file_permission").then(|| param_count(hook))).unwrap_err();
         assert_eq!((err.hook, err.found), ("file_permission", 0));
+    }
+
+    /// [`select`] on a kernel where `changed` takes `params` parameters
+    /// and every other hook what its first program was built for.
+    fn select_with(changed: &str, params: usize) -> Result<Vec<ProgramSpec>, HookChanged> {
+        select(|hook| {
+            Some(if hook == changed {
+                params
+            } else {
+                param_count(hook)
+            })
+        })
     }
 
     /// The parameter count the first program of `hook` was built for.
