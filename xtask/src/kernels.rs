@@ -18,33 +18,6 @@ pub(crate) struct Kernel {
     pub(crate) vmlinuz: PathBuf,
 }
 
-impl Kernel {
-    /// The guest's kernel command line. A kernel whose built-in LSM list
-    /// lacks `bpf` (Debian 11's 5.10) gets it appended with `lsm=`, as a
-    /// node's operator does (`acelogic-agent check-node` says so).
-    pub(crate) fn cmdline(&self) -> String {
-        let mut line = "console=ttyS0 quiet panic=-1".to_owned();
-        let config = self.vmlinuz.with_file_name("config");
-        if let Some(lsms) = std::fs::read_to_string(config)
-            .ok()
-            .as_deref()
-            .and_then(config_lsm)
-            && !lsms.split(',').any(|l| l == "bpf")
-        {
-            line.push_str(&format!(" lsm={lsms},bpf"));
-        }
-        line
-    }
-}
-
-/// `CONFIG_LSM` of a kernel config.
-fn config_lsm(config: &str) -> Option<&str> {
-    config
-        .lines()
-        .find_map(|l| l.strip_prefix("CONFIG_LSM="))
-        .map(|v| v.trim_matches('"'))
-}
-
 /// A kernel line of the matrix: which suite, which package names.
 struct Flavour {
     suite: &'static str,
@@ -715,30 +688,6 @@ mod tests {
         assert!(label_matches("6.12.117+deb13-cloud-amd64", "6.12"));
         assert!(label_matches("6.12.117+deb13-cloud-amd64", "cloud"));
         assert!(!label_matches("6.12.117+deb13-cloud-amd64", "11"));
-    }
-
-    #[test]
-    fn appends_bpf_to_a_builtin_lsm_list_without_it() {
-        let dir = std::env::temp_dir().join(format!("xtask-cmdline-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kernel = Kernel {
-            label: "x".into(),
-            vmlinuz: dir.join("vmlinuz"),
-        };
-        assert!(!kernel.cmdline().contains("lsm="), "no config: as built");
-        std::fs::write(
-            dir.join("config"),
-            "CONFIG_X=y\nCONFIG_LSM=\"lockdown,yama,apparmor\"\n",
-        )
-        .unwrap();
-        assert!(
-            kernel
-                .cmdline()
-                .ends_with(" lsm=lockdown,yama,apparmor,bpf")
-        );
-        std::fs::write(dir.join("config"), "CONFIG_LSM=\"landlock,bpf,ipe\"\n").unwrap();
-        assert!(!kernel.cmdline().contains("lsm="));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

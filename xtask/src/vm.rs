@@ -271,8 +271,7 @@ pub(crate) fn run_vm(
     .arg(&spec.kernel.vmlinuz)
     .arg("-initrd")
     .arg(&initrd)
-    .arg("-append")
-    .arg(spec.kernel.cmdline())
+    .args(["-append", "console=ttyS0 quiet panic=-1"])
     .stderr(Stdio::piped());
     let start = Instant::now();
     let mut lines = Vec::new();
