@@ -23,7 +23,7 @@ use super::{
 };
 use acelogic_lineage::{
     chain::{self, GENESIS, Hash, JOURNAL_ID_LEN},
-    pb as lpb,
+    note, pb as lpb,
 };
 
 fn hash_of(b: &[u8]) -> Option<Hash> {
@@ -72,13 +72,15 @@ fn stored_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
     })
 }
 
-/// Verifies every chain of `node`; `key` is the collector's checkpoint
-/// key.
+/// Verifies every chain of `node`, and the store against `anchors`
+/// (signed heads kept elsewhere, see [`super::anchor`]); `key` is the
+/// collector's checkpoint key.
 pub fn verify_node(
     db: &Connection,
     node: &str,
     key: &VerifyingKey,
     key_id: &str,
+    anchors: &[String],
 ) -> rusqlite::Result<VerifyResponse> {
     let chains: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = db
         .prepare(
@@ -94,8 +96,12 @@ pub fn verify_node(
     };
     for (id, journal_id, head_seq, head_hash) in chains {
         let report = verify_chain(db, node, id, &journal_id, to_u64(head_seq), &head_hash, key)?;
-        out.ok &= report.problems.is_empty();
         out.chains.push(report);
+    }
+    super::anchor::check(db, node, anchors, key, &mut out.chains)?;
+    for c in &mut out.chains {
+        c.problems.sort_by_key(|p| p.seq);
+        out.ok &= c.problems.is_empty();
     }
     Ok(out)
 }
@@ -277,6 +283,100 @@ struct Checkpoint {
     signature: Vec<u8>,
     node: String,
     journal_id: Vec<u8>,
+    log_index: Option<i64>,
+    note: Option<String>,
+}
+
+impl Checkpoint {
+    /// Whether the row is signed by `key` and says what its note says.
+    fn valid(&self, node: &str, jid: &[u8; JOURNAL_ID_LEN], key: &VerifyingKey) -> bool {
+        let seq = to_u64(self.seq);
+        let Some(h) = hash_of(&self.signed_hash) else {
+            return false;
+        };
+        if self.node != node || self.journal_id != jid {
+            return false;
+        }
+        match (&self.note, self.log_index) {
+            // Signed before checkpoints formed a log.
+            (None, None) => Signature::from_slice(&self.signature).is_ok_and(|sig| {
+                key.verify_strict(
+                    &checkpoint::message(node, jid, seq, &h, to_u64(self.time)),
+                    &sig,
+                )
+                .is_ok()
+            }),
+            (Some(text), Some(index)) => note::open(text, key).is_ok_and(|n| {
+                n == note::Head {
+                    node: node.to_owned(),
+                    journal_id: *jid,
+                    seq,
+                    hash: h,
+                    time_unix_nano: to_u64(self.time),
+                    log: n.log.filter(|l| l.index == to_u64(index)),
+                } && n.log.is_some()
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// The chain's checkpoint log: indexes 1, 2, ... with no hole, each
+/// linked to the text of the one before, seqs never going back. A
+/// checkpoint removed from the middle (or the start) breaks it; the
+/// newest ones removed need an anchor kept elsewhere.
+fn check_log(cps: &[Checkpoint], report: &mut ChainReport) {
+    let mut logged: Vec<(u64, note::Head)> = cps
+        .iter()
+        .filter_map(|c| Some((to_u64(c.log_index?), note::peek(c.note.as_deref()?).ok()?)))
+        .collect();
+    logged.sort_by_key(|(i, _)| *i);
+    let mut before: Option<&(u64, note::Head)> = None;
+    for entry in &logged {
+        let (index, head) = entry;
+        let link = head.log.unwrap_or(note::LogLink {
+            index: 0,
+            prev: [0; 32],
+        });
+        let expected = before.map_or(1, |(i, _)| i + 1);
+        if *index > expected {
+            problem(
+                report,
+                head.seq,
+                "checkpoint-missing",
+                format!(
+                    "checkpoint(s) {expected}..={} of this chain's log are not stored (deleted): \
+                     checkpoint {index} (seq {}) follows {}",
+                    index - 1,
+                    head.seq,
+                    before.map_or_else(|| "nothing".to_owned(), |(i, _)| format!("checkpoint {i}"))
+                ),
+            );
+        } else if let Some((i, prev)) = before
+            && link.prev != note::text_hash(&prev.text())
+        {
+            problem(
+                report,
+                head.seq,
+                "checkpoint-missing",
+                format!("checkpoint {index} does not link to the stored checkpoint {i} (replaced)"),
+            );
+        }
+        if let Some((i, prev)) = before
+            && head.seq < prev.seq
+        {
+            problem(
+                report,
+                head.seq,
+                "checkpoint-mismatch",
+                format!(
+                    "checkpoint {index} signed seq {}, before checkpoint {i}'s seq {}",
+                    head.seq, prev.seq
+                ),
+            );
+        }
+        before = Some(entry);
+    }
 }
 
 fn check_checkpoints(
@@ -289,7 +389,7 @@ fn check_checkpoints(
 ) -> rusqlite::Result<()> {
     let cps: Vec<Checkpoint> = db
         .prepare(
-            "SELECT id, seq, head_hash, time_unix_nano, signature, node, journal_id \
+            "SELECT id, seq, head_hash, time_unix_nano, signature, node, journal_id, log_index, note \
              FROM checkpoints WHERE chain = ?1 ORDER BY seq",
         )?
         .query_map([chain_id], |r| {
@@ -301,31 +401,24 @@ fn check_checkpoints(
                 signature: r.get(4)?,
                 node: r.get(5)?,
                 journal_id: r.get(6)?,
+                log_index: r.get(7)?,
+                note: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    check_log(&cps, report);
     let mut at_seq =
         db.prepare("SELECT prev_hash, hash, record FROM records WHERE chain = ?1 AND seq = ?2")?;
-    for Checkpoint {
-        id,
-        seq,
-        signed_hash,
-        time,
-        signature,
-        node: cp_node,
-        journal_id: cp_jid,
-    } in cps
-    {
+    for cp in cps {
         report.checkpoints += 1;
+        let valid = cp.valid(node, jid, key);
+        let Checkpoint {
+            id,
+            seq,
+            signed_hash,
+            ..
+        } = cp;
         let seq = to_u64(seq);
-        let valid = cp_node == node
-            && cp_jid == jid
-            && hash_of(&signed_hash).is_some_and(|h| {
-                Signature::from_slice(&signature).is_ok_and(|sig| {
-                    key.verify_strict(&checkpoint::message(node, jid, seq, &h, to_u64(time)), &sig)
-                        .is_ok()
-                })
-            });
         if !valid {
             problem(
                 report,

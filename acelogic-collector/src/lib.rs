@@ -13,8 +13,9 @@
 //! | `store.rs` | the schema; storing batches against the stored heads (duplicates, gaps, alarms) |
 //! | `writer.rs` | the one thread that writes, with group commit |
 //! | `audit.rs` | recomputing stored chains and checkpoints (`Verify`) |
+//! | `anchor.rs` | the store against signed heads kept outside it (`Verify` anchors) |
 //! | `checkpoint.rs` | signed checkpoints of chain heads |
-//! | `query.rs` | the `Query` service (tree, artifact, denials, verify, export) |
+//! | `query.rs` | the `Query` service (tree, artifact, denials, verify, checkpoints, export) |
 //! | `nodes.rs` | the enrollment file of node keys |
 //! | `metrics.rs` | `/metrics` and `/healthz` |
 //! | `otlp.rs` | OTLP logs export from a persisted cursor |
@@ -24,6 +25,7 @@
 //! `"<code>: <why>"` and whose `acelogic-reason` metadata holds the code,
 //! as the node daemon's API does.
 
+pub mod anchor;
 pub mod audit;
 pub mod checkpoint;
 pub mod ingest;

@@ -16,7 +16,7 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{
-    audit,
+    anchor, audit,
     pb::{self, StoredRecord},
     refusal, status_of, store, to_i64, to_u64,
 };
@@ -177,6 +177,18 @@ pub fn tree(db: &Connection, exec_id: &str) -> rusqlite::Result<pb::TreeResponse
     })
 }
 
+/// The newest signed checkpoint of each chain of `node`.
+pub fn newest_checkpoints(db: &Connection, node: &str) -> rusqlite::Result<Vec<String>> {
+    db.prepare(
+        "SELECT k.note FROM checkpoints k JOIN chains c ON c.id = k.chain \
+         WHERE c.node = ?1 AND k.log_index = (SELECT MAX(log_index) FROM checkpoints WHERE chain = c.id) \
+         ORDER BY c.id",
+    )?
+    .query_map([node], |r| r.get::<_, Option<String>>(0))?
+    .filter_map(Result::transpose)
+    .collect()
+}
+
 fn limit(asked: u32) -> u32 {
     match asked {
         0 => DEFAULT_LIMIT,
@@ -288,14 +300,22 @@ impl pb::query_server::Query for Query {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let node = req.into_inner().node;
+        let pb::VerifyRequest { node, anchors } = req.into_inner();
         if node.is_empty() {
             return Err(bad("node is required"));
+        }
+        if anchors.len() > anchor::MAX_ANCHORS {
+            return Err(bad(format!(
+                "{} anchors; at most {} per request",
+                anchors.len(),
+                anchor::MAX_ANCHORS
+            )));
         }
         let (key, key_id) = (self.key, self.key_id.clone());
         let answer = self
             .with_db(move |db| {
-                let v = audit::verify_node(db, &node, &key, &key_id).map_err(|e| internal(&e))?;
+                let v = audit::verify_node(db, &node, &key, &key_id, &anchors)
+                    .map_err(|e| internal(&e))?;
                 if v.chains.is_empty() {
                     return Err(status_of(&refusal(
                         Reason::NotFound,
@@ -303,6 +323,29 @@ impl pb::query_server::Query for Query {
                     )));
                 }
                 Ok(v)
+            })
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn checkpoints(
+        &self,
+        req: Request<pb::CheckpointsRequest>,
+    ) -> Result<Response<pb::CheckpointsResponse>, Status> {
+        let node = req.into_inner().node;
+        if node.is_empty() {
+            return Err(bad("node is required"));
+        }
+        let answer = self
+            .with_db(move |db| {
+                let notes = newest_checkpoints(db, &node).map_err(|e| internal(&e))?;
+                if notes.is_empty() {
+                    return Err(status_of(&refusal(
+                        Reason::NotFound,
+                        format!("the collector holds no checkpoint of node {node:?}"),
+                    )));
+                }
+                Ok(pb::CheckpointsResponse { notes })
             })
             .await?;
         Ok(Response::new(answer))

@@ -40,7 +40,9 @@
 //!             journal_id BLOB, seq INTEGER, head_hash BLOB,
 //!             time_unix_nano INTEGER,
 //!             key_id TEXT,           -- the collector key that signed
-//!             signature BLOB)        -- see checkpoint::message
+//!             signature BLOB,        -- over `note`'s text (v1 rows: checkpoint::message)
+//!             log_index INTEGER,     -- 1, 2, ... per chain; NULL on v1 rows
+//!             note TEXT)             -- the signed note (lineage::note); NULL on v1 rows
 //! meta(key TEXT PRIMARY KEY, value)  -- otlp_cursor: last records.id exported
 //! ```
 //!
@@ -62,11 +64,12 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{checkpoint, refusal, to_i64, to_u64, verify::CheckedBatch};
+use super::{refusal, to_i64, to_u64, verify::CheckedBatch};
 use acelogic_domain::Refusal;
 use acelogic_domain::artifact::SecretKey;
 use acelogic_lineage::{
     chain::{GENESIS, Hash, JOURNAL_ID_LEN},
+    note,
     pb::{self as lpb, record::Body},
 };
 
@@ -347,6 +350,7 @@ impl Store {
         db.pragma_update(None, "wal_autocheckpoint", 4096)?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        migrate(&db)?;
         Ok(Self { db })
     }
 
@@ -509,17 +513,51 @@ impl Store {
         } in &due
         {
             let jid: [u8; JOURNAL_ID_LEN] = journal_id.as_slice().try_into().unwrap_or_default();
-            let sig = key.sign_bytes(&checkpoint::message(
-                node,
-                &jid,
-                to_u64(*seq),
-                &hash_of(head_hash),
-                now,
-            ));
+            // The chain's checkpoint log: the next index, linked to the
+            // text of the one before.
+            let last: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT log_index, note FROM checkpoints WHERE chain = ?1 AND log_index IS NOT NULL \
+                     ORDER BY log_index DESC LIMIT 1",
+                    [chain],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let link = match &last {
+                Some((index, note)) => note::LogLink {
+                    index: to_u64(*index) + 1,
+                    prev: note::peek(note).map_or([0; 32], |h| note::text_hash(&h.text())),
+                },
+                None => note::LogLink {
+                    index: 1,
+                    prev: [0; 32],
+                },
+            };
+            let head = note::Head {
+                node: node.clone(),
+                journal_id: jid,
+                seq: to_u64(*seq),
+                hash: hash_of(head_hash),
+                time_unix_nano: now,
+                log: Some(link),
+            };
+            let signed = head.sign(key);
+            let sig = key.sign_bytes(head.text().as_bytes());
             tx.execute(
-                "INSERT INTO checkpoints(chain, node, journal_id, seq, head_hash, time_unix_nano, key_id, signature) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![chain, node, journal_id, seq, head_hash, to_i64(now), key_id, sig.as_slice()],
+                "INSERT INTO checkpoints(chain, node, journal_id, seq, head_hash, time_unix_nano, key_id, \
+                 signature, log_index, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    chain,
+                    node,
+                    journal_id,
+                    seq,
+                    head_hash,
+                    to_i64(now),
+                    key_id,
+                    sig.as_slice(),
+                    to_i64(link.index),
+                    signed
+                ],
             )?;
         }
         tx.commit()?;
@@ -533,6 +571,27 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Brings a store made by an older collector up to this schema, in
+/// place: checkpoints gained their log index and signed note (rows
+/// signed before keep NULL there and are verified the old way).
+fn migrate(db: &Connection) -> rusqlite::Result<()> {
+    let has_note: i64 = db.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('checkpoints') WHERE name = 'note'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_note == 0 {
+        db.execute_batch(
+            "ALTER TABLE checkpoints ADD COLUMN log_index INTEGER;
+             ALTER TABLE checkpoints ADD COLUMN note TEXT;",
+        )?;
+    }
+    db.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS checkpoints_log ON checkpoints(chain, log_index)
+             WHERE log_index IS NOT NULL;",
+    )
 }
 
 /// A number kept in `meta`.

@@ -11,6 +11,7 @@
 pub mod chain;
 pub mod enrich;
 pub mod journal;
+pub mod note;
 pub mod pump;
 pub mod sample;
 pub mod ship;

@@ -44,6 +44,10 @@ pub struct ShipConfig {
     pub ca: Option<PathBuf>,
     /// The node key file (see [`load_or_create_key`]).
     pub key: PathBuf,
+    /// Where the node keeps the newest head the collector acknowledged,
+    /// signed with the node key ([`crate::note`]); `acked-head.note`
+    /// beside the key by default.
+    pub acked_head: PathBuf,
     /// Entries per batch.
     pub max_batch_entries: usize,
     /// About this many record bytes per batch.
@@ -58,16 +62,76 @@ impl ShipConfig {
     /// Defaults for everything but where to ship and the key.
     #[must_use]
     pub fn new(endpoint: impl Into<String>, key: impl Into<PathBuf>) -> Self {
+        let key: PathBuf = key.into();
         Self {
             endpoint: endpoint.into(),
             ca: None,
-            key: key.into(),
+            acked_head: key.with_file_name(ACKED_HEAD_FILE),
+            key,
             max_batch_entries: 1024,
             max_batch_bytes: 1 << 20,
             window: 4,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
         }
+    }
+}
+
+/// File name of the node's signed acknowledged head, beside its key.
+pub const ACKED_HEAD_FILE: &str = "acked-head.note";
+
+/// Writes `note` to `path` so a crash leaves the old note or the new one,
+/// never a mix: a temporary file, fsync, rename, fsync of the directory.
+pub fn write_note(path: &Path, note: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("note.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(note.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The head the node last had acknowledged, when its note is there and
+/// signed by `key` for `journal_id`.
+fn last_acked(path: &Path, key: &SecretKey, journal_id: &[u8]) -> Option<crate::note::Head> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match crate::note::open(&text, &key.public()) {
+        Ok(h) if h.journal_id.as_slice() == journal_id => Some(h),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable acknowledged-head note");
+            None
+        }
+    }
+}
+
+/// Signs and keeps the head the collector acknowledged.
+fn keep_acked(
+    config: &ShipConfig,
+    key: &SecretKey,
+    id: &crate::journal::Identity,
+    seq: u64,
+    hash: &[u8],
+) {
+    let Ok(hash) = <[u8; 32]>::try_from(hash) else {
+        return;
+    };
+    let note = crate::note::Head {
+        node: id.node.clone(),
+        journal_id: id.journal_id,
+        seq,
+        hash,
+        time_unix_nano: wire::now_unix_nano(),
+        log: None,
+    }
+    .sign(key);
+    if let Err(e) = write_note(&config.acked_head, &note) {
+        tracing::error!(path = %config.acked_head.display(), error = %e, "could not keep the acknowledged head");
     }
 }
 
@@ -271,6 +335,23 @@ async fn session_inner(
         ));
     };
     let holds = welcome.next_seq.saturating_sub(1);
+    if let Some(kept) = last_acked(&config.acked_head, key, &id.journal_id)
+        && kept.seq > holds
+    {
+        // The collector acknowledged more than it now holds: its store
+        // lost (or someone removed) acknowledged records. Say so loudly;
+        // the signed head is the evidence `lineage verify --anchors` takes.
+        tracing::error!(
+            collector_holds = holds,
+            acknowledged = kept.seq,
+            note = %config.acked_head.display(),
+            "the collector holds this journal only up to seq {holds} but acknowledged seq {}: \
+             seq {}..={} were removed from its store after they were stored",
+            kept.seq,
+            holds + 1,
+            kept.seq
+        );
+    }
     let (first, head) = {
         let j = journal.lock();
         (j.first_stored()?, j.head().0)
@@ -297,6 +378,10 @@ async fn session_inner(
     }
     // What the collector holds is stored: prune it here too.
     blocking(journal, move |j| j.acknowledge(holds)).await?;
+    if holds > 0 && holds >= first {
+        // Checked above against this journal's own entry.
+        keep_acked(config, key, &id, holds, &welcome.head_hash);
+    }
     let mut sent = if first > holds + 1 {
         tracing::warn!(
             collector_holds = holds,
@@ -319,13 +404,14 @@ async fn session_inner(
     tracing::info!(node = %id.node, resume_after = sent, "shipping session open");
 
     let mut heads = journal.subscribe();
-    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    // (last seq, its hash) of each batch in flight.
+    let mut in_flight: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
     loop {
         while in_flight.len() < config.window {
             let (max_e, max_b) = (config.max_batch_entries, config.max_batch_bytes);
             let after = sent;
             let entries = blocking(journal, move |j| j.read_after(after, max_e, max_b)).await?;
-            let Some(last) = entries.last().map(|e| e.seq) else {
+            let Some((last, last_hash)) = entries.last().map(|e| (e.seq, e.hash.clone())) else {
                 break;
             };
             let signature = wire::sign_batch(key, &id.node, &id.journal_id, &entries);
@@ -335,23 +421,24 @@ async fn session_inner(
             .await
             .map_err(|_| closed())?;
             sent = last;
-            in_flight.push_back(last);
+            in_flight.push_back((last, last_hash));
         }
         tokio::select! {
             msg = inbound.message() => {
                 match msg? {
                     Some(pb::ShipResponse { msg: Some(ship_response::Msg::Ack(ack)) }) => {
-                        if !in_flight.iter().any(|s| *s == ack.seq) {
+                        let Some(hash) = in_flight.iter().find(|(s, _)| *s == ack.seq).map(|(_, h)| h.clone()) else {
                             return Err(SessionEnd::Failed(format!(
                                 "the collector acknowledged seq {}, which ends no batch in flight",
                                 ack.seq
                             )));
-                        }
-                        while in_flight.front().is_some_and(|s| *s <= ack.seq) {
+                        };
+                        while in_flight.front().is_some_and(|(s, _)| *s <= ack.seq) {
                             in_flight.pop_front();
                         }
                         let seq = ack.seq;
                         blocking(journal, move |j| j.acknowledge(seq)).await?;
+                        keep_acked(config, key, &id, seq, &hash);
                         *acked_any = true;
                         refresh(journal, status);
                     }

@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     io::Write as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -24,6 +24,7 @@ use super::{CtlError, CtlResult, Peer, from_status};
 use acelogic_lineage::{
     chain,
     enrich::proc_stat,
+    note,
     pb::{self as lpb, record::Body},
     ship,
 };
@@ -237,7 +238,7 @@ fn render_tree(t: &pb::TreeResponse, asked: &str) -> String {
 /// be asked for while the process runs and looked up once it is gone.
 pub fn exec_id_of(pid: u32) -> CtlResult<String> {
     let boot = chain::boot_id().map_err(|e| CtlError::internal(format!("the boot id: {e}")))?;
-    let stat = proc_stat(std::path::Path::new("/proc"), pid).ok_or_else(|| {
+    let stat = proc_stat(Path::new("/proc"), pid).ok_or_else(|| {
         CtlError::input(format!("no process {pid} (/proc/{pid}/stat unreadable)"))
     })?;
     Ok(chain::exec_id(&boot, stat.start_ticks, pid))
@@ -383,12 +384,13 @@ fn render_verify(v: &pb::VerifyResponse) -> String {
     for c in &v.chains {
         let _ = writeln!(
             out,
-            "chain {}: seq {}..={}, {} record(s), {} checkpoint(s)",
+            "chain {}: seq {}..={}, {} record(s), {} checkpoint(s), {} anchor(s)",
             hex::encode(&c.journal_id),
             c.first_seq,
             c.head_seq,
             c.records,
-            c.checkpoints
+            c.checkpoints,
+            c.anchors
         );
         for g in &c.gaps {
             let _ = writeln!(
@@ -407,20 +409,77 @@ fn render_verify(v: &pb::VerifyResponse) -> String {
         }
     }
     out.push_str(if v.ok {
-        "verified: every chain recomputes from the stored bytes and matches its checkpoints\n"
+        "verified: every chain recomputes from the stored bytes and matches its checkpoints and anchors\n"
     } else {
         "verification FAILED\n"
     });
     out
 }
 
-/// Verifies a node's chains; exit 1 when a problem is found (or, with
-/// `strict`, a gap).
-pub async fn verify(t: &Target, node: &str, json: bool, strict: bool) -> CtlResult<String> {
+/// The signed head notes in anchor files, each checked to be one (not
+/// yet its signature: the collector checks that against the keys).
+pub fn read_anchors(files: &[PathBuf]) -> CtlResult<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CtlError::input(format!("anchor file {}: {e}", f.display())))?;
+        let notes = note::split(&text);
+        if notes.is_empty() {
+            return Err(CtlError::input(format!(
+                "anchor file {} holds no signed note",
+                f.display()
+            )));
+        }
+        for (i, n) in notes.into_iter().enumerate() {
+            note::peek(&n).map_err(|e| {
+                CtlError::input(format!("anchor file {}: note {}: {e}", f.display(), i + 1))
+            })?;
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// The node's signed acknowledged head, as its shipper keeps it.
+pub fn head(state_dir: &Path) -> CtlResult<String> {
+    let path = state_dir.join(ship::ACKED_HEAD_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CtlError::input(format!(
+            "{}: {e} (the daemon writes it once the collector acknowledged a batch)",
+            path.display()
+        ))
+    })?;
+    note::peek(&text).map_err(|e| CtlError::input(format!("{}: {e}", path.display())))?;
+    Ok(text)
+}
+
+/// The newest signed checkpoint of each of a node's chains.
+pub async fn checkpoints(t: &Target, node: &str) -> CtlResult<String> {
+    let mut c = connect(t).await?;
+    let r = c
+        .checkpoints(pb::CheckpointsRequest {
+            node: node.to_owned(),
+        })
+        .await
+        .map_err(|s| from_status(&s, Peer::Collector))?
+        .into_inner();
+    Ok(r.notes.concat())
+}
+
+/// Verifies a node's chains, and the store against `anchors`; exit 1
+/// when a problem is found (or, with `strict`, a gap).
+pub async fn verify(
+    t: &Target,
+    node: &str,
+    anchors: Vec<String>,
+    json: bool,
+    strict: bool,
+) -> CtlResult<String> {
     let mut c = connect(t).await?;
     let v = c
         .verify(pb::VerifyRequest {
             node: node.to_owned(),
+            anchors,
         })
         .await
         .map_err(|s| from_status(&s, Peer::Collector))?
@@ -431,6 +490,7 @@ pub async fn verify(t: &Target, node: &str, json: bool, strict: bool) -> CtlResu
             "chains": v.chains.iter().map(|c| serde_json::json!({
                 "journalId": hex::encode(&c.journal_id), "firstSeq": c.first_seq, "headSeq": c.head_seq,
                 "headHash": hex::encode(&c.head_hash), "records": c.records, "checkpoints": c.checkpoints,
+                "anchors": c.anchors,
                 "firstAlteredSeq": c.first_altered_seq,
                 "gaps": c.gaps.iter().map(|g| serde_json::json!({"fromSeq": g.from_seq, "toSeq": g.to_seq,
                     "detectedUnixNano": g.detected_unix_nano})).collect::<Vec<_>>(),

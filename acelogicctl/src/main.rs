@@ -131,6 +131,25 @@ enum LineageCmd {
         /// Also exit 1 when the chain has recorded gaps.
         #[arg(long)]
         strict: bool,
+        /// Signed heads kept outside the collector's store (files of notes
+        /// from `lineage head` on the node and `lineage checkpoints`): the
+        /// store must still hold each, so removing the newest records or
+        /// checkpoints is found.
+        #[arg(long = "anchors", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
+    },
+    /// On the node: the newest head the collector acknowledged, signed by
+    /// the node key (asks no collector). Keep it; `verify --anchors` takes it.
+    Head {
+        /// The daemon's state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/acelogic")]
+        state_dir: PathBuf,
+    },
+    /// The newest signed checkpoint of each of a node's chains, for an
+    /// auditor to keep outside the collector (append it to a file).
+    Checkpoints {
+        #[arg(long)]
+        node: String,
     },
     /// Stored records as JSON lines.
     Export {
@@ -322,7 +341,16 @@ fn lineage_cmd(l: LineageArgs) -> CtlResult<String> {
                 json,
             ))
         }
-        LineageCmd::Verify { node, strict } => block(lineage::verify(&t, &node, json, strict)),
+        LineageCmd::Verify {
+            node,
+            strict,
+            anchors,
+        } => {
+            let anchors = lineage::read_anchors(&anchors)?;
+            block(lineage::verify(&t, &node, anchors, json, strict))
+        }
+        LineageCmd::Head { state_dir } => lineage::head(&state_dir),
+        LineageCmd::Checkpoints { node } => block(lineage::checkpoints(&t, &node)),
         LineageCmd::Export { node, since } => {
             let since = since.as_deref().map(lineage::parse_since).transpose()?;
             block(lineage::export(&t, &node, since.unwrap_or(0)))?;

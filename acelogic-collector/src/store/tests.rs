@@ -168,7 +168,7 @@ fn a_late_start_is_a_gap_with_an_alarm_and_a_new_journal_alarms() {
     assert_eq!(store.checkpoint(&key, 99).unwrap(), 2);
     assert_eq!(store.checkpoint(&key, 100).unwrap(), 0, "no head moved");
     let db = open_read(&path).unwrap();
-    let v = audit::verify_node(&db, "node-a", &key.public(), "k").unwrap();
+    let v = audit::verify_node(&db, "node-a", &key.public(), "k", &[]).unwrap();
     assert!(v.ok, "{v:?}");
     assert_eq!(v.chains.len(), 2);
     assert_eq!(v.chains[0].gaps.len(), 1);
@@ -186,7 +186,7 @@ fn verify_names_the_altered_seq_and_a_bad_checkpoint() {
     store.checkpoint(&key, 5).unwrap();
     let verify = || {
         let db = open_read(&path).unwrap();
-        audit::verify_node(&db, "node-a", &key.public(), "k").unwrap()
+        audit::verify_node(&db, "node-a", &key.public(), "k", &[]).unwrap()
     };
     assert!(verify().ok);
     store
@@ -261,4 +261,58 @@ fn enrollment_file_first_use_and_wrong_keys() {
         ),
         1
     );
+}
+
+/// A store written by a collector from before the checkpoint log opens in
+/// place: its v1 checkpoints still verify the old way and the log starts
+/// at index 1 with the next checkpoint.
+#[test]
+fn a_store_from_before_the_checkpoint_log_is_migrated() {
+    let (_dir, path) = temp_db("migrate");
+    let mut store = Store::open(&path).unwrap();
+    let mut node = Node::new(1);
+    node.append(8);
+    commit(&mut store, &node.batch(1, 4), false).unwrap();
+    let key = SecretKey::from_seed("collector", Role::Lineage, [9; 32]).unwrap();
+    // What the old collector stored: a v1 checkpoint, no log columns.
+    let (jid, hash): (Vec<u8>, Vec<u8>) = store
+        .conn()
+        .query_row("SELECT journal_id, head_hash FROM chains", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let sig = key.sign_bytes(&crate::checkpoint::message(
+        "node-a",
+        &jid.clone().try_into().unwrap(),
+        4,
+        &hash.clone().try_into().unwrap(),
+        7,
+    ));
+    store
+        .conn()
+        .execute_batch("DROP INDEX checkpoints_log; ALTER TABLE checkpoints DROP COLUMN log_index; ALTER TABLE checkpoints DROP COLUMN note;")
+        .unwrap();
+    store
+        .conn()
+        .execute(
+            "INSERT INTO checkpoints(chain, node, journal_id, seq, head_hash, time_unix_nano, key_id, signature) \
+             VALUES (1, 'node-a', ?1, 4, ?2, 7, 'k', ?3)",
+            params![jid, hash, sig.as_slice()],
+        )
+        .unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    commit(&mut store, &node.batch(5, 8), true).unwrap();
+    assert_eq!(store.checkpoint(&key, 9).unwrap(), 1);
+    let index: i64 = store
+        .conn()
+        .query_row("SELECT log_index FROM checkpoints WHERE seq = 8", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(index, 1);
+    let db = open_read(&path).unwrap();
+    let v = audit::verify_node(&db, "node-a", &key.public(), "k", &[]).unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.chains[0].checkpoints, 2);
 }

@@ -2,6 +2,7 @@
 //! and `acelogicctl` binaries, real node journals and the real shipper, real
 //! gRPC on loopback.
 
+mod anchors;
 mod ingest;
 mod queries;
 mod support;
