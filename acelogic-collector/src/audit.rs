@@ -94,10 +94,30 @@ pub fn verify_node(
         ok: true,
         checkpoint_key_id: key_id.to_owned(),
     };
+    let mut cuts = db.prepare(
+        "SELECT time_unix_nano, detail FROM alarms WHERE chain = ?1 AND kind = 'tail-cut' ORDER BY id",
+    )?;
     for (id, journal_id, head_seq, head_hash) in chains {
-        let report = verify_chain(db, node, id, &journal_id, to_u64(head_seq), &head_hash, key)?;
+        let mut report =
+            verify_chain(db, node, id, &journal_id, to_u64(head_seq), &head_hash, key)?;
+        // What the node itself reported when it came back.
+        for cut in cuts.query_map([id], |r| Ok((to_u64(r.get(0)?), r.get::<_, String>(1)?)))? {
+            let (at, detail) = cut?;
+            problem(
+                &mut report,
+                0,
+                "tail-cut",
+                format!(
+                    "alarm of {}: {detail}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(at)
+                    )
+                ),
+            );
+        }
         out.chains.push(report);
     }
+    drop(cuts);
     super::anchor::check(db, node, anchors, key, &mut out.chains)?;
     for c in &mut out.chains {
         c.problems.sort_by_key(|p| p.seq);

@@ -112,6 +112,7 @@ impl Ingest {
         };
         let hello = verify::check_hello(&h, now_unix_nano(), self.clock_skew)?;
         node.clone_from(&hello.node);
+        let acked = verify::check_acked_head(&h.acked_head, &hello)?;
         let welcome = self
             .writer
             .identify(
@@ -119,8 +120,13 @@ impl Ingest {
                 hello.journal_id,
                 hello.key,
                 self.accept_new_nodes,
+                acked,
             )
             .await?;
+        if let Some(why) = &welcome.cut {
+            self.metrics.alarm("tail-cut");
+            tracing::error!(node = %hello.node, journal = %hex::encode(hello.journal_id), "{why}");
+        }
         if welcome.enrollment == Enrollment::New {
             self.metrics.alarm("node-enrolled");
             tracing::warn!(

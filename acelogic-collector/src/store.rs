@@ -34,7 +34,7 @@
 //!      detected_unix_nano INTEGER)
 //! alarms(id INTEGER PRIMARY KEY, time_unix_nano INTEGER, node TEXT,
 //!        chain INTEGER,              -- NULL when not about one chain
-//!        kind TEXT,                  -- gap, journal-reset, node-enrolled
+//!        kind TEXT,                  -- gap, journal-reset, node-enrolled, tail-cut
 //!        detail TEXT)
 //! checkpoints(id INTEGER PRIMARY KEY, chain INTEGER, node TEXT,
 //!             journal_id BLOB, seq INTEGER, head_hash BLOB,
@@ -451,6 +451,62 @@ impl Store {
                 ),
             ))),
         }
+    }
+
+    /// Compares the head a node says this collector acknowledged (its
+    /// signed note, already verified) with the stored chain `head`: when
+    /// the store holds less, or another hash at that seq, it stores a
+    /// `tail-cut` alarm (which verify reports) and says why.
+    pub fn check_acked(
+        &mut self,
+        acked: &note::Head,
+        head: Option<ChainHead>,
+        now: u64,
+    ) -> Result<Option<String>, WriteError> {
+        let stored: Option<Vec<u8>> = match head {
+            Some(h) => self
+                .db
+                .query_row(
+                    "SELECT hash FROM records WHERE chain = ?1 AND seq = ?2",
+                    params![h.id, to_i64(acked.seq)],
+                    |r| r.get(0),
+                )
+                .optional()?,
+            None => None,
+        };
+        let held = head.map_or(0, |h| h.head_seq);
+        let why = match stored {
+            Some(h) if h == acked.hash => return Ok(None),
+            _ if acked.seq == 0 => return Ok(None),
+            Some(_) => format!(
+                "the node signed seq {} as acknowledged with another hash than the store holds \
+                 there (rewritten after it was stored)",
+                acked.seq
+            ),
+            None if acked.seq > held => format!(
+                "the node had seq {} acknowledged (its signed head of {}); the store holds seq \
+                 {held}: seq {}..={} were removed after they were stored",
+                acked.seq,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(acked.time_unix_nano)
+                ),
+                held + 1,
+                acked.seq
+            ),
+            None => format!(
+                "the node had seq {} acknowledged; the store does not hold it (removed)",
+                acked.seq
+            ),
+        };
+        insert_alarm(
+            &self.db,
+            now,
+            &acked.node,
+            head.map(|h| h.id),
+            "tail-cut",
+            &why,
+        )?;
+        Ok(Some(why))
     }
 
     /// Stores verified batches in one transaction, each in its own

@@ -81,6 +81,26 @@ fn valid_node_name(node: &str) -> bool {
     !node.is_empty() && node.len() <= MAX_NODE_NAME && !node.chars().any(char::is_control)
 }
 
+/// The head a Hello says this collector acknowledged: a note signed by
+/// the Hello's key for its node and journal, or none.
+pub fn check_acked_head(
+    text: &str,
+    hello: &Hello,
+) -> Result<Option<acelogic_lineage::note::Head>, Refusal> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let head = acelogic_lineage::note::open(text, &hello.key)
+        .map_err(|e| refusal(Reason::BadRequest, format!("acked_head: {e}")))?;
+    if head.node != hello.node || head.journal_id != hello.journal_id || head.log.is_some() {
+        return Err(refusal(
+            Reason::BadRequest,
+            "acked_head is not a node head of the Hello's node and journal",
+        ));
+    }
+    Ok(Some(head))
+}
+
 /// Checks a Hello: well-formed, fresh (within `skew` of `now`), and signed
 /// by the key it presents.
 pub fn check_hello(h: &pb::Hello, now_unix_nano: u64, skew: Duration) -> Result<Hello, Refusal> {
@@ -341,6 +361,58 @@ mod tests {
 
     fn key(seed: u8) -> SecretKey {
         SecretKey::from_seed("node-a", Role::Lineage, [seed; 32]).unwrap()
+    }
+
+    #[test]
+    fn an_acked_head_must_be_the_hellos_own() {
+        use acelogic_lineage::note::{Head, LogLink};
+        let k = key(1);
+        let hello = Hello {
+            node: "node-a".into(),
+            journal_id: [3; 16],
+            key: k.public(),
+        };
+        let head = Head {
+            node: "node-a".into(),
+            journal_id: [3; 16],
+            seq: 9,
+            hash: [4; 32],
+            time_unix_nano: 1,
+            log: None,
+        };
+        assert_eq!(check_acked_head("", &hello).unwrap(), None);
+        assert_eq!(
+            check_acked_head(&head.sign(&k), &hello).unwrap(),
+            Some(head.clone())
+        );
+        let refused = |text: String| check_acked_head(&text, &hello).unwrap_err().code;
+        assert_eq!(
+            refused(head.sign(&key(2))),
+            Reason::BadRequest,
+            "another key"
+        );
+        assert_eq!(refused("junk".into()), Reason::BadRequest);
+        let other = Head {
+            journal_id: [5; 16],
+            ..head.clone()
+        };
+        assert_eq!(
+            refused(other.sign(&k)),
+            Reason::BadRequest,
+            "another journal"
+        );
+        let checkpoint = Head {
+            log: Some(LogLink {
+                index: 1,
+                prev: [0; 32],
+            }),
+            ..head
+        };
+        assert_eq!(
+            refused(checkpoint.sign(&k)),
+            Reason::BadRequest,
+            "not a node head"
+        );
     }
 
     fn entries(node: &str, jid: &[u8; 16], n: u64) -> Vec<lpb::Entry> {

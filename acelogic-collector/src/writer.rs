@@ -17,7 +17,10 @@ use super::{
 };
 use acelogic_domain::Refusal;
 use acelogic_domain::artifact::SecretKey;
-use acelogic_lineage::chain::{GENESIS, Hash};
+use acelogic_lineage::{
+    chain::{GENESIS, Hash},
+    note,
+};
 
 /// Most batches stored in one transaction.
 const GROUP_BATCHES: usize = 32;
@@ -32,6 +35,7 @@ enum Op {
         journal_id: [u8; 16],
         key: VerifyingKey,
         accept_new: bool,
+        acked: Option<Box<note::Head>>,
         reply: Reply<Result<Welcome, Refusal>>,
     },
     Commit {
@@ -51,11 +55,14 @@ enum Op {
 }
 
 /// The answer to a Hello.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {
     pub enrollment: Enrollment,
     pub next_seq: u64,
     pub head_hash: Hash,
+    /// The node had more acknowledged than the store holds (the alarm is
+    /// stored): why.
+    pub cut: Option<String>,
 }
 
 /// A handle on the writer thread.
@@ -123,6 +130,7 @@ impl Writer {
         journal_id: [u8; 16],
         key: VerifyingKey,
         accept_new: bool,
+        acked: Option<note::Head>,
     ) -> Result<Welcome, Refusal> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -131,6 +139,7 @@ impl Writer {
                 journal_id,
                 key,
                 accept_new,
+                acked: acked.map(Box::new),
                 reply,
             })
             .await
@@ -246,16 +255,22 @@ fn run(mut store: Store, key: &SecretKey, mut rx: mpsc::Receiver<Op>, stored: &w
                 journal_id,
                 key: node_key,
                 accept_new,
+                acked,
                 reply,
             } => {
                 let result = store
                     .identify(&node, &node_key, accept_new, now_unix_nano())
                     .and_then(|enrollment| {
                         let head = store::chain_head(store.conn(), &node, &journal_id)?;
+                        let cut = match &acked {
+                            Some(a) => store.check_acked(a, head, now_unix_nano())?,
+                            None => None,
+                        };
                         Ok(Welcome {
                             enrollment,
                             next_seq: head.map_or(1, |h| h.head_seq + 1),
                             head_hash: head.map_or(GENESIS, |h| h.head_hash),
+                            cut,
                         })
                     })
                     .map_err(|e| match e {

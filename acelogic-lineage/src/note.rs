@@ -343,7 +343,7 @@ mod tests {
     }
 
     fn key(name: &str) -> SecretKey {
-        SecretKey::from_seed(name, Role::Lineage, [name.len() as u8; 32]).unwrap()
+        SecretKey::from_seed(name, Role::Lineage, [u8::try_from(name.len()).unwrap(); 32]).unwrap()
     }
 
     #[test]
@@ -424,7 +424,7 @@ mod tests {
         .sign(&c);
         let file = format!("{a}{b}\n{a}");
         let notes = split(&file);
-        assert_eq!(notes, vec![a.clone(), b.clone(), a]);
+        assert_eq!(notes, vec![a.clone(), b, a]);
         assert!(open(&notes[1], &c.public()).is_ok());
     }
 }

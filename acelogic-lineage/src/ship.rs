@@ -318,7 +318,12 @@ async fn session_inner(
     let mut client = IngestClient::new(channel);
     let id = journal.lock().identity().clone();
     let (tx, rx) = mpsc::channel(config.window + 2);
-    let hello = wire::make_hello(key, &id.node, &id.journal_id, wire::now_unix_nano());
+    let mut hello = wire::make_hello(key, &id.node, &id.journal_id, wire::now_unix_nano());
+    let kept = last_acked(&config.acked_head, key, &id.journal_id);
+    if let Some(k) = &kept {
+        // The collector checks it still holds what it acknowledged.
+        hello.acked_head = k.sign(key);
+    }
     let closed = || SessionEnd::Failed("the session closed".into());
     tx.send(pb::ShipRequest {
         msg: Some(ship_request::Msg::Hello(hello)),
@@ -335,7 +340,7 @@ async fn session_inner(
         ));
     };
     let holds = welcome.next_seq.saturating_sub(1);
-    if let Some(kept) = last_acked(&config.acked_head, key, &id.journal_id)
+    if let Some(kept) = kept
         && kept.seq > holds
     {
         // The collector acknowledged more than it now holds: its store

@@ -55,6 +55,7 @@ pub fn make_hello(
         node_key: public.to_vec(),
         time_unix_nano,
         proof: proof.to_vec(),
+        acked_head: String::new(),
     }
 }
 

@@ -142,6 +142,19 @@ async fn a_cut_tail_is_found_by_heads_kept_outside_the_store() {
     let (code, _, err) = verify(&[&junk]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("junk.note: note 1"), "{err}");
+
+    // The node comes back: its Hello carries the head it had acknowledged,
+    // the collector stores a tail-cut alarm, and verify fails on the store
+    // alone from then on.
+    let _shipper = node.ship(&c.url, None);
+    eventually("the collector's tail-cut alarm", MIN, || {
+        c.count("SELECT COUNT(*) FROM alarms WHERE kind = 'tail-cut'") == 1
+    })
+    .await;
+    assert!(c.log_text().contains("were removed after they were stored"));
+    let (code, out, _) = verify(&[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[tail-cut]") && out.contains(&want), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
