@@ -224,6 +224,38 @@ fn tree_of_a_governed_session() -> anyhow::Result<()> {
     collector
         .lineage(&["verify", "--node", "vm"])?
         .ok("lineage verify")?;
+    // The head the daemon's shipper signed and kept, checked against the
+    // collector's store as an anchor.
+    let state = d.dir.join("state").display().to_string();
+    // The Ack of the batch the queries read may still be on its way.
+    d.eventually("the shipper keeps the acknowledged head", || {
+        Ok(d.dir.join("state/acked-head.note").exists())
+    })?;
+    let head = collector
+        .lineage(&["head", "--state-dir", &state])?
+        .ok("lineage head")?;
+    ensure!(
+        head.stdout.starts_with("acelogic.dev/lineage/")
+            && head.stdout.contains("\n\n\u{2014} acelogic-node "),
+        "the node's signed head: {}",
+        head.stdout
+    );
+    let anchor = d.dir.join("node-head.note");
+    std::fs::write(&anchor, &head.stdout)?;
+    let verified = collector
+        .lineage(&[
+            "verify",
+            "--node",
+            "vm",
+            "--anchors",
+            &anchor.display().to_string(),
+        ])?
+        .ok("lineage verify --anchors")?;
+    ensure!(
+        verified.stdout.contains("1 anchor(s)"),
+        "the anchor was checked: {}",
+        verified.stdout
+    );
     d.stop()?;
     Ok(())
 }

@@ -317,6 +317,15 @@ say "\$ acelogicctl lineage verify --node $NODE"
 acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" | sed 's/^/   /'
 acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" >/dev/null ||
     fail "lineage verify"
+echo
+say "\$ acelogicctl lineage head > node.head   # on the node: the newest head the collector acknowledged, signed by the node key"
+acelogicctl lineage head >"$WORK/node.head" || fail "lineage head"
+sed 's/^/   /' "$WORK/node.head"
+say "\$ acelogicctl lineage verify --node $NODE --anchors node.head   # the store still holds it"
+acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" --anchors "$WORK/node.head" |
+    sed 's/^/   /'
+acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" --anchors "$WORK/node.head" \
+    >/dev/null || fail "lineage verify --anchors"
 
 step "7. Fail closed: with the node daemon stopped, the agents are still governed"
 kill -TERM "$DAEMON"
