@@ -71,26 +71,38 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Names, sizes and mtimes of the policy inputs.
-pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+/// Names, sizes and mtimes of the policy inputs, and the trust store's
+/// contents.
+pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, Option<Vec<u8>>)>;
 
-/// A cheap fingerprint of the policy inputs: names, sizes, mtimes.
+/// A cheap fingerprint of the policy inputs: names, sizes, mtimes; for the
+/// trust store (a small file) also its contents, so a key removed or
+/// rotated is noticed even when the new file has the old size and mtime
+/// (copied with `cp -p`, a backup restored): a removed key must revoke
+/// what it signed at the next tick.
 fn fingerprint(policies: &Path, trust: &Path) -> Fingerprint {
     let mut out = Vec::new();
-    let mut add = |p: PathBuf| {
+    let mut add = |p: PathBuf, contents: bool| {
         let m = std::fs::metadata(&p).ok();
+        // Bounded: a file over the trust store's size limit does not load.
+        let text = (contents && m.as_ref().is_some_and(|m| m.len() <= 1 << 20))
+            .then(|| std::fs::read(&p).ok())
+            .flatten();
         out.push((
             p,
             m.as_ref().map_or(0, std::fs::Metadata::len),
             m.and_then(|m| m.modified().ok()),
+            text,
         ));
     };
     if let Ok(rd) = std::fs::read_dir(policies) {
         for e in rd.flatten() {
-            add(e.path());
+            let p = e.path();
+            let is_trust = p == trust;
+            add(p, is_trust);
         }
     }
-    add(trust.to_path_buf());
+    add(trust.to_path_buf(), true);
     out.sort();
     out
 }
@@ -176,6 +188,9 @@ fn start(config: &Config) -> anyhow::Result<Started> {
         }
         None => None,
     };
+    // Before reading them: a change made while starting is seen by the
+    // first tick, not missed.
+    let inputs_seen = fingerprint(&config.policies, &config.trust);
     let (loaded, trust) = policy::load_inputs(&config.policies, &config.trust)
         .map_err(|e| anyhow::anyhow!("the policies do not load; nothing was started:\n{e}"))?;
     let cgroup_root = cgroupfs::cgroup_root(config.cgroup_root.as_deref())
@@ -310,7 +325,7 @@ fn start(config: &Config) -> anyhow::Result<Started> {
             }
         });
     }
-    node.inputs_seen = fingerprint(&config.policies, &config.trust);
+    node.inputs_seen = inputs_seen;
     Ok(Started {
         node,
         lineage,

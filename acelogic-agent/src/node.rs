@@ -151,12 +151,18 @@ impl Node {
     }
 
     /// Re-checks every live artifact against the policy and trust store in
-    /// force and revokes those they no longer permit; returns how many.
+    /// force and revokes those they no longer permit (`policy-narrowed`),
+    /// and those a key no longer trusted signed (`key-revoked`); returns
+    /// how many.
     pub fn recheck(&mut self, now: SystemTime) -> Result<usize, Refusal> {
         let (authz, kernel, inputs) = self.engine(now);
         let revoked = authz.recheck(&inputs, &mut KernelGrants(kernel))?;
         for (id, why) in &revoked {
-            tracing::warn!(artifact = %id, %why, "revoked: the policy in force no longer permits it");
+            if why.code == Reason::KeyRevoked {
+                tracing::warn!(artifact = %id, %why, "revoked: a key it was accepted with is no longer trusted");
+            } else {
+                tracing::warn!(artifact = %id, %why, "revoked: the policy in force no longer permits it");
+            }
         }
         Ok(revoked.len())
     }
@@ -229,6 +235,13 @@ impl Node {
             cgroups.insert(w.name.clone(), dirs);
             let wanted = self.wanted(w, &mut warnings);
             self.kernel.sync_baseline(w.scope_id, &wanted)?;
+            // Never subtrees too large to match every binary by identity.
+            warnings.extend(
+                acelogic_authz::never::Guard::of(w)
+                    .warnings
+                    .into_iter()
+                    .map(|m| format!("workload {}: {m}", w.name)),
+            );
         }
         if let Some(old) = previous {
             for w in old.workloads.values() {

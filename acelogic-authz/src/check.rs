@@ -1,7 +1,9 @@
 //! The checks between a verified artifact and this node's policy: time,
 //! audience, subject, frozen, grantable/never, TTL, uses, approvals,
-//! operation key. Pure: no kernel, no store, no clock of its own, so each
-//! refusal is unit-tested with a fixed `now`.
+//! operation key. No kernel, no store, no clock of its own, so each
+//! refusal is unit-tested with a fixed `now`; the filesystem is read only
+//! to check `never` on what paths lead to (symlinks, and the identity of
+//! binaries: [`crate::never`]).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -16,6 +18,8 @@ use acelogic_domain::{
 };
 
 use acelogic_domain::{Reason, Refusal};
+
+use crate::never::Guard;
 
 /// What this node checks artifacts against, besides the policy.
 #[derive(Debug, Clone)]
@@ -73,6 +77,9 @@ pub struct Context<'a> {
 pub struct Admitted<'p> {
     pub workload: &'p Workload,
     pub terms: Terms,
+    /// The workload's never binaries as listed for this decision: the
+    /// grants are checked against them again on the opened descriptors.
+    pub never: Guard,
 }
 
 fn refuse(code: Reason, why: impl Into<String>) -> Refusal {
@@ -192,8 +199,17 @@ pub fn admit<'p>(
             ),
         });
     }
+    // A hard link to or a copy of a never binary, under any name, inside a
+    // grantable directory: the kernel would match the never binary's inode
+    // (or its content under another inode).
+    let never = Guard::for_caps(workload, &artifact.capabilities);
+    never.check_caps(&artifact.capabilities)?;
     check_terms(artifact, approvals, &terms, workload)?;
-    Ok(Admitted { workload, terms })
+    Ok(Admitted {
+        workload,
+        terms,
+        never,
+    })
 }
 
 /// The capabilities with exec and write paths resolved through symlinks

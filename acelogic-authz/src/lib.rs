@@ -27,8 +27,20 @@
 //! | `operation-conflict` | another live artifact holds the operation key |
 //! | `install-failed`, `state-failed`, `record-failed` | the node could not apply or persist it (nothing granted) |
 //! | `unknown-artifact`, `not-live`, `governed-caller` | revoke and administrative calls |
+//!
+//! `never` exec entries are matched by name and by identity: a hard link
+//! to or a copy of a never binary is refused under any name, at admission
+//! and again on the descriptor the grant is made from ([`never`]).
+//!
+//! A live artifact ends early when a reload ([`Authorizer::recheck`])
+//! finds that the policy no longer permits it (`policy-narrowed`), or that
+//! a key whose signature accepted it is no longer trusted
+//! (`key-revoked`): the issuer's key removed, listed revoked or bound to
+//! another name, or approver keys gone so the approvals left are fewer
+//! than the policy requires.
 
 pub mod check;
+pub mod never;
 pub mod resolve;
 pub mod state;
 #[cfg(test)]
@@ -42,7 +54,7 @@ use std::{
 
 use acelogic_domain::{
     PortError, Reason, Refusal,
-    artifact::{Artifact, TrustStore, verify},
+    artifact::{Artifact, KeyId, Role, TrustStore, verify},
     grant::{GrantSpec, boot_ns_now},
     policy::PolicySet,
 };
@@ -222,7 +234,7 @@ impl Authorizer {
             Ok(ok) => ok,
             Err(r) => return Err(self.refused(r, &base)),
         };
-        let objects = match resolve::objects(&a.capabilities, &resolved) {
+        let objects = match resolve::objects(&a.capabilities, &resolved, &admitted.never) {
             Ok(o) => o,
             Err(r) => return Err(self.refused(r, &base)),
         };
@@ -242,6 +254,14 @@ impl Authorizer {
             state: String::new(),
             envelope_sha256: digest.clone(),
             payload: String::from_utf8(a.to_json().unwrap_or_default()).unwrap_or_default(),
+            issuer_key: Some(verified.issuer_key.to_string()),
+            approver_keys: Some(
+                verified
+                    .approvers
+                    .iter()
+                    .map(|x| x.key_id.to_string())
+                    .collect(),
+            ),
         };
         let now = unix(inputs.now);
         let grant_id = match self.state.claim(&row, now) {
@@ -293,12 +313,21 @@ impl Authorizer {
             };
             return Err(self.refused(r, &base));
         }
+        let keys: Vec<String> = std::iter::once(format!("{} {}", a.issuer, verified.issuer_key))
+            .chain(
+                verified
+                    .approvers
+                    .iter()
+                    .map(|x| format!("{} {}", x.name, x.key_id)),
+            )
+            .collect();
         let detail = format!(
-            "grant {grant_id}: {} for workload {} until unix {}; approvers [{}]",
+            "grant {grant_id}: {} for workload {} until unix {}; approvers [{}]; keys [{}]",
             row.capabilities.join("; "),
             workload.name,
             row.expires,
-            approvers.join(", ")
+            approvers.join(", "),
+            keys.join(", ")
         );
         let persisted = self.state.mark_live(&id).and_then(|()| {
             self.note(&Record {
@@ -525,10 +554,27 @@ impl Authorizer {
         Ok(())
     }
 
-    /// Re-checks every live artifact against a newly loaded policy; those
-    /// it no longer permits are revoked (their grants removed now). The
-    /// policy in force decides, not the one an artifact was accepted
-    /// under.
+    /// Re-checks every live artifact against a newly loaded policy and
+    /// trust store; those they no longer permit are revoked (their grants
+    /// removed now). The policy and keys in force decide, not the ones an
+    /// artifact was accepted under:
+    ///
+    /// - the key that signed for its issuer is no longer trusted for that
+    ///   issuer (removed, listed in `revokedKeyIds`, or now another name's
+    ///   or role's): `key-revoked`;
+    /// - approver keys it was accepted with are no longer trusted and the
+    ///   approvals left are fewer than the policy requires: `key-revoked`
+    ///   (enough left: it stays);
+    /// - rows accepted before the state recorded keys (schema 1) cannot be
+    ///   told apart, so they are revoked `key-revoked` (fail closed: a
+    ///   grant whose signing keys are unknown must not outlive a removal of
+    ///   those keys; artifacts live at most 24 h, so this ends at most one
+    ///   day of grants once, at the upgrade);
+    /// - the policy no longer admits it (`never`, not grantable, terms):
+    ///   `policy-narrowed`.
+    ///
+    /// Returns each revoked artifact with why (the refusal's code is the
+    /// cause: `key-revoked`, or the policy's code).
     pub fn recheck(
         &mut self,
         inputs: &Inputs<'_>,
@@ -536,6 +582,15 @@ impl Authorizer {
     ) -> Result<Vec<(String, Refusal)>, Refusal> {
         let mut revoked = Vec::new();
         for row in self.state.active().map_err(|e| state_failed(&e))? {
+            let (approvals, lost) = match signing_keys(&row, inputs.trust) {
+                Keys::Kept { approvals, lost } => (approvals, lost),
+                Keys::Revoked(why) => {
+                    let r = Refusal::new(Reason::KeyRevoked, why);
+                    self.revoke_for(&row, &r, grants, inputs.now)?;
+                    revoked.push((row.id.clone(), r));
+                    continue;
+                }
+            };
             let refusal = match Artifact::from_json(row.payload.as_bytes()) {
                 Err(e) => Some(Refusal {
                     code: e.code(),
@@ -556,26 +611,49 @@ impl Authorizer {
                         resolved: &resolved,
                         cgroups: inputs.cgroups,
                     };
-                    check::admit(&a, row.approvers.len(), &cx).err()
+                    check::admit(&a, approvals, &cx).err()
                 }
             };
-            if let Some(r) = refusal {
-                if let Err(e) = grants.remove(row.grant_id) {
-                    tracing::error!(grant = row.grant_id, error = %e, "removing a narrowed grant");
-                }
-                let why = format!("the new policy no longer permits it: {r}");
-                self.end(
-                    &row,
-                    "revoked",
-                    "policy-narrowed",
-                    &why,
-                    None,
-                    unix(inputs.now),
-                )?;
-                revoked.push((row.id.clone(), r));
+            let Some(mut r) = refusal else { continue };
+            if r.code == Reason::ApprovalMissing && !lost.is_empty() {
+                r = Refusal::new(
+                    Reason::KeyRevoked,
+                    format!("{}; {}", lost.join("; "), r.why),
+                );
             }
+            self.revoke_for(&row, &r, grants, inputs.now)?;
+            revoked.push((row.id.clone(), r));
         }
         Ok(revoked)
+    }
+
+    /// Removes `row`'s grants and ends it `revoked` with the reload's
+    /// reason: `key-revoked` for a key, else `policy-narrowed`.
+    fn revoke_for(
+        &mut self,
+        row: &ArtifactRow,
+        r: &Refusal,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        if let Err(e) = grants.remove(row.grant_id) {
+            tracing::error!(grant = row.grant_id, error = %e, "removing a revoked grant");
+        }
+        let (reason, why) = if r.code == Reason::KeyRevoked {
+            (
+                Reason::KeyRevoked,
+                format!(
+                    "the trust store no longer trusts a key it was accepted with: {}",
+                    r.why
+                ),
+            )
+        } else {
+            (
+                Reason::PolicyNarrowed,
+                format!("the new policy no longer permits it: {r}"),
+            )
+        };
+        self.end(row, "revoked", reason.as_str(), &why, None, unix(now))
     }
 
     /// Live artifacts with what the kernel says of their uses.
@@ -598,6 +676,65 @@ impl Authorizer {
                 }
             })
             .collect())
+    }
+}
+
+/// What the trust store in force says of the keys an artifact was
+/// accepted with.
+enum Keys {
+    /// The issuer's key still counts; `approvals` approver keys still
+    /// count, `lost` says which no longer do and why.
+    Kept { approvals: usize, lost: Vec<String> },
+    /// The artifact cannot stand: why.
+    Revoked(String),
+}
+
+/// Why key `id` no longer counts as `role` for `name` under `trust`, or
+/// `None` when it still does.
+fn untrusted(trust: &TrustStore, id: &str, role: Role, name: &str) -> Option<String> {
+    let Ok(key) = id.parse::<KeyId>() else {
+        return Some(format!("{id} is not a key id"));
+    };
+    if trust.is_revoked(&key) {
+        return Some("is listed in revokedKeyIds".to_owned());
+    }
+    match trust.key(&key) {
+        None => Some("was removed from the trust store".to_owned()),
+        Some(k) if k.role != role || k.name.as_str() != name => Some(format!(
+            "now signs as {} {} in the trust store, not as {role} {name}",
+            k.role, k.name
+        )),
+        Some(_) => None,
+    }
+}
+
+fn signing_keys(row: &ArtifactRow, trust: &TrustStore) -> Keys {
+    let (Some(issuer_key), Some(approver_keys)) = (&row.issuer_key, &row.approver_keys) else {
+        return Keys::Revoked(
+            "it was accepted before this node recorded signing keys (state schema 1): whether \
+             a key since removed or revoked signed it cannot be told, so it is not kept (fail \
+             closed); sign and submit a new artifact"
+                .to_owned(),
+        );
+    };
+    if let Some(why) = untrusted(trust, issuer_key, Role::Issuer, &row.issuer) {
+        return Keys::Revoked(format!("issuer key {issuer_key} ({}) {why}", row.issuer));
+    }
+    let lost: Vec<String> = row
+        .approvers
+        .iter()
+        .zip(approver_keys)
+        .filter_map(|(name, id)| {
+            untrusted(trust, id, Role::Approver, name)
+                .map(|why| format!("approver key {id} ({name}) {why}"))
+        })
+        .collect();
+    // Keys recorded for fewer names than approvers (a damaged row) count
+    // only as far as they go.
+    let counted = row.approvers.len().min(approver_keys.len());
+    Keys::Kept {
+        approvals: counted - lost.len(),
+        lost,
     }
 }
 

@@ -5,24 +5,27 @@
 //! A binary is opened once; its identity comes from `fstat` on that
 //! descriptor and its digest from reading the same descriptor, then the
 //! path is looked up again and must still name that inode. So the inode
-//! the kernel will match is the one whose digest was checked.
+//! the kernel will match is the one whose digest was checked, and the one
+//! checked against the workload's never binaries: not the same inode (a
+//! hard link), not the same content (a copy; hashed only when the size is
+//! that of a never binary or the artifact names a digest anyway).
 
 use std::{
     fs::File,
-    io::Read as _,
     net::IpAddr,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
 };
 
 use acelogic_common::rules::rights;
-use sha2::{Digest as _, Sha256};
-
 use acelogic_domain::capability::{Capability, Host};
 use acelogic_domain::grant::{GrantObject, NetTarget, kernel_dev};
 
 use acelogic_domain::{Reason, Refusal};
 
-use super::check::Resolved;
+use super::{
+    check::Resolved,
+    never::{Guard, Stamp, hash},
+};
 
 /// At most this many kernel entries per artifact (ports times addresses).
 pub const MAX_ENTRIES: usize = 256;
@@ -31,8 +34,13 @@ fn refuse(code: Reason, why: String) -> Refusal {
     Refusal { code, why }
 }
 
-/// The kernel objects of `caps`, in order.
-pub fn objects(caps: &[Capability], resolved: &Resolved) -> Result<Vec<GrantObject>, Refusal> {
+/// The kernel objects of `caps`, in order; binaries are refused `never`
+/// when they are one of `never`'s binaries by inode or content.
+pub fn objects(
+    caps: &[Capability],
+    resolved: &Resolved,
+    never: &Guard,
+) -> Result<Vec<GrantObject>, Refusal> {
     let mut out = Vec::new();
     for (i, cap) in caps.iter().enumerate() {
         let at = |e: Refusal| Refusal {
@@ -41,7 +49,8 @@ pub fn objects(caps: &[Capability], resolved: &Resolved) -> Result<Vec<GrantObje
         };
         match cap {
             Capability::Exec(c) => {
-                let (dev, ino) = binary(c.path.as_path(), c.sha256.map(|d| d.0)).map_err(at)?;
+                let (dev, ino) =
+                    binary(c.path.as_path(), c.sha256.map(|d| d.0), never).map_err(at)?;
                 out.push(GrantObject::FileId {
                     dev,
                     ino,
@@ -107,8 +116,12 @@ pub fn objects(caps: &[Capability], resolved: &Resolved) -> Result<Vec<GrantObje
 }
 
 /// (kernel dev, inode) of the executable at `path`, after checking its
-/// digest when one is given.
-fn binary(path: &std::path::Path, want: Option<[u8; 32]>) -> Result<(u32, u64), Refusal> {
+/// digest when one is given and that it is none of `never`'s binaries.
+fn binary(
+    path: &std::path::Path,
+    want: Option<[u8; 32]>,
+    never: &Guard,
+) -> Result<(u32, u64), Refusal> {
     let shown = path.display();
     let mut file =
         File::open(path).map_err(|e| refuse(Reason::ObjectMissing, format!("{shown}: {e}")))?;
@@ -127,20 +140,15 @@ fn binary(path: &std::path::Path, want: Option<[u8; 32]>) -> Result<(u32, u64), 
             format!("{shown} is not executable"),
         ));
     }
-    if let Some(want) = want {
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| refuse(Reason::ObjectMissing, format!("reading {shown}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let got: [u8; 32] = hasher.finalize().into();
-        if got != want {
+    let stamp = Stamp::of(&meta);
+    never.check_link(path, &stamp)?;
+    if want.is_some() || never.same_size(&stamp) {
+        let got = hash(&mut file)
+            .map_err(|e| refuse(Reason::ObjectMissing, format!("reading {shown}: {e}")))?;
+        never.check_copy(path, &stamp, &got)?;
+        if let Some(want) = want
+            && got != want
+        {
             return Err(refuse(
                 Reason::DigestMismatch,
                 format!(
@@ -166,7 +174,13 @@ fn binary(path: &std::path::Path, want: Option<[u8; 32]>) -> Result<(u32, u64), 
 mod tests {
     use acelogic_domain::capability::Protocol;
 
+    use sha2::{Digest as _, Sha256};
+
     use super::*;
+
+    fn objects(caps: &[Capability], resolved: &Resolved) -> Result<Vec<GrantObject>, Refusal> {
+        super::objects(caps, resolved, &Guard::default())
+    }
 
     fn caps(json: &str) -> Vec<Capability> {
         serde_json::from_str(json).unwrap()
@@ -213,6 +227,56 @@ mod tests {
         assert_eq!(
             objects(&not_exec, &Resolved::new()).unwrap_err().code,
             "object-missing"
+        );
+    }
+
+    /// At install time the opened descriptor is checked against the never
+    /// binaries: a file that became a link or a copy after admission is
+    /// refused, whatever path it has.
+    #[test]
+    fn binaries_are_checked_against_never_on_the_descriptor() {
+        let scratch = tempfile::Builder::new()
+            .prefix("acelogic-resolve-never-")
+            .tempdir()
+            .unwrap();
+        let d = scratch.path();
+        let never_bin = d.join("nsenter");
+        std::fs::write(&never_bin, b"#!/bin/sh\necho never\n").unwrap();
+        std::fs::set_permissions(&never_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let meta = std::fs::metadata(&never_bin).unwrap();
+        let guard = Guard {
+            workload: "w".to_owned(),
+            binaries: vec![crate::never::NeverBinary {
+                entry: never_bin.display().to_string(),
+                path: never_bin.clone(),
+                stamp: Stamp::of(&meta),
+            }],
+            warnings: Vec::new(),
+        };
+        let link = d.join("tool");
+        std::fs::hard_link(&never_bin, &link).unwrap();
+        let c = caps(&format!(r#"[{{"exec":{{"path":"{}"}}}}]"#, link.display()));
+        let r = super::objects(&c, &Resolved::new(), &guard).unwrap_err();
+        assert_eq!(r.code, "never");
+        assert!(r.why.contains("is a hard link to never-automated"), "{r}");
+        std::fs::remove_file(&link).unwrap();
+        std::fs::copy(&never_bin, &link).unwrap();
+        let r = super::objects(&c, &Resolved::new(), &guard).unwrap_err();
+        assert_eq!(r.code, "never");
+        assert!(r.why.contains("is a copy of never-automated"), "{r}");
+        // With a digest named, the one read is also compared with never's.
+        let digest = hex::encode(Sha256::digest(std::fs::read(&never_bin).unwrap()));
+        let named = caps(&format!(
+            r#"[{{"exec":{{"path":"{}","sha256":"{digest}"}}}}]"#,
+            link.display()
+        ));
+        let r = super::objects(&named, &Resolved::new(), &guard).unwrap_err();
+        assert_eq!(r.code, "never", "{r}");
+        // Another content of the same size is granted.
+        std::fs::write(&link, b"#!/bin/sh\necho other\n").unwrap();
+        assert_eq!(
+            super::objects(&c, &Resolved::new(), &guard).unwrap().len(),
+            1
         );
     }
 

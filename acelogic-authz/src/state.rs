@@ -14,7 +14,7 @@
 //! | table | row |
 //! |---|---|
 //! | `meta` | `key`, `value`: `schema`, `epoch` (daemon starts), `next_grant_id` |
-//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON) |
+//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON), `issuer_key` (the key id whose signature counted for the issuer), `approver_keys` (JSON: the key id of each counted approver, in the order of `approvers`); both `NULL` on rows accepted before schema 2 |
 //! | `frozen` | `workload`, `since`, `reason` |
 //! | `authz_records` | `seq`, `at` (unix ms), `outcome` (`accepted`, `refused`, `revoked`, `expired`, `frozen`, `unfrozen`, `policy-loaded`, `policy-rejected`, `daemon-start`, ...), `reason` (code), `detail`, `artifact_id`, `workload`, `issuer`, `peer_pid`, `peer_uid`, `peer_gid`, `envelope_sha256` |
 
@@ -22,7 +22,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `artifacts.issuer_key` and `artifacts.approver_keys` (the keys an
+/// artifact was accepted with, so removing a key revokes what it signed).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
@@ -42,7 +44,9 @@ CREATE TABLE IF NOT EXISTS artifacts (
     ended_at INTEGER,
     end_reason TEXT,
     envelope_sha256 TEXT NOT NULL,
-    payload TEXT NOT NULL
+    payload TEXT NOT NULL,
+    issuer_key TEXT,
+    approver_keys TEXT
 ) STRICT;
 -- Backstop for the lease check: one unexpired holder per operation key.
 CREATE UNIQUE INDEX IF NOT EXISTS operation_lease ON artifacts (operation_key)
@@ -102,6 +106,12 @@ pub struct ArtifactRow {
     pub envelope_sha256: String,
     /// The signed payload JSON, re-checked against each new policy.
     pub payload: String,
+    /// The key id whose signature counted for the issuer; `None` on rows
+    /// accepted before the state recorded keys (schema 1).
+    pub issuer_key: Option<String>,
+    /// The key id of each counted approver, in the order of `approvers`;
+    /// `None` on rows from before schema 2.
+    pub approver_keys: Option<Vec<String>>,
 }
 
 /// Why an artifact could not be claimed.
@@ -180,7 +190,8 @@ fn from_json(text: &str) -> Vec<String> {
 }
 
 const ROW_COLUMNS: &str = "id, workload, scope_id, issuer, approvers, operation_key, grant_id, \
-    capabilities, not_before, expires, accepted_at, state, envelope_sha256, payload";
+    capabilities, not_before, expires, accepted_at, state, envelope_sha256, payload, issuer_key, \
+    approver_keys";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
     Ok(ArtifactRow {
@@ -198,6 +209,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
         state: r.get(11)?,
         envelope_sha256: r.get(12)?,
         payload: r.get(13)?,
+        issuer_key: r.get(14)?,
+        approver_keys: r.get::<_, Option<String>>(15)?.map(|t| from_json(&t)),
     })
 }
 
@@ -205,7 +218,7 @@ impl State {
     /// Opens (creating) `path`. Writes are durable when a call returns
     /// (WAL, `synchronous=FULL`).
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let db = Connection::open(path)?;
+        let mut db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -217,6 +230,18 @@ impl State {
             .optional()?;
         match found {
             Some(v) if v > SCHEMA_VERSION => return Err(StateError::Schema { found: v }),
+            Some(1) => {
+                // Schema 1 to 2: the keys each artifact was accepted with.
+                // Rows already there get NULL (not known); the engine's
+                // re-check revokes them (fail closed, see `recheck`).
+                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute_batch(
+                    "ALTER TABLE artifacts ADD COLUMN issuer_key TEXT;
+                     ALTER TABLE artifacts ADD COLUMN approver_keys TEXT;
+                     UPDATE meta SET value = 2 WHERE key = 'schema';",
+                )?;
+                tx.commit()?;
+            }
             Some(_) => {}
             None => {
                 // Grant ids start at the creation time in milliseconds, so
@@ -314,7 +339,7 @@ impl State {
         tx.execute(
             &format!(
                 "INSERT INTO artifacts ({ROW_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13, ?14, ?15)"
             ),
             params![
                 a.id,
@@ -330,6 +355,8 @@ impl State {
                 now,
                 a.envelope_sha256,
                 a.payload,
+                a.issuer_key,
+                a.approver_keys.as_deref().map(to_json),
             ],
         )?;
         tx.commit()?;
@@ -481,6 +508,8 @@ mod tests {
             state: String::new(),
             envelope_sha256: "00".to_owned(),
             payload: "{}".to_owned(),
+            issuer_key: Some("ed25519:0101010101010101".to_owned()),
+            approver_keys: Some(vec!["ed25519:0202020202020202".to_owned()]),
         }
     }
 
@@ -593,6 +622,60 @@ mod tests {
             State::open(&path),
             Err(StateError::Schema { found: 99 })
         ));
+    }
+
+    /// A database written by a schema-1 daemon opens, gains the key
+    /// columns (NULL on its rows) and keeps working; a schema-2 daemon's
+    /// rows keep their keys across reopening.
+    #[test]
+    fn a_schema_1_database_is_migrated() {
+        let dir = tempdir();
+        let path = dir.path().join("s.db");
+        let v1 = SCHEMA.replace(",\n    issuer_key TEXT,\n    approver_keys TEXT\n", "\n");
+        assert!(!v1.contains("issuer_key"), "the schema-1 text: {v1}");
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(&v1).unwrap();
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', 1), ('epoch', 3), \
+             ('next_grant_id', 1000)",
+            [],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO artifacts (id, workload, scope_id, issuer, approvers, operation_key, \
+             grant_id, capabilities, not_before, expires, accepted_at, state, envelope_sha256, \
+             payload) VALUES ('old', 'w', 7, 'i', '[\"a\"]', 'k', 999, '[]', 0, 100, 1, 'live', \
+             '00', '{}')",
+            [],
+        )
+        .unwrap();
+        drop(db);
+
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.next_epoch().unwrap(), 4, "the epoch was kept");
+        let old = s.artifact("old").unwrap().unwrap();
+        assert_eq!((old.issuer_key, old.approver_keys), (None, None));
+        assert_eq!(old.approvers, vec!["a".to_owned()]);
+        // The lease of the old row still holds; new rows record their keys.
+        assert!(matches!(
+            s.claim(&artifact("new", Some("k"), 100), 2).unwrap(),
+            Claim::Conflict { .. }
+        ));
+        assert_eq!(
+            s.claim(&artifact("new", None, 100), 2).unwrap(),
+            Claim::Claimed { grant_id: 1000 }
+        );
+        drop(s);
+        let s = State::open(&path).unwrap();
+        let new = s.artifact("new").unwrap().unwrap();
+        assert_eq!(new.issuer_key, artifact("x", None, 0).issuer_key);
+        assert_eq!(new.approver_keys, artifact("x", None, 0).approver_keys);
+        let version: i64 =
+            s.db.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     /// A fresh directory, removed when the value is dropped: bind it for

@@ -466,3 +466,345 @@ fn a_used_up_artifact_is_consumed_frees_its_key_and_stays_spent() {
     let env2 = w.envelope(&w.artifact("/bin/sh", Some("scale/checkout")), false);
     w.submit(&env2).unwrap();
 }
+
+/// The policy of [`policy_text`] with `extra` more never exec entries.
+fn policy_with_never(extra: &[&Path]) -> String {
+    let mut list = vec!["/bin/true".to_owned(), "/usr/bin/true".to_owned()];
+    list.extend(extra.iter().map(|p| p.display().to_string()));
+    policy_text(true).replace(
+        "    exec: [/bin/true, /usr/bin/true]\n",
+        &format!("    exec: [{}]\n", list.join(", ")),
+    )
+}
+
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("acelogic-{name}-"))
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+fn executable(path: &Path, content: &[u8]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl World {
+    fn inputs_recheck(&mut self) -> Vec<(String, Refusal)> {
+        let frozen = BTreeSet::new();
+        let cgroups = HashMap::new();
+        let inputs = Inputs {
+            policy: &self.policy,
+            trust: &self.trust,
+            frozen: &frozen,
+            cgroups: &cgroups,
+            now: self.now,
+        };
+        self.authz.recheck(&inputs, &mut self.table).unwrap()
+    }
+
+    fn records(&mut self) -> Vec<super::state::StoredRecord> {
+        self.authz.state().records_after(0).unwrap()
+    }
+
+    fn state_of(&mut self, id: &str) -> String {
+        self.authz.state().artifact(id).unwrap().unwrap().state
+    }
+}
+
+/// A hard link to a never binary under another name, in a directory a
+/// rule grants, is refused `never` at submission: nothing is installed
+/// and the refusal is recorded with the link named.
+#[test]
+fn a_hard_link_to_a_never_binary_is_refused() {
+    let mut w = World::new("never-link");
+    let dir = scratch("never-link");
+    let never_bin = dir.path().join("nsenter");
+    executable(&never_bin, b"#!/bin/sh\necho never\n");
+    w.policy = load(w.dir.path(), &policy_with_never(&[&never_bin]));
+    let link = dir.path().join("innocent");
+    std::fs::hard_link(&never_bin, &link).unwrap();
+    let a = w.artifact(link.to_str().unwrap(), None);
+    let r = w.submit(&w.envelope(&a, false)).unwrap_err();
+    assert_eq!(r.code, "never", "{r}");
+    assert!(
+        r.why.contains(&format!(
+            "is a hard link to never-automated {}",
+            never_bin.display()
+        )),
+        "{r}"
+    );
+    assert!(w.table.grants.is_empty());
+    let last = w.records().pop().unwrap();
+    assert_eq!(
+        (last.outcome.as_str(), last.reason.as_str()),
+        ("refused", "never")
+    );
+    assert!(last.detail.contains("hard link"), "{}", last.detail);
+    // The never binary itself is refused by name, as before.
+    let a = w.artifact(never_bin.to_str().unwrap(), None);
+    assert_eq!(w.submit(&w.envelope(&a, false)).unwrap_err().code, "never");
+}
+
+/// A copy of a never binary (here of the policy's `/bin/true`) is refused
+/// `never`, also when the artifact names its digest; a file of the same
+/// size with other content is granted.
+#[test]
+fn a_copy_of_a_never_binary_is_refused() {
+    let mut w = World::new("never-copy");
+    let dir = scratch("never-copy");
+    let copy = dir.path().join("mytrue");
+    std::fs::copy("/bin/true", &copy).unwrap();
+    let a = w.artifact(copy.to_str().unwrap(), None);
+    let r = w.submit(&w.envelope(&a, false)).unwrap_err();
+    assert_eq!(r.code, "never", "{r}");
+    assert!(r.why.contains("is a copy of never-automated"), "{r}");
+    let mut named = w.artifact(copy.to_str().unwrap(), None);
+    let digest: [u8; 32] =
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&copy).unwrap()).into();
+    named.capabilities = vec![Capability::Exec(ExecCap {
+        path: copy.to_str().unwrap().parse().unwrap(),
+        sha256: Some(acelogic_domain::capability::Sha256Digest(digest)),
+    })];
+    let r = w.submit(&w.envelope(&named, false)).unwrap_err();
+    assert_eq!(r.code, "never", "{r}");
+    assert!(w.table.grants.is_empty());
+    assert_eq!(w.last_record(), ("refused".into(), "never".into()));
+
+    // Same size, one byte changed: not a copy.
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    let other = dir.path().join("other");
+    executable(&other, &bytes);
+    w.submit(&w.envelope(&w.artifact(other.to_str().unwrap(), None), false))
+        .unwrap();
+    assert_eq!(w.table.grants.len(), 1);
+}
+
+/// A reload that puts a binary in `never` revokes a live artifact for a
+/// hard link to it: the re-check goes through the same identity check.
+#[test]
+fn a_reload_revokes_a_live_link_to_a_new_never_binary() {
+    let mut w = World::new("never-reload");
+    let dir = scratch("never-reload");
+    let tool = dir.path().join("tool");
+    executable(&tool, b"#!/bin/sh\necho tool\n");
+    let link = dir.path().join("alias");
+    std::fs::hard_link(&tool, &link).unwrap();
+    let a = w.artifact(link.to_str().unwrap(), None);
+    w.submit(&w.envelope(&a, false)).unwrap();
+    assert!(w.inputs_recheck().is_empty(), "nothing changed yet");
+    w.policy = load(w.dir.path(), &policy_with_never(&[&tool]));
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].1.code, "never");
+    assert!(w.table.grants.is_empty());
+    assert_eq!(
+        w.last_record(),
+        ("revoked".into(), "policy-narrowed".into())
+    );
+}
+
+/// A second approver key for tests that need two approvals.
+fn bob() -> SecretKey {
+    SecretKey::from_seed("bob", Role::Approver, [3; 32]).unwrap()
+}
+
+fn trust_of(keys: &[&SecretKey], revoked: &[&SecretKey]) -> TrustStore {
+    TrustStore::new(
+        keys.iter().map(|k| k.trusted()),
+        revoked.iter().map(|k| k.key_id()),
+    )
+    .unwrap()
+}
+
+/// Removing the issuer's key from the trust store revokes at the next
+/// re-check every live artifact it signed: grants removed, `revoked
+/// [key-revoked]` naming the key; the artifact stays spent.
+#[test]
+fn removing_the_issuer_key_revokes_its_live_artifacts() {
+    let mut w = World::new("key-removed");
+    let a = w.artifact("/bin/sh", Some("k"));
+    let env = w.envelope(&a, false);
+    w.submit(&env).unwrap();
+    w.trust = trust_of(&[&w.approver], &[]);
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].1.code, "key-revoked");
+    assert!(w.table.grants.is_empty(), "the kernel grants were removed");
+    let id = a.id.to_string();
+    assert_eq!(w.state_of(&id), "revoked");
+    let last = w.records().pop().unwrap();
+    assert_eq!(
+        (last.outcome.as_str(), last.reason.as_str()),
+        ("revoked", "key-revoked")
+    );
+    assert_eq!(last.artifact_id.as_deref(), Some(id.as_str()));
+    let key = w.issuer.key_id().to_string();
+    assert!(
+        last.detail.contains(&format!(
+            "issuer key {key} (ci) was removed from the trust store"
+        )),
+        "{}",
+        last.detail
+    );
+    // Once only; the id stays spent and the operation key is free.
+    assert!(w.inputs_recheck().is_empty());
+    w.trust = trust_of(&[&w.issuer, &w.approver], &[]);
+    assert_eq!(w.submit(&env).unwrap_err().code, "replayed");
+    w.submit(&w.envelope(&w.artifact("/bin/sh", Some("k")), false))
+        .unwrap();
+}
+
+#[test]
+fn listing_the_issuer_key_revoked_revokes_its_live_artifacts() {
+    let mut w = World::new("key-listed");
+    w.submit(&w.envelope(&w.artifact("/bin/sh", None), false))
+        .unwrap();
+    w.trust = trust_of(&[&w.issuer, &w.approver], &[&w.issuer]);
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].1.code, "key-revoked");
+    assert!(
+        revoked[0].1.why.contains("is listed in revokedKeyIds"),
+        "{}",
+        revoked[0].1
+    );
+    assert!(w.table.grants.is_empty());
+    assert_eq!(w.last_record(), ("revoked".into(), "key-revoked".into()));
+}
+
+/// Rotation: a new key for the same issuer name replaces the old one.
+/// What the old key signed is revoked; the new key's artifacts are
+/// accepted and survive the re-check.
+#[test]
+fn rotating_the_issuer_key_revokes_what_the_old_key_signed() {
+    let mut w = World::new("key-rotated");
+    let old = w.artifact("/bin/sh", None);
+    w.submit(&w.envelope(&old, false)).unwrap();
+    let new_key = SecretKey::from_seed("ci", Role::Issuer, [9; 32]).unwrap();
+    w.trust = trust_of(&[&new_key, &w.approver], &[]);
+    w.issuer = new_key;
+    let fresh = w.artifact("/bin/ls", None);
+    w.submit(&w.envelope(&fresh, true)).unwrap();
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].0, old.id.to_string());
+    assert_eq!(revoked[0].1.code, "key-revoked");
+    assert_eq!(w.table.grants.len(), 1, "the new key's grant stays");
+    assert_eq!(w.state_of(&fresh.id.to_string()), "live");
+}
+
+/// A key bound to another name in the reloaded store no longer speaks for
+/// the issuer it signed as.
+#[test]
+fn a_key_rebound_to_another_name_no_longer_counts() {
+    let mut w = World::new("key-rebound");
+    w.submit(&w.envelope(&w.artifact("/bin/sh", None), false))
+        .unwrap();
+    let renamed = SecretKey::from_seed("other", Role::Issuer, [1; 32]).unwrap();
+    assert_eq!(renamed.key_id(), w.issuer.key_id());
+    w.trust = trust_of(&[&renamed, &w.approver], &[]);
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].1.code, "key-revoked");
+    assert!(
+        revoked[0].1.why.contains("now signs as issuer other"),
+        "{}",
+        revoked[0].1
+    );
+}
+
+/// An approver key removed while the approvals left still meet the
+/// policy: the artifact stays live. Below the threshold: revoked
+/// `key-revoked`, naming the approver key.
+#[test]
+fn approver_keys_count_until_the_threshold() {
+    let mut w = World::new("key-approver");
+    let bob = bob();
+    w.trust = trust_of(&[&w.issuer, &w.approver, &bob], &[]);
+    // /bin/ls needs one approval; signed by alice and bob.
+    let a = w.artifact("/bin/ls", None);
+    let payload = a.to_json().unwrap();
+    let env = sign(&payload, &[&w.issuer, &w.approver, &bob]).to_json();
+    let ok = w.submit(&env).unwrap();
+    assert_eq!(ok.approvers, vec!["alice".to_owned(), "bob".to_owned()]);
+    // Bob's key removed: alice's approval still suffices.
+    w.trust = trust_of(&[&w.issuer, &w.approver], &[]);
+    assert!(w.inputs_recheck().is_empty());
+    assert_eq!(w.table.grants.len(), 1);
+    assert_eq!(w.state_of(&a.id.to_string()), "live");
+    // Alice's key revoked too: no approval left, one required.
+    w.trust = trust_of(&[&w.issuer, &w.approver], &[&w.approver]);
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    let r = &revoked[0].1;
+    assert_eq!(r.code, "key-revoked");
+    let alice = w.approver.key_id().to_string();
+    let bob_id = bob.key_id().to_string();
+    assert!(
+        r.why.contains(&format!(
+            "approver key {alice} (alice) is listed in revokedKeyIds"
+        )),
+        "{r}"
+    );
+    assert!(
+        r.why
+            .contains(&format!("approver key {bob_id} (bob) was removed")),
+        "{r}"
+    );
+    assert!(
+        r.why
+            .contains("require 1 approver signature(s); the artifact has 0"),
+        "{r}"
+    );
+    assert!(w.table.grants.is_empty());
+    assert_eq!(w.last_record(), ("revoked".into(), "key-revoked".into()));
+}
+
+/// Removing a key no live artifact relied on changes nothing; nor does
+/// removing an approver key from an artifact whose rule needs none.
+#[test]
+fn an_unrelated_key_removed_changes_nothing() {
+    let mut w = World::new("key-unrelated");
+    let bob = bob();
+    w.trust = trust_of(&[&w.issuer, &w.approver, &bob], &[]);
+    w.submit(&w.envelope(&w.artifact("/bin/sh", None), true))
+        .unwrap();
+    let before = w.records().len();
+    w.trust = trust_of(&[&w.issuer, &w.approver], &[]);
+    assert!(w.inputs_recheck().is_empty());
+    // Alice approved /bin/sh, which needs no approval.
+    w.trust = trust_of(&[&w.issuer], &[]);
+    assert!(w.inputs_recheck().is_empty());
+    assert_eq!(w.table.grants.len(), 1);
+    assert_eq!(w.records().len(), before, "nothing was recorded");
+}
+
+/// A live row accepted before the state recorded keys (a schema-1
+/// database) is revoked `key-revoked` at the first re-check: which keys
+/// signed it is unknown (fail closed).
+#[test]
+fn a_live_artifact_without_recorded_keys_is_revoked() {
+    let mut w = World::new("key-legacy");
+    let a = w.artifact("/bin/sh", None);
+    w.submit(&w.envelope(&a, false)).unwrap();
+    let db = rusqlite::Connection::open(w.dir.path().join("state.db")).unwrap();
+    db.execute(
+        "UPDATE artifacts SET issuer_key = NULL, approver_keys = NULL",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let revoked = w.inputs_recheck();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].1.code, "key-revoked");
+    assert!(
+        revoked[0].1.why.contains("state schema 1"),
+        "{}",
+        revoked[0].1
+    );
+    assert!(w.table.grants.is_empty());
+}

@@ -178,7 +178,8 @@ reasons! {
     NoCgroup = "no-cgroup", Engine, "`acelogicctl run`: the workload has no governed cgroup on this node";
     Granted = "granted", Outcome, "accepted: every grant is installed";
     Consumed = "consumed", Outcome, "ended: every use of every kernel entry was consumed";
-    PolicyNarrowed = "policy-narrowed", Outcome, "revoked: the reloaded policy or trust store no longer permits it";
+    PolicyNarrowed = "policy-narrowed", Outcome, "revoked: the reloaded policy no longer permits it";
+    KeyRevoked = "key-revoked", Outcome, "revoked: a key whose signature accepted it was removed from the trust store, listed in `revokedKeyIds` or rebound (rotation), or the approvals left are fewer than required";
     KernelStateLost = "kernel-state-lost", Outcome, "failed: the kernel holds no entries for its grant (pinned state was removed)";
     OrphanGrant = "orphan-grant", Outcome, "a kernel grant that no live artifact holds was removed";
     Operator = "operator", Outcome, "revoked by an operator";
@@ -282,6 +283,7 @@ impl Reason {
             | Self::Granted
             | Self::Consumed
             | Self::PolicyNarrowed
+            | Self::KeyRevoked
             | Self::KernelStateLost
             | Self::OrphanGrant
             | Self::Operator

@@ -142,6 +142,7 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::Granted
         | Reason::Consumed
         | Reason::PolicyNarrowed
+        | Reason::KeyRevoked
         | Reason::KernelStateLost
         | Reason::OrphanGrant
         | Reason::Operator

@@ -13,6 +13,7 @@ mod metadata;
 mod metrics;
 mod network;
 mod pinning;
+mod revocation;
 mod session;
 
 pub use pinning::hold;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(network::CASES);
     cases.extend_from_slice(escape::CASES);
     cases.extend_from_slice(authz::CASES);
+    cases.extend_from_slice(revocation::CASES);
     cases.extend_from_slice(journal::CASES);
     cases.extend_from_slice(session::CASES);
     cases.extend_from_slice(deploy::CASES);
