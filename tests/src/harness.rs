@@ -50,7 +50,8 @@ const EXIT_SKIP: i32 = 77;
 /// Longest a single case may take before it is killed and failed.
 const CASE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Runs every case matching `filter`; returns the process exit code.
+/// Runs every case whose name contains `filter` (or one of its
+/// comma-separated parts); returns the process exit code.
 pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -92,7 +93,7 @@ pub fn run_all(env: Env, filter: Option<&str>, cases: &[Case]) -> i32 {
     let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
     for case in cases
         .iter()
-        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .filter(|c| filter.is_none_or(|f| f.split(',').any(|f| c.name.contains(f))))
     {
         let missing = case.needs.iter().find_map(|need| {
             let available = match need {

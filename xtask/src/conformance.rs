@@ -54,9 +54,9 @@ const CLASSES: &[Class] = &[
         cases: &["write_through_symlink_checks_target"],
     },
     Class {
-        class: "path aliasing through `..` and `/proc/self/root`",
-        how: "same mechanism as symlinks (inode identity)",
-        cases: &[],
+        class: "path aliasing through `..`, `/proc/self/root` and `/proc/self/fd`",
+        how: "same mechanism as symlinks (inode identity); a read-only descriptor reopened for writing is a new open",
+        cases: &["path_aliases_decided_by_inode"],
     },
     Class {
         class: "hard links and renames across the writable boundary",
@@ -79,6 +79,16 @@ const CLASSES: &[Class] = &[
         cases: &["exec_from_memfd_denied"],
     },
     Class {
+        class: "a never-automated binary under another name (hard link, copy)",
+        how: "admission matches `never` exec entries by (device, inode) and sha256, again on the descriptor the grant is made from",
+        cases: &["revocation_links_and_copies_of_never_binaries_refused"],
+    },
+    Class {
+        class: "grants outliving a removed or rotated signing key",
+        how: "every trust-store reload re-checks live artifacts against the keys that accepted them (`key-revoked`, kernel grants removed)",
+        cases: &["revocation_removing_the_issuer_key_revokes_live_grants"],
+    },
+    Class {
         class: "exec of a replaced binary",
         how: "grants name (device, inode) and digest",
         cases: &["exec_replaced_binary_denied"],
@@ -90,8 +100,8 @@ const CLASSES: &[Class] = &[
     },
     Class {
         class: "shebang interpreters",
-        how: "",
-        cases: &[],
+        how: "`bprm_check_security` runs again for the `#!` interpreter: both must be allowed",
+        cases: &["shebang_interpreter_checked"],
     },
     Class {
         class: "io_uring operations",

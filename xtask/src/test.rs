@@ -36,7 +36,8 @@ pub(crate) struct TestArgs {
     /// Skip playing `cargo xtask demo` in the newest VM kernel.
     #[arg(long)]
     skip_demo: bool,
-    /// Only run privileged tests whose name contains this.
+    /// Only run privileged tests whose name contains this (or, comma
+    /// separated, any of these).
     #[arg(long)]
     filter: Option<String>,
     /// Seconds before a VM (or the host privileged run) counts as hung.

@@ -27,6 +27,7 @@ pub(crate) const CASES: &[Case] = &[
     case("exec_grant_expires", exec_grant_expires),
     case("exec_replaced_binary_denied", exec_replaced_binary_denied),
     case("exec_from_memfd_denied", exec_from_memfd_denied),
+    case("shebang_interpreter_checked", shebang_interpreter_checked),
     case("exec_through_loader_denied", exec_through_loader_denied),
     case(
         "full_ring_buffer_still_denies_and_counts",
@@ -260,6 +261,72 @@ fn exec_replaced_binary_denied() -> anyhow::Result<()> {
         .find(|e| e.decision().is_some_and(|d| d.hook == Hook::Exec))
         .context("no exec decision")?;
     expect_decision(last, Verdict::Deny, Reason::NoGrant)?;
+    Ok(())
+}
+
+/// The exec decision in `events` about the file `(dev, ino)`.
+fn exec_decision_of(events: &[Event], id: (u32, u64)) -> Option<&Event> {
+    events.iter().find(|e| match e {
+        Event::File(d) => d.decision.hook == Hook::Exec && (d.file.dev, d.file.ino) == id,
+        _ => false,
+    })
+}
+
+/// A script runs only when both it and its interpreter may run: the
+/// kernel checks the `#!` interpreter as a second exec of the same call.
+fn shebang_interpreter_checked() -> anyhow::Result<()> {
+    let dir = Scratch::new("shebang")?;
+    let script = dir.join("tool");
+    fs::write(&script, format!("#!{SH}\nexit 7\n"))?;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    let script_s = script.to_str().context("path")?;
+    let script_id = file_identity(&script)?;
+    let sh_id = file_identity(&real(SH)?)?;
+
+    // The script allowed, its interpreter not.
+    let mut s = Setup::new("exec-shebang")?;
+    allow_libraries(&mut s)?;
+    s.kernel.allow_file(s.scope, &script, rights::EXEC)?;
+    let got = exec_in(&s.governed, script_s, &[])?;
+    ensure!(
+        got == Exec::Refused(libc::EPERM),
+        "a script whose interpreter may not run: {got:?}, expected EPERM"
+    );
+    let free = exec_in(&s.free, script_s, &[])?;
+    ensure!(free == Exec::Ran(7), "ungoverned script: {free:?}");
+    let events = s.decisions()?;
+    let allowed = exec_decision_of(&events, script_id)
+        .with_context(|| format!("no decision on the script: {}", render_all(&events)))?;
+    expect_decision(allowed, Verdict::Allow, Reason::Baseline)?;
+    let denied = exec_decision_of(&events, sh_id)
+        .with_context(|| format!("no decision on the interpreter: {}", render_all(&events)))?;
+    expect_decision(denied, Verdict::Deny, Reason::NoGrant)?;
+    drop(s);
+
+    // The interpreter allowed, the script not; then both. (A second
+    // script: the rule on the first stays in this case's scope.)
+    let script = dir.join("tool2");
+    fs::write(&script, format!("#!{SH}\nexit 7\n"))?;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    let script_s = script.to_str().context("path")?;
+    let script_id = file_identity(&script)?;
+    let mut s = Setup::new("exec-shebang2")?;
+    allow_shell(&mut s)?;
+    let got = exec_in(&s.governed, script_s, &[])?;
+    ensure!(
+        got == Exec::Refused(libc::EPERM),
+        "a script that may not run, under an allowed interpreter: {got:?}"
+    );
+    let events = s.decisions()?;
+    let denied = exec_decision_of(&events, script_id)
+        .with_context(|| format!("no decision on the script: {}", render_all(&events)))?;
+    expect_decision(denied, Verdict::Deny, Reason::NoGrant)?;
+    s.kernel.allow_file(s.scope, &script, rights::EXEC)?;
+    let got = exec_in(&s.governed, script_s, &[])?;
+    ensure!(
+        got == Exec::Ran(7),
+        "script and interpreter allowed: {got:?}"
+    );
     Ok(())
 }
 

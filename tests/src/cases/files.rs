@@ -38,6 +38,10 @@ pub(crate) const CASES: &[Case] = &[
         "write_grant_installed_then_removed",
         write_grant_installed_then_removed,
     ),
+    case(
+        "path_aliases_decided_by_inode",
+        path_aliases_decided_by_inode,
+    ),
 ];
 
 const fn case(name: &'static str, run: fn() -> anyhow::Result<()>) -> Case {
@@ -121,6 +125,93 @@ fn expect_denied(events: &[Event], hook: Hook, name: &str) -> anyhow::Result<()>
     let found = found
         .with_context(|| format!("no {hook} denial naming {name:?} in {}", render_all(events)))?;
     expect_decision(found, Verdict::Deny, Reason::NoGrant)?;
+    Ok(())
+}
+
+/// Appends one byte through `path`; the errno.
+fn append_errno(path: &Path) -> i32 {
+    let p = c_path(path);
+    // SAFETY: valid NUL-terminated path; one byte from a static buffer;
+    // the fd is closed right away.
+    unsafe {
+        let fd = libc::open(
+            p.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return errno_if(-1);
+        }
+        let n = libc::write(fd, b"x".as_ptr().cast(), 1);
+        let e = errno_if(i64::try_from(n).unwrap_or(-1));
+        libc::close(fd);
+        e
+    }
+}
+
+/// The same outside file by other names: through `..` from the writable
+/// directory, through `/proc/self/root`, and a read-only descriptor
+/// reopened for writing through `/proc/self/fd`. Each is the outside
+/// inode, so each is denied; the ungoverned twin appends. And the inside
+/// file named through `outside/..` stays writable: no decision depends on
+/// how the path is spelled.
+fn path_aliases_decided_by_inode() -> anyhow::Result<()> {
+    let mut t = Tree::new("w-alias")?;
+    let outside = t.p("outside/file");
+    let through_proc = format!("/proc/self/root{}", outside.display());
+    let aliases = [
+        t.p("inside/../outside/file"),
+        std::path::PathBuf::from(through_proc),
+    ];
+    for alias in &aliases {
+        let before = fs::metadata(&outside)?.len();
+        let got = t.s.governed_and_free(|| append_errno(alias))?;
+        ensure!(
+            got == libc::EPERM,
+            "appending through {}: errno {got}, expected EPERM",
+            alias.display()
+        );
+        let after = fs::metadata(&outside)?.len();
+        ensure!(
+            after == before + 1,
+            "only the ungoverned append may land: {before} -> {after} bytes"
+        );
+    }
+    let reopen = || {
+        let p = c_path(&outside);
+        // SAFETY: valid NUL-terminated path; the fd is closed below.
+        let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return errno_if(-1);
+        }
+        let e = append_errno(Path::new(&format!("/proc/self/fd/{fd}")));
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        e
+    };
+    let before = fs::metadata(&outside)?.len();
+    let got = t.s.governed_and_free(reopen)?;
+    ensure!(
+        got == libc::EPERM,
+        "reopening a read-only descriptor for writing: errno {got}, expected EPERM"
+    );
+    ensure!(
+        fs::metadata(&outside)?.len() == before + 1,
+        "the governed append landed"
+    );
+    let inside_alias = t.p("outside/../inside/file");
+    let got = t.s.governed_and_free(|| append_errno(&inside_alias))?;
+    ensure!(
+        got == 0,
+        "appending to the inside file through outside/..: errno {got}"
+    );
+    let events = t.s.decisions()?;
+    let denied = denials(&events, Hook::FileOpen);
+    ensure!(
+        denied.len() == 3,
+        "three denials, one per alias, each recorded: {}",
+        render_all(&events)
+    );
+    expect_denied(&events, Hook::FileOpen, "file")?;
     Ok(())
 }
 
