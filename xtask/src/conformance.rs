@@ -110,8 +110,8 @@ const CLASSES: &[Class] = &[
     },
     Class {
         class: "syscall-argument TOCTOU",
-        how: "",
-        cases: &[],
+        how: "LSM hooks decide on the object the kernel resolved, after the arguments were copied; tried by swapping a symlink during opens",
+        cases: &["symlink_swapped_during_open_decided_on_the_object"],
     },
     Class {
         class: "datagram sends without connect",

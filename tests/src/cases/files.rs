@@ -3,7 +3,7 @@
 //! open for write, create, truncate, unlink, mkdir, chmod, symlinks, hard
 //! links, renames. Reads stay free.
 
-use std::{fs, path::Path, time::Duration};
+use std::{fs, os::unix::fs::MetadataExt as _, path::Path, time::Duration};
 
 use acelogic_common::{
     rules::rights,
@@ -41,6 +41,10 @@ pub(crate) const CASES: &[Case] = &[
     case(
         "path_aliases_decided_by_inode",
         path_aliases_decided_by_inode,
+    ),
+    case(
+        "symlink_swapped_during_open_decided_on_the_object",
+        symlink_swapped_during_open_decided_on_the_object,
     ),
 ];
 
@@ -212,6 +216,123 @@ fn path_aliases_decided_by_inode() -> anyhow::Result<()> {
         render_all(&events)
     );
     expect_denied(&events, Hook::FileOpen, "file")?;
+    Ok(())
+}
+
+/// Opens through `link` for appending while a thread swaps `link` and
+/// `other` (`renameat2(RENAME_EXCHANGE)`) as fast as it can, so the name
+/// points now at `inside/file`, now at `outside/file`. Returns 0 when what
+/// it saw is what `governed` expects (governed: every open that succeeded
+/// is the inside inode, and some were denied; free: both inodes were
+/// opened, none denied), else a code saying what broke.
+fn race_opens(link: &Path, other: &Path, inside_ino: u64, governed: bool) -> i32 {
+    const TRIES: usize = 3000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, b) = (c_path(link), c_path(other));
+    let flipper = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: valid NUL-terminated paths.
+                unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        })
+    };
+    let (mut inside, mut outside, mut denied, mut other_errno) = (0, 0, 0, 0);
+    let p = c_path(link);
+    for _ in 0..TRIES {
+        // SAFETY: valid path; fstat into a zeroed stat; one byte written
+        // from a static buffer; the fd is closed.
+        unsafe {
+            let fd = libc::open(
+                p.as_ptr(),
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                match errno_if(-1) {
+                    libc::EPERM => denied += 1,
+                    _ => other_errno += 1,
+                }
+                continue;
+            }
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &raw mut st);
+            if st.st_ino == inside_ino {
+                inside += 1;
+            } else {
+                outside += 1;
+            }
+            libc::write(fd, b"x".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flipper.join();
+    let line = format!(
+        "    {} run: {inside} opens of the inside file, {outside} of the outside file, \
+         {denied} denied, {other_errno} other errors\n",
+        if governed { "governed" } else { "ungoverned" }
+    );
+    // Not println!: stdout's lock may have been held by another thread of
+    // the parent when this child was forked.
+    // SAFETY: writing a live buffer to our stdout.
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    match (governed, inside, outside, denied, other_errno) {
+        (_, _, _, _, e) if e > 0 => 13,
+        (true, _, o, _, _) if o > 0 => 10,
+        (true, _, _, 0, _) => 11,
+        (_, 0, _, _, _) => 12,
+        (false, _, 0, _, _) => 14,
+        (false, _, _, d, _) if d > 0 => 15,
+        _ => 0,
+    }
+}
+
+/// Syscall-argument TOCTOU: the name is swapped between the inside and the
+/// outside file while the governed process opens it. The gate decides on
+/// the inode the kernel resolved, so every open that succeeds is of the
+/// inside file and the outside file never changes, however the race
+/// falls; the ungoverned twin opens both.
+fn symlink_swapped_during_open_decided_on_the_object() -> anyhow::Result<()> {
+    let mut t = Tree::new("w-toctou")?;
+    let (link, other) = (t.p("inside/link"), t.p("inside/other"));
+    std::os::unix::fs::symlink(t.p("inside/file"), &link)?;
+    std::os::unix::fs::symlink(t.p("outside/file"), &other)?;
+    let inside_ino = fs::metadata(t.p("inside/file"))?.ino();
+    let outside = t.p("outside/file");
+    let free =
+        crate::fixtures::in_cgroup(&t.s.free, || race_opens(&link, &other, inside_ino, false))?;
+    ensure!(
+        free == 0,
+        "the ungoverned race did not open both files (code {free}): the test proves nothing"
+    );
+    let before = fs::read(&outside)?;
+    let got = crate::fixtures::in_cgroup(&t.s.governed, || {
+        race_opens(&link, &other, inside_ino, true)
+    })?;
+    ensure!(
+        got == 0,
+        "the governed race: code {got} (10: an open reached the outside file, 11: no open \
+         was denied, 12: none allowed, 13: other errors)"
+    );
+    ensure!(
+        fs::read(&outside)? == before,
+        "the outside file changed under the governed race"
+    );
+    let events = t.s.decisions()?;
+    ensure!(
+        !denials(&events, Hook::FileOpen).is_empty(),
+        "the denials are recorded: {}",
+        render_all(&events)
+    );
     Ok(())
 }
 
