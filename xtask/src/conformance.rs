@@ -105,8 +105,8 @@ const CLASSES: &[Class] = &[
     },
     Class {
         class: "io_uring operations",
-        how: "",
-        cases: &[],
+        how: "the ring's openat and write run through the same VFS hooks (`file_open`, `file_permission`)",
+        cases: &["io_uring_opens_and_writes_decided"],
     },
     Class {
         class: "syscall-argument TOCTOU",

@@ -15,6 +15,7 @@ mod network;
 mod pinning;
 mod revocation;
 mod session;
+mod uring;
 
 pub use pinning::hold;
 
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(exec_gate::CASES);
     cases.extend_from_slice(files::CASES);
     cases.extend_from_slice(descriptors::CASES);
+    cases.extend_from_slice(uring::CASES);
     cases.extend_from_slice(metadata::CASES);
     cases.extend_from_slice(lineage::CASES);
     cases.extend_from_slice(pinning::CASES);
