@@ -74,7 +74,7 @@ const CLASSES: &[Class] = &[
         cases: &[],
     },
     Class {
-        class: "fileless exec: memfd, `fexecve`",
+        class: "fileless exec: memfd through `fexecve` and `/proc/self/fd`, a copy in `/dev/shm` (the temp dir where there is none)",
         how: "`bprm_check_security` by inode identity",
         cases: &["exec_from_memfd_denied"],
     },

@@ -373,6 +373,71 @@ fn exec_from_memfd_denied() -> anyhow::Result<()> {
         })
         .with_context(|| format!("no exec denial in {}", render_all(&events)))?;
     expect_decision(denied, Verdict::Deny, Reason::NoGrant)?;
+
+    // The same memfd by name, through /proc/self/fd.
+    let got = s.governed_and_free(|| {
+        // SAFETY: as above.
+        unsafe {
+            let fd = libc::memfd_create(c"payload".as_ptr(), 0);
+            if fd < 0 || libc::write(fd, image.as_ptr().cast(), image.len()) < 0 {
+                return errno_if(-1);
+            }
+            let Ok(path) = std::ffi::CString::new(format!("/proc/self/fd/{fd}")) else {
+                return 255;
+            };
+            let argv = [
+                argv0.as_ptr(),
+                arg1.as_ptr(),
+                arg2.as_ptr(),
+                std::ptr::null(),
+            ];
+            let envp = [std::ptr::null()];
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            errno_if(-1)
+        }
+    })?;
+    ensure!(
+        got == libc::EPERM,
+        "governed exec of a memfd through /proc/self/fd: errno {got}, expected EPERM"
+    );
+
+    // A copy in a tmpfs (/dev/shm where the system has one): a new inode.
+    let shm = if fs::metadata("/dev/shm").is_ok_and(|m| m.is_dir()) {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    // Named `sh` so that busybox (the VM's shell) runs as the shell.
+    let holder = shm.join(format!("acelogic-payload-{}", std::process::id()));
+    fs::create_dir_all(&holder)?;
+    let copy = holder.join("sh");
+    copy_executable(&real(SH)?, &copy)?;
+    let copy_s = copy.to_str().context("path")?.to_owned();
+    let governed = exec_in(&s.governed, &copy_s, &["-c", "exit 7"])?;
+    let free = exec_in(&s.free, &copy_s, &["-c", "exit 7"])?;
+    let _ = fs::remove_dir_all(&holder);
+    ensure!(
+        free == Exec::Ran(7),
+        "ungoverned copy in {}: {free:?}",
+        shm.display()
+    );
+    ensure!(
+        governed == Exec::Refused(libc::EPERM),
+        "governed copy of the shell in {}: {governed:?}, expected EPERM",
+        shm.display()
+    );
+    let events = s.decisions()?;
+    ensure!(
+        events
+            .iter()
+            .filter(|e| e
+                .decision()
+                .is_some_and(|d| d.hook == Hook::Exec && d.verdict == Verdict::Deny))
+            .count()
+            >= 2,
+        "the /proc/self/fd and the copy's denials are recorded: {}",
+        render_all(&events)
+    );
     Ok(())
 }
 
