@@ -174,20 +174,46 @@ pub struct SystemDecision {
 const _: () = assert!(size_of::<SystemDecision>() == 88);
 
 /// Record of [`kind::PROCESS_EXEC`].
+///
+/// It names the process's parent as the kernel knew it at exec time
+/// (`current->real_parent`): its tgid and its process start time, which
+/// with the boot id identify the parent exactly, even after it exited and
+/// its pid went to another process. Lineage takes parentage from here, not
+/// from procfs after the fact.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessExec {
     pub header: EventHeader,
-    pub _pad: u32,
+    /// Thread-group id of `current->real_parent`; 0 when unreadable.
+    pub parent_tgid: u32,
     /// Bytes of `filename` used, without the NUL; 0 when unreadable.
     pub filename_len: u32,
+    /// Start time of the parent's process (its thread-group leader's
+    /// `start_boottime`, see [`EventHeader::start_ns`]); 0 when unreadable.
+    pub parent_start_ns: u64,
     /// `comm` after exec.
     pub comm: [u8; COMM_LEN],
     /// The file name passed to exec, NUL-terminated, truncated.
     pub filename: [u8; FILENAME_LEN],
 }
 
-const _: () = assert!(size_of::<ProcessExec>() == 320);
+const _: () = assert!(size_of::<ProcessExec>() == 328);
+
+/// [`ProcessExec`] as builds before the parent fields wrote it (320 bytes:
+/// a padding word where `parent_tgid` is, no `parent_start_ns`). A daemon
+/// upgraded over still-pinned programs keeps receiving it until they are
+/// replaced; it decodes with the parent unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessExecV1 {
+    pub header: EventHeader,
+    pub _pad: u32,
+    pub filename_len: u32,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_LEN],
+}
+
+const _: () = assert!(size_of::<ProcessExecV1>() == 320);
 
 /// Record of [`kind::PROCESS_FORK`]: a governed task created a new process.
 /// The header describes the parent (the task that called fork or clone);

@@ -5,8 +5,8 @@ use core::{fmt, mem::size_of};
 use crate::{
     codes::{hook, reason, verdict},
     event::{
-        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec, ProcessExit,
-        ProcessFork, SystemDecision, TaskDecision,
+        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec, ProcessExecV1,
+        ProcessExit, ProcessFork, SystemDecision, TaskDecision,
     },
     offsets::KernelOffsets,
     rules::{FileKey, FileRule, Grant, NetKey, NetRule},
@@ -268,12 +268,27 @@ pub struct SystemDecisionEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessExecEvent {
     pub header: EventHeader,
+    /// The parent's pid (`real_parent` at exec time); 0 when unknown.
+    pub parent_tgid: u32,
+    /// The parent's process start time in ns; 0 when unknown.
+    pub parent_start_ns: u64,
     pub comm: [u8; event::COMM_LEN],
     filename: [u8; event::FILENAME_LEN],
     filename_len: usize,
 }
 
 impl ProcessExecEvent {
+    /// The parent as the kernel named it at exec time: its pid and its
+    /// start time in clock ticks (as `/proc/PID/stat` field 22 reports
+    /// it); `None` when the record does not carry both.
+    #[must_use]
+    pub const fn parent(&self) -> Option<(u32, u64)> {
+        match start_ticks(self.parent_start_ns) {
+            Some(ticks) if self.parent_tgid != 0 => Some((self.parent_tgid, ticks)),
+            _ => None,
+        }
+    }
+
     /// The file name passed to exec (possibly truncated), as raw bytes.
     #[must_use]
     pub fn filename(&self) -> &[u8] {
@@ -453,10 +468,26 @@ impl Event {
                     detail: r.detail,
                 }))
             }
+            event::kind::PROCESS_EXEC
+                if bytes.len() < size_of::<ProcessExec>()
+                    && usize::from(header.size) == size_of::<ProcessExecV1>() =>
+            {
+                let r: ProcessExecV1 = read(header.kind, bytes)?;
+                Ok(Self::ProcessExec(ProcessExecEvent {
+                    header,
+                    parent_tgid: 0,
+                    parent_start_ns: 0,
+                    comm: r.comm,
+                    filename: r.filename,
+                    filename_len: used(&r.filename, r.filename_len),
+                }))
+            }
             event::kind::PROCESS_EXEC => {
                 let r: ProcessExec = read(header.kind, bytes)?;
                 Ok(Self::ProcessExec(ProcessExecEvent {
                     header,
+                    parent_tgid: r.parent_tgid,
+                    parent_start_ns: r.parent_start_ns,
                     comm: r.comm,
                     filename: r.filename,
                     filename_len: used(&r.filename, r.filename_len),
@@ -506,5 +537,80 @@ impl Event {
             Self::System(e) => Some(&e.decision),
             Self::ProcessExec(_) | Self::ProcessFork(_) | Self::ProcessExit(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a plain-integer repr(C) value as bytes.
+        unsafe { core::slice::from_raw_parts(core::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn header(size: usize) -> EventHeader {
+        EventHeader {
+            kind: event::kind::PROCESS_EXEC,
+            size: u16::try_from(size).unwrap(),
+            pid: 9,
+            tgid: 9,
+            uid: 0,
+            boot_ns: 1,
+            cgroup_id: 2,
+            start_ns: 30_000_000,
+        }
+    }
+
+    #[test]
+    fn an_exec_record_names_its_parent_and_the_old_layout_still_decodes() {
+        let mut filename = [0; event::FILENAME_LEN];
+        filename[..4].copy_from_slice(b"/x/y");
+        let rec = ProcessExec {
+            header: header(size_of::<ProcessExec>()),
+            parent_tgid: 7,
+            filename_len: 4,
+            parent_start_ns: 12_345_678_901,
+            comm: [b'a'; event::COMM_LEN],
+            filename,
+        };
+        let Ok(Event::ProcessExec(e)) = Event::decode(&bytes_of(&rec)) else {
+            panic!("not an exec");
+        };
+        assert_eq!(e.parent(), Some((7, 1_234)));
+        assert_eq!((e.filename(), e.comm), (&b"/x/y"[..], rec.comm));
+        let unknown = ProcessExec {
+            parent_start_ns: 0,
+            ..rec
+        };
+        let Ok(Event::ProcessExec(e)) = Event::decode(&bytes_of(&unknown)) else {
+            panic!("not an exec");
+        };
+        assert_eq!(e.parent(), None, "a pid without a start time names nobody");
+
+        let old = ProcessExecV1 {
+            header: header(size_of::<ProcessExecV1>()),
+            _pad: 0,
+            filename_len: 4,
+            comm: [b'b'; event::COMM_LEN],
+            filename,
+        };
+        let Ok(Event::ProcessExec(e)) = Event::decode(&bytes_of(&old)) else {
+            panic!("not an exec");
+        };
+        assert_eq!((e.parent(), e.filename()), (None, &b"/x/y"[..]));
+        assert_eq!(e.comm, old.comm);
+
+        // A new-layout header on too few bytes is short, not the old layout.
+        let mut short = bytes_of(&rec);
+        short.truncate(size_of::<ProcessExecV1>());
+        assert!(matches!(
+            Event::decode(&short),
+            Err(DecodeError::Size { need: 328, .. })
+        ));
     }
 }

@@ -159,8 +159,9 @@ fn process_exec_filename_is_bounded_by_len_and_nul() {
     filename[..8].copy_from_slice(b"/bin/sh\0");
     let rec = ProcessExec {
         header: header(event::kind::PROCESS_EXEC, record_size::<ProcessExec>()),
-        _pad: 0,
+        parent_tgid: 0,
         filename_len: 7,
+        parent_start_ns: 0,
         comm: [0; event::COMM_LEN],
         filename,
     };

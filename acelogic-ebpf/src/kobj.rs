@@ -250,7 +250,14 @@ pub(crate) fn task_exit_code(task: Kptr) -> Result<u32, Error> {
 /// `task->real_parent->tgid`.
 #[inline(always)]
 pub(crate) fn task_ppid(task: Kptr) -> Result<u32, Error> {
-    task_tgid(read_ptr(task, off!(task_real_parent))?)
+    task_tgid(task_real_parent(task)?)
+}
+
+/// `task->real_parent`: the process that will be told of the task's exit
+/// (its creator, or the reaper it was handed to when the creator exited).
+#[inline(always)]
+pub(crate) fn task_real_parent(task: Kptr) -> Result<Kptr, Error> {
+    read_ptr(task, off!(task_real_parent))
 }
 
 /// `task->mm->exe_file->f_inode`: the inode of the task's executable.

@@ -5,6 +5,12 @@
 //! (`events/sched/sched_process_exec/format`); the only field whose offset
 //! we need, `__data_loc char[] filename`, is handed to us in the global
 //! [`TP_EXEC_FILENAME_OFF`] so no kernel's layout is frozen here.
+//!
+//! The record names the parent exactly: `current->real_parent`'s tgid and
+//! process start time, read here while both are certain (tracepoints run
+//! under RCU, so the parent's `task_struct` cannot be freed under us).
+//! Userspace derives the parent's exec id from these alone; procfs, read
+//! later, may already show the parent's pid owned by someone else.
 
 use acelogic_common::{
     codes::counter,
@@ -16,6 +22,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    kobj,
     maps::{EVENTS, count},
     record, scope,
 };
@@ -38,6 +45,22 @@ fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     let cgroup_id = governed.cgroup_id;
+    // The parent, read before reserving so no ring space is held across
+    // the reads. Unreadable is 0 (unknown), never a guess: a parent's pid
+    // without its start time is what made procfs lookups link strangers.
+    // (`unwrap_or` on each read, as the header does: no `Result` is kept
+    // on the stack for older verifiers to find half-written.)
+    let mut parent_tgid = 0;
+    let mut parent_start_ns = 0;
+    if let Ok(parent) = kobj::task_real_parent(scope::current_task()) {
+        let tgid = kobj::task_tgid(parent).unwrap_or(0);
+        let start = kobj::process_start_ns(parent).unwrap_or(0);
+        // Both or neither: a pid alone cannot name a process.
+        if tgid != 0 && start != 0 {
+            parent_tgid = tgid;
+            parent_start_ns = start;
+        }
+    }
     let mut entry = EVENTS.reserve::<ProcessExec>(0).ok_or(())?;
     let rec = entry.as_mut_ptr();
     // SAFETY: `rec` points at a reserved, exclusively owned ring-buffer slot
@@ -50,7 +73,8 @@ fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
             cgroup_id,
         );
         (*rec).comm = record::comm();
-        (*rec)._pad = 0;
+        (*rec).parent_tgid = parent_tgid;
+        (*rec).parent_start_ns = parent_start_ns;
         (*rec).filename_len = 0;
         (*rec).filename[0] = 0;
     }

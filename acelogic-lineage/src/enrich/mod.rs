@@ -8,6 +8,15 @@
 //! the record alone. procfs fills in what the kernel does not carry, and
 //! is checked against the start time so a reused pid is never mistaken
 //! for the process that had it before.
+//!
+//! Parentage likewise: a fork record names the child of a known parent,
+//! and an exec record names the parent by pid *and* start time, so both
+//! give the parent's `exec_id` exactly, and are remembered for the
+//! process's later records. Only a record neither covers (its fork and
+//! exec were consumed by an earlier daemon, or happened before any ran)
+//! asks procfs, and procfs is believed only where it cannot name a
+//! stranger (see [`Enricher::parent_by_pid`]). A link that cannot be
+//! established stays empty: a lost link is honest, a wrong one is not.
 
 use std::{
     collections::HashMap,
@@ -19,7 +28,7 @@ use std::{
 
 use acelogic_common::{
     event::{EventHeader, FileId},
-    user::{DecisionInfo, Event, c_str_bytes, start_ticks},
+    user::{DecisionInfo, Event, ProcessExecEvent, c_str_bytes, start_ticks},
 };
 
 use super::{
@@ -57,6 +66,18 @@ pub fn proc_stat(proc: &Path, pid: u32) -> Option<ProcStat> {
     })
 }
 
+/// A remembered parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Link {
+    /// The parent's exec_id.
+    exec_id: String,
+    /// The parent's pid.
+    pid: u32,
+    /// From a kernel record that names the parent by start time (fork or
+    /// exec), rather than through a pid looked up in procfs.
+    exact: bool,
+}
+
 /// Turns kernel records into lineage records.
 #[derive(Debug)]
 pub struct Enricher {
@@ -68,8 +89,9 @@ pub struct Enricher {
     proc: PathBuf,
     workloads: HashMap<u32, String>,
     artifacts: GrantDirectory,
-    /// exec_id -> parent exec_id, learned from fork records and procfs.
-    parents: HashMap<String, String>,
+    /// exec_id -> its parent, learned from fork and exec records and
+    /// (checked) procfs; forgotten at exit.
+    parents: HashMap<String, Link>,
     /// cgroup id -> scope id, learned from decisions and registrations.
     cgroup_scopes: HashMap<u64, u32>,
 }
@@ -181,42 +203,89 @@ impl Enricher {
         }
     }
 
-    /// The exec_id of a live process, from procfs.
-    #[must_use]
-    pub fn exec_id_of_pid(&self, pid: u32) -> Option<String> {
+    /// The exec_id of process `pid` as procfs shows it now, but only if it
+    /// could be the parent of a process started at `child_ticks`: it must
+    /// have started no later than the child.
+    ///
+    /// A pid the kernel gave as the parent names the parent for as long as
+    /// the parent lives. Once the parent exits its pid may go to a new
+    /// process, and that process was necessarily created after the parent
+    /// exited, so after the child was created (the parent was alive to
+    /// fork it, or was the reaper the child was handed to while alive):
+    /// a later start time is proof of reuse, and such a process is never
+    /// linked. This is the check, rather than carrying the parent's start
+    /// time in every decision record, because decisions are made on hot
+    /// paths by every gate; the exec record, which every process that
+    /// runs anything has, carries it instead and wins when it is seen.
+    /// One case remains undecidable: a parent that exited and whose pid
+    /// was reused within the same clock tick (10 ms) as the child's start;
+    /// procfs start times have no finer grain.
+    fn parent_by_pid(&self, pid: u32, child_ticks: u64) -> Option<String> {
+        if pid == 0 || child_ticks == 0 {
+            return None;
+        }
         let st = proc_stat(&self.proc, pid)?;
-        Some(exec_id(&self.boot_id, st.start_ticks, pid))
+        (st.start_ticks <= child_ticks).then(|| exec_id(&self.boot_id, st.start_ticks, pid))
     }
 
     /// Parent of the process `id` (pid `tgid`, started at `ticks`): from a
-    /// fork record seen earlier, else from procfs when the pid still names
-    /// that process. `ppid` is the kernel's, when the record had one.
+    /// fork or exec record seen earlier, else from procfs (see
+    /// [`Self::parent_by_pid`]). `ppid` is the kernel's, when the record
+    /// had one; without it, the pid's parent as procfs shows it now, when
+    /// the pid still names that process.
     fn parent(&mut self, id: &str, tgid: u32, ticks: u64, ppid: u32) -> (String, u32) {
         if let Some(p) = self.parents.get(id) {
-            return (p.clone(), ppid);
+            return (p.exec_id.clone(), p.pid);
         }
         let ppid = if ppid != 0 {
             ppid
         } else {
             match proc_stat(&self.proc, tgid) {
-                Some(st) if st.start_ticks == ticks => st.ppid,
+                Some(st) if ticks != 0 && st.start_ticks == ticks => st.ppid,
                 _ => return (String::new(), 0),
             }
         };
-        let parent = self.exec_id_of_pid(ppid).unwrap_or_default();
-        if !parent.is_empty() {
-            self.remember(id.to_owned(), parent.clone());
-        }
+        let Some(parent) = self.parent_by_pid(ppid, ticks) else {
+            return (String::new(), ppid);
+        };
+        self.remember(
+            id.to_owned(),
+            Link {
+                exec_id: parent.clone(),
+                pid: ppid,
+                exact: false,
+            },
+        );
         (parent, ppid)
     }
 
-    fn remember(&mut self, child: String, parent: String) {
+    fn remember(&mut self, child: String, parent: Link) {
         if self.parents.len() >= MAX_PARENTS {
             // Crude but bounded: forget everything; lookups fall back to
             // procfs. Reached only with a million live governed processes.
             self.parents.clear();
         }
         self.parents.insert(child, parent);
+    }
+
+    /// An exec record names its parent exactly; it is remembered for the
+    /// process's later records unless a fork record already named one (the
+    /// creator, which the kernel's `real_parent` stops being when the
+    /// creator exits before the exec).
+    fn learn_exec_parent(&mut self, h: &EventHeader, e: &ProcessExecEvent) {
+        let (Some((pid, ticks)), Some(child_ticks)) = (e.parent(), h.start_ticks()) else {
+            return;
+        };
+        let child = exec_id(&self.boot_id, child_ticks, h.tgid);
+        if self.parents.get(&child).is_some_and(|l| l.exact) {
+            return;
+        }
+        let parent = Link {
+            exec_id: exec_id(&self.boot_id, ticks, pid),
+            pid,
+            exact: true,
+        };
+        self.remember(child, parent);
     }
 
     /// The start time of the record's process in ticks: from the kernel
@@ -377,6 +446,7 @@ impl Enricher {
             }
             Event::ProcessExec(e) => {
                 let scope = self.scope_of(&h);
+                self.learn_exec_parent(&h, e);
                 let process = self.process(&h, 0, scope, &e.comm);
                 let (argv, exe, cwd, enrichment) = self.exec_details(h.tgid, process.start_ticks);
                 Body::Exec(pb::ProcessExec {
@@ -395,7 +465,14 @@ impl Enricher {
                     .or_else(|| proc_stat(&self.proc, e.child_tgid).map(|s| s.start_ticks))
                     .unwrap_or(0);
                 let child_id = exec_id(&self.boot_id, ticks, e.child_tgid);
-                self.remember(child_id.clone(), parent.exec_id.clone());
+                self.remember(
+                    child_id.clone(),
+                    Link {
+                        exec_id: parent.exec_id.clone(),
+                        pid: h.tgid,
+                        exact: true,
+                    },
+                );
                 Body::Fork(pb::ProcessFork {
                     process: Some(pb::Process {
                         exec_id: child_id,

@@ -8,6 +8,14 @@
 //! stored position tells it which ones it had (so none is journaled
 //! twice).
 //!
+//! A record is enriched once. Enriching teaches the enricher (a fork
+//! record names a child's parent, an exit forgets it), so records the
+//! journal had no room for are kept as enriched, with the kernel bytes
+//! they came from, and journaled as such when they come round again;
+//! enriching them a second time, after the enricher learned from records
+//! behind them, would describe them with what it knows later (an exit
+//! already processed has forgotten the exiting process's parent).
+//!
 //! When the journal is full, the pump stops consuming. The ring buffer
 //! fills, and the kernel denies every governed action whose record it can
 //! no longer reserve (no record, no allow). Lifecycle records the kernel
@@ -82,10 +90,22 @@ pub trait Observer: std::fmt::Debug + Send + Sync {
     fn journaled(&self, event: &Event);
 }
 
+/// A record enriched but not yet journaled.
+#[derive(Debug)]
+struct Held {
+    /// The kernel record it was made from, and the ring position after it.
+    raw: RawRecord,
+    record: pb::Record,
+}
+
 /// Drains the ring buffer into the journal.
 #[derive(Debug)]
 pub struct Pump {
     enricher: Enricher,
+    /// Records enriched by an earlier step that the journal did not take,
+    /// oldest first: the records at the consumer position, unless the
+    /// ring shows something else there (then they are dropped).
+    held: Vec<Held>,
     batch: usize,
     /// Print each journaled kernel record as a line (the daemon does).
     echo: bool,
@@ -111,6 +131,7 @@ impl Pump {
     pub fn new(enricher: Enricher, batch: usize) -> Self {
         Self {
             enricher,
+            held: Vec::new(),
             batch: batch.max(1),
             echo: false,
             observer: None,
@@ -153,18 +174,33 @@ impl Pump {
             return Ok(Step::default());
         }
         let events: Vec<_> = raws.iter().map(|raw| Event::decode(&raw.bytes)).collect();
+        let mut held = std::mem::take(&mut self.held).into_iter();
+        let mut reuse = true;
         let records: Vec<pb::Record> = events
             .iter()
             .zip(&raws)
-            .map(|(event, raw)| match event {
-                Ok(event) => self.enricher.record(event),
-                Err(e) => self.enricher.now(Body::Loss(pb::Loss {
-                    what: "undecodable".into(),
-                    count: 1,
-                    detail: format!("{e} ({} bytes)", raw.bytes.len()),
-                })),
+            .map(|(event, raw)| {
+                if reuse {
+                    match held.next() {
+                        Some(h) if h.raw == *raw => return h.record,
+                        // Not the records held (none left, or another
+                        // ring): enrich from here on.
+                        _ => reuse = false,
+                    }
+                }
+                match event {
+                    Ok(event) => self.enricher.record(event),
+                    Err(e) => self.enricher.now(Body::Loss(pb::Loss {
+                        what: "undecodable".into(),
+                        count: 1,
+                        detail: format!("{e} ({} bytes)", raw.bytes.len()),
+                    })),
+                }
             })
             .collect();
+        // Held records past this batch (a smaller batch than before) come
+        // after it in the ring: keep them.
+        let beyond: Vec<Held> = if reuse { held.collect() } else { Vec::new() };
         let ring_id = ring.ring_id();
         let mut n = records.len();
         loop {
@@ -179,6 +215,7 @@ impl Pump {
                             o.journaled(event);
                         }
                     }
+                    self.hold(&raws[n..], &records[n..], beyond);
                     ring.commit(cursor.pos).map_err(PumpError::Ring)?;
                     if self.echo {
                         for event in &events[..n] {
@@ -193,19 +230,36 @@ impl Pump {
                         blocked: false,
                     });
                 }
-                // Take what fits; the rest waits in the ring buffer. (Those
-                // records are enriched again next time, from the same
-                // kernel bytes.)
+                // Take what fits; the rest waits in the ring buffer, and
+                // its records, as enriched now, in `held`.
                 Err(JournalError::Full { .. }) if n > 1 => n /= 2,
                 Err(JournalError::Full { .. }) => {
+                    self.hold(&raws, &records, beyond);
                     return Ok(Step {
                         journaled: 0,
                         blocked: true,
                     });
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.hold(&raws, &records, beyond);
+                    return Err(e.into());
+                }
             }
         }
+    }
+
+    /// Keeps enriched records the journal did not take (and any held
+    /// records after them), for the next step.
+    fn hold(&mut self, raws: &[RawRecord], records: &[pb::Record], beyond: Vec<Held>) {
+        self.held = raws
+            .iter()
+            .zip(records)
+            .map(|(raw, record)| Held {
+                raw: raw.clone(),
+                record: record.clone(),
+            })
+            .chain(beyond)
+            .collect();
     }
 
     /// Turns growth of the kernel's loss counters into `Loss` records.

@@ -5,7 +5,10 @@ use std::{collections::VecDeque, path::PathBuf};
 
 use acelogic_common::{
     codes::{hook, reason, verdict},
-    event::{self, Decision, EventHeader, FileDecision, FileId, ProcessFork, record_size},
+    event::{
+        self, Decision, EventHeader, FileDecision, FileId, ProcessExec, ProcessExit, ProcessFork,
+        record_size,
+    },
 };
 
 use super::*;
@@ -348,4 +351,72 @@ fn the_observer_sees_only_what_the_journal_committed() {
         [11],
         "nothing new while the journal is full"
     );
+}
+
+fn exec_record(tgid: u32) -> Vec<u8> {
+    bytes_of(&ProcessExec {
+        header: header(
+            event::kind::PROCESS_EXEC,
+            record_size::<ProcessExec>(),
+            tgid,
+        ),
+        // Unknown: only what the enricher learned can name the parent.
+        parent_tgid: 0,
+        filename_len: 0,
+        parent_start_ns: 0,
+        comm: [0; event::COMM_LEN],
+        filename: [0; event::FILENAME_LEN],
+    })
+}
+
+fn exit_record(tgid: u32) -> Vec<u8> {
+    bytes_of(&ProcessExit {
+        header: header(
+            event::kind::PROCESS_EXIT,
+            record_size::<ProcessExit>(),
+            tgid,
+        ),
+        exit_code: 0,
+        _pad: 0,
+    })
+}
+
+fn parent_of(body: &Body) -> String {
+    let p = match body {
+        Body::Fork(f) => f.process.as_ref(),
+        Body::Exec(x) => x.process.as_ref(),
+        Body::Exit(x) => x.process.as_ref(),
+        other => panic!("{other:?}"),
+    };
+    p.unwrap().parent_exec_id.clone()
+}
+
+#[test]
+fn records_the_journal_had_no_room_for_are_journaled_as_first_enriched() {
+    // A journal with room for the fork record only: the exec and the exit
+    // wait in the ring, after the enricher saw the exit (and forgot the
+    // process's parent).
+    let (_dir, path) = temp_db("held");
+    let mut ring = MemRing::default();
+    ring.push(fork(100, 101));
+    ring.push(exec_record(101));
+    ring.push(exit_record(101));
+    let mut p = pump();
+    p.batch = 8;
+    {
+        let small = Shared::new(Journal::open(&path, "node-a", 150).unwrap());
+        let step = p.step(&small, &mut ring).unwrap();
+        assert_eq!(step.journaled, 1, "only the fork fit");
+    }
+    // Room again (a bigger cap here; the collector's acknowledgement in
+    // the daemon).
+    let journal = Shared::new(Journal::open(&path, "node-a", 1 << 20).unwrap());
+    while p.step(&journal, &mut ring).unwrap().journaled > 0 {}
+    assert!(ring.records.is_empty());
+    let b = bodies(&journal);
+    assert_eq!(b.len(), 3, "each record once");
+    let parent = parent_of(&b[0]);
+    assert!(!parent.is_empty());
+    assert_eq!(parent_of(&b[1]), parent, "the exec keeps the fork's parent");
+    assert_eq!(parent_of(&b[2]), parent, "so does the exit");
 }
