@@ -302,6 +302,6 @@ mod tests {
         assert_eq!(cell(&["c"], &col), "not run `c`");
         assert_eq!(cell(&[], &col), "–");
         let md = render(&[col], "today");
-        assert!(md.contains("| io_uring operations | – | no case yet | – |"));
+        assert!(md.contains("| overlayfs copy-up (container roots) | – | no case yet | – |"));
     }
 }
