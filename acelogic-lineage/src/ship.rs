@@ -110,8 +110,10 @@ fn last_acked(path: &Path, key: &SecretKey, journal_id: &[u8]) -> Option<crate::
     }
 }
 
-/// Signs and keeps the head the collector acknowledged.
-fn keep_acked(
+/// Signs and keeps the head the collector acknowledged. The write and its
+/// fsyncs run on a blocking thread (not the runtime's, which may also be
+/// draining the kernel's ring) and are awaited, so notes land in order.
+async fn keep_acked(
     config: &ShipConfig,
     key: &SecretKey,
     id: &crate::journal::Identity,
@@ -130,7 +132,12 @@ fn keep_acked(
         log: None,
     }
     .sign(key);
-    if let Err(e) = write_note(&config.acked_head, &note) {
+    let path = config.acked_head.clone();
+    let written = tokio::task::spawn_blocking(move || write_note(&path, &note)).await;
+    if let Err(e) = written
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+    {
         tracing::error!(path = %config.acked_head.display(), error = %e, "could not keep the acknowledged head");
     }
 }
@@ -385,7 +392,7 @@ async fn session_inner(
     blocking(journal, move |j| j.acknowledge(holds)).await?;
     if holds > 0 && holds >= first {
         // Checked above against this journal's own entry.
-        keep_acked(config, key, &id, holds, &welcome.head_hash);
+        keep_acked(config, key, &id, holds, &welcome.head_hash).await;
     }
     let mut sent = if first > holds + 1 {
         tracing::warn!(
@@ -443,7 +450,7 @@ async fn session_inner(
                         }
                         let seq = ack.seq;
                         blocking(journal, move |j| j.acknowledge(seq)).await?;
-                        keep_acked(config, key, &id, seq, &hash);
+                        keep_acked(config, key, &id, seq, &hash).await;
                         *acked_any = true;
                         refresh(journal, status);
                     }
