@@ -347,7 +347,7 @@ async fn session_inner(
         ));
     };
     let holds = welcome.next_seq.saturating_sub(1);
-    if let Some(kept) = kept
+    if let Some(kept) = &kept
         && kept.seq > holds
     {
         // The collector acknowledged more than it now holds: its store
@@ -390,8 +390,10 @@ async fn session_inner(
     }
     // What the collector holds is stored: prune it here too.
     blocking(journal, move |j| j.acknowledge(holds)).await?;
-    if holds > 0 && holds >= first {
-        // Checked above against this journal's own entry.
+    // Checked above against this journal's own entry; never moved back,
+    // so a collector that lost acknowledged records cannot erase the
+    // evidence by acknowledging less.
+    if holds > 0 && holds >= first && kept.as_ref().is_none_or(|k| holds > k.seq) {
         keep_acked(config, key, &id, holds, &welcome.head_hash).await;
     }
     let mut sent = if first > holds + 1 {

@@ -152,6 +152,9 @@ async fn a_cut_tail_is_found_by_heads_kept_outside_the_store() {
     })
     .await;
     assert!(c.log_text().contains("were removed after they were stored"));
+    // The node still keeps the head it had acknowledged, not the lower one.
+    let (_, still, _) = ctl_async(&["lineage", "head", "--state-dir", &state_dir]).await;
+    assert!(still.contains(&format!("\n{n}\n")), "{still}");
     let (code, out, _) = verify(&[]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[tail-cut]") && out.contains(&want), "{out}");
