@@ -332,34 +332,40 @@ fn shebang_interpreter_checked() -> anyhow::Result<()> {
 
 /// Fileless execution: copy the (allowed) shell into a memfd and exec
 /// that. The memfd is a new inode with no rule.
+/// In the forked child: copies `image` into a memfd and executes it as
+/// `sh -c "exit 0"`, by descriptor (`fexecve`) or by its `/proc/self/fd`
+/// name; the errno when the exec fails.
+fn exec_memfd(image: &[u8], by_name: bool) -> i32 {
+    let argv = [
+        c"sh".as_ptr(),
+        c"-c".as_ptr(),
+        c"exit 0".as_ptr(),
+        std::ptr::null(),
+    ];
+    let envp = [std::ptr::null()];
+    // SAFETY: raw calls in the forked child, with valid buffers.
+    unsafe {
+        let fd = libc::memfd_create(c"payload".as_ptr(), 0);
+        if fd < 0 || libc::write(fd, image.as_ptr().cast(), image.len()) < 0 {
+            return errno_if(-1);
+        }
+        if by_name {
+            let Ok(path) = std::ffi::CString::new(format!("/proc/self/fd/{fd}")) else {
+                return 255;
+            };
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        } else {
+            libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+        }
+        errno_if(-1)
+    }
+}
+
 fn exec_from_memfd_denied() -> anyhow::Result<()> {
     let mut s = Setup::new("exec-memfd")?;
     allow_shell(&mut s)?;
     let image = fs::read(real(SH)?)?;
-    let argv0 = c"sh";
-    let arg1 = c"-c";
-    let arg2 = c"exit 0";
-    let got = s.governed_and_free(|| {
-        // SAFETY: raw calls in the forked child, with valid buffers.
-        unsafe {
-            let fd = libc::memfd_create(c"payload".as_ptr(), 0);
-            if fd < 0 {
-                return errno_if(-1);
-            }
-            if libc::write(fd, image.as_ptr().cast(), image.len()) < 0 {
-                return errno_if(-1);
-            }
-            let argv = [
-                argv0.as_ptr(),
-                arg1.as_ptr(),
-                arg2.as_ptr(),
-                std::ptr::null(),
-            ];
-            let envp = [std::ptr::null()];
-            libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
-            errno_if(-1)
-        }
-    })?;
+    let got = s.governed_and_free(|| exec_memfd(&image, false))?;
     ensure!(
         got == libc::EPERM,
         "governed exec from memfd: errno {got}, expected EPERM"
@@ -375,27 +381,7 @@ fn exec_from_memfd_denied() -> anyhow::Result<()> {
     expect_decision(denied, Verdict::Deny, Reason::NoGrant)?;
 
     // The same memfd by name, through /proc/self/fd.
-    let got = s.governed_and_free(|| {
-        // SAFETY: as above.
-        unsafe {
-            let fd = libc::memfd_create(c"payload".as_ptr(), 0);
-            if fd < 0 || libc::write(fd, image.as_ptr().cast(), image.len()) < 0 {
-                return errno_if(-1);
-            }
-            let Ok(path) = std::ffi::CString::new(format!("/proc/self/fd/{fd}")) else {
-                return 255;
-            };
-            let argv = [
-                argv0.as_ptr(),
-                arg1.as_ptr(),
-                arg2.as_ptr(),
-                std::ptr::null(),
-            ];
-            let envp = [std::ptr::null()];
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            errno_if(-1)
-        }
-    })?;
+    let got = s.governed_and_free(|| exec_memfd(&image, true))?;
     ensure!(
         got == libc::EPERM,
         "governed exec of a memfd through /proc/self/fd: errno {got}, expected EPERM"
