@@ -120,12 +120,7 @@ impl Node {
     /// kernel and their operation keys are released (each tick, and
     /// before each submit).
     pub fn retire(&mut self, now: SystemTime) {
-        if let Err(e) = self.authz.expire(&mut KernelGrants(&mut self.kernel), now) {
-            tracing::error!(error = %e, "retiring expired artifacts");
-        }
-        if let Err(e) = self.authz.consume(&mut KernelGrants(&mut self.kernel), now) {
-            tracing::error!(error = %e, "retiring used-up artifacts");
-        }
+        self.authz.retire(&mut KernelGrants(&mut self.kernel), now);
     }
 
     /// The engine, the kernel, and the engine's inputs (policy, trust

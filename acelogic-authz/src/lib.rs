@@ -40,11 +40,15 @@
 //! than the policy requires.
 
 pub mod check;
+pub mod cluster;
 pub mod never;
 pub mod resolve;
 pub mod state;
+mod submit;
 #[cfg(test)]
 mod tests;
+
+pub use submit::Prepared;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -54,12 +58,12 @@ use std::{
 
 use acelogic_domain::{
     PortError, Reason, Refusal,
-    artifact::{Artifact, KeyId, Role, TrustStore, verify},
-    grant::{GrantSpec, boot_ns_now},
+    artifact::{Artifact, KeyId, Role, TrustStore},
+    grant::GrantSpec,
     policy::PolicySet,
 };
 use check::{Context, Settings};
-use state::{ArtifactRow, Claim, Peer, Record, State, StateError};
+use state::{ArtifactRow, Peer, Record, State, StateError};
 
 fn state_failed(e: &StateError) -> Refusal {
     Refusal::new(Reason::StateFailed, format!("{e}; nothing was granted"))
@@ -108,6 +112,9 @@ pub struct Accepted {
     pub capabilities: Vec<String>,
     pub kernel_entries: usize,
     pub approvers: Vec<String>,
+    /// The fencing token of the operation key's lease in the cluster
+    /// store (strictly increasing per key); `None` without one.
+    pub fencing_token: Option<u64>,
 }
 
 /// A live artifact with its kernel usage.
@@ -132,6 +139,9 @@ pub struct Authorizer {
     settings: Settings,
     /// Replaces the state database's `authz_records` when set.
     sink: Option<Box<dyn RecordSink>>,
+    /// A cluster store is configured: submissions are claimed there first
+    /// ([`Authorizer::prepare`]), and ends are settled there ([`cluster`]).
+    clustered: bool,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -147,7 +157,67 @@ impl Authorizer {
             state,
             settings,
             sink: None,
+            clustered: false,
         }
+    }
+
+    /// Claims in a cluster store from now on: [`Authorizer::prepare`] asks
+    /// for its answer, and every end of a leased artifact queues its
+    /// settlement in the outbox ([`Authorizer::outbox`]).
+    pub fn set_clustered(&mut self) {
+        self.clustered = true;
+    }
+
+    #[must_use]
+    pub fn clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// Queues `s` durably for the cluster store. A settlement that cannot
+    /// be queued is logged: its lease still ends with the artifact, and an
+    /// unreported one-use holder stays unsettled (refused, not free).
+    fn queue(&mut self, s: &cluster::Settle) {
+        if let Err(e) = self.state.queue_settle(s) {
+            tracing::error!(error = %e, subject = s.subject(), "could not queue a cluster settlement");
+        }
+    }
+
+    /// Settlements the cluster store has not confirmed yet, oldest first.
+    pub fn outbox(&self) -> Result<Vec<(i64, cluster::Settle)>, StateError> {
+        self.state.outbox()
+    }
+
+    /// The cluster store confirmed settlement `seq`.
+    pub fn settled(&mut self, seq: i64) -> Result<(), StateError> {
+        self.state.settled(seq)
+    }
+
+    /// What ending `row` must tell the cluster store, if it holds a lease.
+    fn settle_end(&mut self, row: &ArtifactRow, ending: Ending, now: i64) {
+        let (Some(key), Some(token)) = (&row.operation_key, row.cluster_token) else {
+            return;
+        };
+        let s = if ending == Ending::Unknown {
+            // Its intent stays (unsettled); the lease ends with the artifact.
+            tracing::warn!(artifact = %row.id, key = %key, "whether it was used is unknown: the operation stays unsettled in the cluster store");
+            return;
+        } else if ending == Ending::Used {
+            cluster::Settle::Complete {
+                key: key.clone(),
+                artifact: row.id.clone(),
+                node: self.settings.node.clone(),
+                token,
+                at_unix: now,
+                retention_s: cluster::COMPLETED_RETENTION_DEFAULT_S,
+            }
+        } else {
+            cluster::Settle::Release {
+                key: key.clone(),
+                artifact: row.id.clone(),
+                token,
+            }
+        };
+        self.queue(&s);
     }
 
     /// Sends every record to `sink` (durably, before the outcome takes
@@ -186,181 +256,6 @@ impl Authorizer {
         r
     }
 
-    /// Decides on one envelope; installs its grants when every check
-    /// passes.
-    pub fn submit(
-        &mut self,
-        envelope: &[u8],
-        peer: Option<Peer>,
-        inputs: &Inputs<'_>,
-        grants: &mut dyn GrantTable,
-    ) -> Result<Accepted, Refusal> {
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(envelope));
-        let base = Record {
-            peer,
-            envelope_sha256: Some(&digest),
-            ..Record::default()
-        };
-        let verified = match verify(envelope, inputs.trust) {
-            Ok(v) => v,
-            Err(e) => {
-                let r = Refusal {
-                    code: e.code(),
-                    why: e.to_string(),
-                };
-                return Err(self.refused(r, &base));
-            }
-        };
-        let a = &verified.artifact;
-        let id = a.id.to_string();
-        let approvers: Vec<String> = verified.approvers.iter().map(|x| x.name.clone()).collect();
-        let base = Record {
-            artifact_id: Some(&id),
-            workload: Some(a.subject.workload.as_str()),
-            issuer: Some(a.issuer.as_str()),
-            ..base
-        };
-        let resolved = check::resolve_names(&a.capabilities);
-        let settings = self.settings.clone();
-        let cx = Context {
-            settings: &settings,
-            policy: inputs.policy,
-            frozen: inputs.frozen,
-            now: inputs.now,
-            resolved: &resolved,
-            cgroups: inputs.cgroups,
-        };
-        let admitted = match check::admit(a, approvers.len(), &cx) {
-            Ok(ok) => ok,
-            Err(r) => return Err(self.refused(r, &base)),
-        };
-        let objects = match resolve::objects(&a.capabilities, &resolved, &admitted.never) {
-            Ok(o) => o,
-            Err(r) => return Err(self.refused(r, &base)),
-        };
-        let workload = admitted.workload;
-        let row = ArtifactRow {
-            id: id.clone(),
-            workload: workload.name.clone(),
-            scope_id: workload.scope_id,
-            issuer: a.issuer.as_str().to_owned(),
-            approvers: approvers.clone(),
-            operation_key: a.operation_key.clone(),
-            grant_id: 0,
-            capabilities: a.capabilities.iter().map(ToString::to_string).collect(),
-            not_before: unix(a.not_before),
-            expires: unix(a.expires),
-            accepted_at: 0,
-            state: String::new(),
-            envelope_sha256: digest.clone(),
-            payload: String::from_utf8(a.to_json().unwrap_or_default()).unwrap_or_default(),
-            issuer_key: Some(verified.issuer_key.to_string()),
-            approver_keys: Some(
-                verified
-                    .approvers
-                    .iter()
-                    .map(|x| x.key_id.to_string())
-                    .collect(),
-            ),
-        };
-        let now = unix(inputs.now);
-        let grant_id = match self.state.claim(&row, now) {
-            Ok(Claim::Claimed { grant_id }) => grant_id,
-            Ok(Claim::Replayed { accepted_at, state }) => {
-                let r = Refusal {
-                    code: Reason::Replayed,
-                    why: format!(
-                        "artifact {id} was already accepted at unix {accepted_at} (now {state}); \
-                         artifact ids are single-use"
-                    ),
-                };
-                return Err(self.refused(r, &base));
-            }
-            Ok(Claim::Conflict { holder, until }) => {
-                let r = Refusal {
-                    code: Reason::OperationConflict,
-                    why: format!(
-                        "operation key {:?} is held by live artifact {holder} until unix {until}; \
-                         wait for it to expire or revoke it",
-                        a.operation_key.as_deref().unwrap_or_default()
-                    ),
-                };
-                return Err(self.refused(r, &base));
-            }
-            Err(e) => return Err(self.refused(state_failed(&e), &base)),
-        };
-        let left = a
-            .expires
-            .duration_since(inputs.now)
-            .unwrap_or(Duration::ZERO);
-        let expires_boot_ns =
-            boot_ns_now().saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
-        let specs: Vec<GrantSpec> = objects
-            .into_iter()
-            .map(|object| GrantSpec {
-                grant_id,
-                scope_id: workload.scope_id,
-                expires_boot_ns,
-                max_uses: a.max_uses.map(std::num::NonZeroU32::get),
-                object,
-            })
-            .collect();
-        if let Err(why) = grants.install(&specs) {
-            let _ = self.state.end(&id, "failed", &why.to_string(), now);
-            let r = Refusal {
-                code: Reason::InstallFailed,
-                why: format!("the kernel refused the grants: {why}; nothing was granted"),
-            };
-            return Err(self.refused(r, &base));
-        }
-        let keys: Vec<String> = std::iter::once(format!("{} {}", a.issuer, verified.issuer_key))
-            .chain(
-                verified
-                    .approvers
-                    .iter()
-                    .map(|x| format!("{} {}", x.name, x.key_id)),
-            )
-            .collect();
-        let detail = format!(
-            "grant {grant_id}: {} for workload {} until unix {}; approvers [{}]; keys [{}]",
-            row.capabilities.join("; "),
-            workload.name,
-            row.expires,
-            approvers.join(", "),
-            keys.join(", ")
-        );
-        let persisted = self.state.mark_live(&id).and_then(|()| {
-            self.note(&Record {
-                outcome: "accepted",
-                reason: "granted",
-                detail: &detail,
-                approvers: &approvers,
-                operation_key: a.operation_key.as_deref(),
-                capabilities: &row.capabilities,
-                grant_id: Some(grant_id),
-                ..base.clone()
-            })
-        });
-        if let Err(e) = persisted {
-            // Fail closed: a grant nobody can account for must not stay.
-            let _ = grants.remove(grant_id);
-            let _ = self.state.end(&id, "failed", "record-failed", now);
-            return Err(Refusal {
-                code: Reason::RecordFailed,
-                why: format!("{e}; the grants were removed again"),
-            });
-        }
-        Ok(Accepted {
-            artifact_id: id,
-            workload: workload.name.clone(),
-            grant_id,
-            expires_unix: row.expires,
-            capabilities: row.capabilities,
-            kernel_entries: specs.len(),
-            approvers,
-        })
-    }
-
     /// Removes a live artifact's grants and releases its operation key.
     pub fn revoke(
         &mut self,
@@ -393,10 +288,12 @@ impl Authorizer {
             };
             return Err(self.refused(r, &base));
         }
+        let ending = ending(&row, grants);
         let removed = grants.remove(row.grant_id).map_err(|e| Refusal {
             code: Reason::InstallFailed,
             why: format!("removing grant {}: {e}", row.grant_id),
         })?;
+        self.settle_end(&row, ending, unix(now));
         self.end(&row, "revoked", "revoked", why, peer, unix(now))?;
         Ok(removed)
     }
@@ -433,6 +330,19 @@ impl Authorizer {
         Ok(())
     }
 
+    /// Retires used-up artifacts, then expired ones: their grants leave
+    /// the kernel and their operation keys are released. Used up first, so
+    /// an artifact whose last use came just before its expiry is settled
+    /// as used (its operation completed), not as unused.
+    pub fn retire(&mut self, grants: &mut dyn GrantTable, now: SystemTime) {
+        if let Err(r) = self.consume(grants, now) {
+            tracing::error!(error = %r, "retiring used-up artifacts");
+        }
+        if let Err(e) = self.expire(grants, now) {
+            tracing::error!(error = %e, "retiring expired artifacts");
+        }
+    }
+
     /// Ends artifacts whose time is up: the kernel already refuses their
     /// grants; this removes the dead entries, frees the operation keys and
     /// records the expiry.
@@ -443,6 +353,8 @@ impl Authorizer {
     ) -> Result<usize, StateError> {
         let rows = self.state.expire(unix(now))?;
         for row in &rows {
+            let ending = ending(row, grants);
+            self.settle_end(row, ending, unix(now));
             if let Err(e) = grants.remove(row.grant_id) {
                 tracing::warn!(grant = row.grant_id, error = %e, "removing an expired grant");
             }
@@ -485,6 +397,7 @@ impl Authorizer {
             if let Err(e) = grants.remove(row.grant_id) {
                 tracing::warn!(grant = row.grant_id, error = %e, "removing a used-up grant");
             }
+            self.settle_end(&row, Ending::Used, unix(now));
             self.end(
                 &row,
                 "expired",
@@ -527,6 +440,14 @@ impl Authorizer {
                 } else {
                     "the kernel holds no entries for this grant (pinned state was removed)"
                 };
+                // Never installed: unused. Installed and gone: nobody can
+                // tell whether it was used, so it stays unsettled.
+                let ending = if row.state == "installing" {
+                    Ending::Unused
+                } else {
+                    Ending::Unknown
+                };
+                self.settle_end(row, ending, unix(now));
                 self.end(row, "failed", "kernel-state-lost", why, None, unix(now))?;
             }
         }
@@ -636,6 +557,7 @@ impl Authorizer {
         grants: &mut dyn GrantTable,
         now: SystemTime,
     ) -> Result<(), Refusal> {
+        let ending = ending(row, grants);
         if let Err(e) = grants.remove(row.grant_id) {
             tracing::error!(grant = row.grant_id, error = %e, "removing a revoked grant");
         }
@@ -653,6 +575,7 @@ impl Authorizer {
                 format!("the new policy no longer permits it: {r}"),
             )
         };
+        self.settle_end(row, ending, unix(now));
         self.end(row, "revoked", reason.as_str(), &why, None, unix(now))
     }
 
@@ -676,6 +599,38 @@ impl Authorizer {
                 }
             })
             .collect())
+    }
+}
+
+/// Whether an ending artifact used its grants, for the cluster store: a
+/// one-use operation that ran is completed, one that did not is freed,
+/// and one nobody can tell stays unsettled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Used,
+    Unused,
+    Unknown,
+}
+
+/// Reads `row`'s kernel usage (before its entries are removed).
+fn ending(row: &ArtifactRow, grants: &mut dyn GrantTable) -> Ending {
+    if row.cluster_token.is_none() {
+        return Ending::Unused;
+    }
+    let Some(max) = Artifact::from_json(row.payload.as_bytes())
+        .ok()
+        .and_then(|a| a.max_uses)
+    else {
+        // Without maxUses nothing completes: it only holds a lease.
+        return Ending::Unused;
+    };
+    match grants.usage() {
+        Ok(usage) => match usage.get(&row.grant_id) {
+            Some(u) if !u.used_up && u.uses_left == Some(u64::from(max.get())) => Ending::Unused,
+            Some(_) => Ending::Used,
+            None => Ending::Unknown,
+        },
+        Err(_) => Ending::Unknown,
     }
 }
 

@@ -14,7 +14,8 @@
 //! | table | row |
 //! |---|---|
 //! | `meta` | `key`, `value`: `schema`, `epoch` (daemon starts), `next_grant_id` |
-//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON), `issuer_key` (the key id whose signature counted for the issuer), `approver_keys` (JSON: the key id of each counted approver, in the order of `approvers`); both `NULL` on rows accepted before schema 2 |
+//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON), `issuer_key` (the key id whose signature counted for the issuer), `approver_keys` (JSON: the key id of each counted approver, in the order of `approvers`); both `NULL` on rows accepted before schema 2; `cluster_token` (the fencing token of the operation key's lease in the cluster store; `NULL` without a cluster store or an operation key) |
+//! | `cluster_outbox` | `seq`, `settle` (JSON): what the cluster store must still be told (a lease released, an operation completed, a claim whose answer never came undone); removed once the store confirmed it |
 //! | `frozen` | `workload`, `since`, `reason` |
 //! | `authz_records` | `seq`, `at` (unix ms), `outcome` (`accepted`, `refused`, `revoked`, `expired`, `frozen`, `unfrozen`, `policy-loaded`, `policy-rejected`, `daemon-start`, ...), `reason` (code), `detail`, `artifact_id`, `workload`, `issuer`, `peer_pid`, `peer_uid`, `peer_gid`, `envelope_sha256` |
 
@@ -24,7 +25,9 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 /// 2: `artifacts.issuer_key` and `artifacts.approver_keys` (the keys an
 /// artifact was accepted with, so removing a key revokes what it signed).
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `artifacts.cluster_token` (the fencing token of an operation key
+/// leased in the cluster store).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
@@ -46,11 +49,17 @@ CREATE TABLE IF NOT EXISTS artifacts (
     envelope_sha256 TEXT NOT NULL,
     payload TEXT NOT NULL,
     issuer_key TEXT,
-    approver_keys TEXT
+    approver_keys TEXT,
+    cluster_token INTEGER
 ) STRICT;
 -- Backstop for the lease check: one unexpired holder per operation key.
 CREATE UNIQUE INDEX IF NOT EXISTS operation_lease ON artifacts (operation_key)
     WHERE operation_key IS NOT NULL AND state IN ('installing', 'live');
+-- Settlements for the cluster store not yet carried out (schema 3).
+CREATE TABLE IF NOT EXISTS cluster_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    settle TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS frozen (
     workload TEXT PRIMARY KEY,
     since INTEGER NOT NULL,
@@ -112,6 +121,9 @@ pub struct ArtifactRow {
     /// The key id of each counted approver, in the order of `approvers`;
     /// `None` on rows from before schema 2.
     pub approver_keys: Option<Vec<String>>,
+    /// The fencing token of its operation key's lease in the cluster
+    /// store (`None`: no cluster store, or no operation key).
+    pub cluster_token: Option<u64>,
 }
 
 /// Why an artifact could not be claimed.
@@ -191,7 +203,7 @@ fn from_json(text: &str) -> Vec<String> {
 
 const ROW_COLUMNS: &str = "id, workload, scope_id, issuer, approvers, operation_key, grant_id, \
     capabilities, not_before, expires, accepted_at, state, envelope_sha256, payload, issuer_key, \
-    approver_keys";
+    approver_keys, cluster_token";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
     Ok(ArtifactRow {
@@ -211,6 +223,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
         payload: r.get(13)?,
         issuer_key: r.get(14)?,
         approver_keys: r.get::<_, Option<String>>(15)?.map(|t| from_json(&t)),
+        cluster_token: r.get::<_, Option<i64>>(16)?.map(i64::cast_unsigned),
     })
 }
 
@@ -238,7 +251,17 @@ impl State {
                 tx.execute_batch(
                     "ALTER TABLE artifacts ADD COLUMN issuer_key TEXT;
                      ALTER TABLE artifacts ADD COLUMN approver_keys TEXT;
-                     UPDATE meta SET value = 2 WHERE key = 'schema';",
+                     ALTER TABLE artifacts ADD COLUMN cluster_token INTEGER;
+                     UPDATE meta SET value = 3 WHERE key = 'schema';",
+                )?;
+                tx.commit()?;
+            }
+            Some(2) => {
+                // Schema 2 to 3: no row was leased in a cluster store.
+                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute_batch(
+                    "ALTER TABLE artifacts ADD COLUMN cluster_token INTEGER;
+                     UPDATE meta SET value = 3 WHERE key = 'schema';",
                 )?;
                 tx.commit()?;
             }
@@ -339,7 +362,7 @@ impl State {
         tx.execute(
             &format!(
                 "INSERT INTO artifacts ({ROW_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13, ?14, ?15)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13, ?14, ?15, ?16)"
             ),
             params![
                 a.id,
@@ -357,12 +380,49 @@ impl State {
                 a.payload,
                 a.issuer_key,
                 a.approver_keys.as_deref().map(to_json),
+                a.cluster_token.map(u64::cast_signed),
             ],
         )?;
         tx.commit()?;
         Ok(Claim::Claimed {
             grant_id: grant_id.cast_unsigned(),
         })
+    }
+
+    /// Queues a settlement for the cluster store, durably.
+    pub fn queue_settle(&mut self, s: &crate::cluster::Settle) -> Result<i64, StateError> {
+        let text = serde_json::to_string(s).unwrap_or_default();
+        self.db
+            .execute("INSERT INTO cluster_outbox (settle) VALUES (?1)", [text])?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Settlements not yet confirmed, oldest first. A row that does not
+    /// parse (written by hand) is reported and left.
+    pub fn outbox(&self) -> Result<Vec<(i64, crate::cluster::Settle)>, StateError> {
+        let mut q = self
+            .db
+            .prepare("SELECT seq, settle FROM cluster_outbox ORDER BY seq")?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, text)| match serde_json::from_str(&text) {
+                Ok(s) => Some((seq, s)),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "cluster_outbox row does not parse; left in place");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The cluster store confirmed settlement `seq`.
+    pub fn settled(&mut self, seq: i64) -> Result<(), StateError> {
+        self.db
+            .execute("DELETE FROM cluster_outbox WHERE seq = ?1", [seq])?;
+        Ok(())
     }
 
     /// The grants are in the kernel.
@@ -510,6 +570,7 @@ mod tests {
             payload: "{}".to_owned(),
             issuer_key: Some("ed25519:0101010101010101".to_owned()),
             approver_keys: Some(vec!["ed25519:0202020202020202".to_owned()]),
+            cluster_token: key.map(|_| 41),
         }
     }
 
@@ -631,7 +692,10 @@ mod tests {
     fn a_schema_1_database_is_migrated() {
         let dir = tempdir();
         let path = dir.path().join("s.db");
-        let v1 = SCHEMA.replace(",\n    issuer_key TEXT,\n    approver_keys TEXT\n", "\n");
+        let v1 = SCHEMA.replace(
+            ",\n    issuer_key TEXT,\n    approver_keys TEXT,\n    cluster_token INTEGER\n",
+            "\n",
+        );
         assert!(!v1.contains("issuer_key"), "the schema-1 text: {v1}");
         let db = Connection::open(&path).unwrap();
         db.execute_batch(&v1).unwrap();
@@ -655,6 +719,7 @@ mod tests {
         assert_eq!(s.next_epoch().unwrap(), 4, "the epoch was kept");
         let old = s.artifact("old").unwrap().unwrap();
         assert_eq!((old.issuer_key, old.approver_keys), (None, None));
+        assert_eq!(old.cluster_token, None);
         assert_eq!(old.approvers, vec!["a".to_owned()]);
         // The lease of the old row still holds; new rows record their keys.
         assert!(matches!(

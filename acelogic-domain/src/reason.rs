@@ -167,7 +167,10 @@ reasons! {
     ObjectChanged = "object-changed", Engine, "a granted object changed while it was being resolved";
     TooManyEntries = "too-many-entries", Engine, "the capabilities resolve to more kernel entries than one artifact may hold";
     Replayed = "replayed", Engine, "the artifact id was accepted before (spent set)";
-    OperationConflict = "operation-conflict", Engine, "another live artifact holds the operation key";
+    OperationConflict = "operation-conflict", Engine, "another live artifact holds the operation key (on this node, or on the node the cluster store names)";
+    OperationCompleted = "operation-completed", Engine, "the operation key was completed by a one-use artifact, and this artifact does not name it as its `parent`";
+    OperationUnsettled = "operation-unsettled", Engine, "a one-use holder of the operation key ended without its node reporting whether it was used: it may have run, so nothing runs it again until an administrator releases the key";
+    ClusterStoreUnavailable = "cluster-store-unavailable", Engine, "the cluster store did not answer in time (or its answer was unreadable): artifacts that need it are refused";
     InstallFailed = "install-failed", Engine, "the kernel refused the grants; nothing was granted";
     StateFailed = "state-failed", Engine, "the durable state could not be read or committed; nothing was granted";
     RecordFailed = "record-failed", Engine, "the decision could not be recorded; nothing was granted";
@@ -183,6 +186,8 @@ reasons! {
     KernelStateLost = "kernel-state-lost", Outcome, "failed: the kernel holds no entries for its grant (pinned state was removed)";
     OrphanGrant = "orphan-grant", Outcome, "a kernel grant that no live artifact holds was removed";
     Operator = "operator", Outcome, "revoked by an operator";
+    LeaseEnded = "lease-ended", Outcome, "revoked: the cluster lease behind its operation key ended early (released by an administrator, or lost)";
+    OperationReleased = "operation-released", Outcome, "an administrator released an operation key in the cluster store";
     BadProof = "bad-proof", Collector, "a Hello whose signature by the node key does not verify";
     StaleHello = "stale-hello", Collector, "a Hello made too far from the collector's time";
     UnknownNode = "unknown-node", Collector, "a node the collector has no enrolled key for";
@@ -272,6 +277,9 @@ impl Reason {
             | Self::TooManyEntries
             | Self::Replayed
             | Self::OperationConflict
+            | Self::OperationCompleted
+            | Self::OperationUnsettled
+            | Self::ClusterStoreUnavailable
             | Self::InstallFailed
             | Self::StateFailed
             | Self::RecordFailed
@@ -287,6 +295,8 @@ impl Reason {
             | Self::KernelStateLost
             | Self::OrphanGrant
             | Self::Operator
+            | Self::LeaseEnded
+            | Self::OperationReleased
             | Self::BadProof
             | Self::StaleHello
             | Self::UnknownNode

@@ -61,13 +61,16 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
     match r {
         Reason::UnknownArtifact | Reason::UnknownWorkload | Reason::NotFound => Code::NotFound,
         Reason::Replayed => Code::AlreadyExists,
-        Reason::OperationConflict | Reason::WorkloadFrozen | Reason::NotLive => {
-            Code::FailedPrecondition
-        }
+        Reason::OperationConflict
+        | Reason::OperationCompleted
+        | Reason::OperationUnsettled
+        | Reason::WorkloadFrozen
+        | Reason::NotLive => Code::FailedPrecondition,
         Reason::StateFailed
         | Reason::InstallFailed
         | Reason::RecordFailed
         | Reason::StoreFailed
+        | Reason::ClusterStoreUnavailable
         | Reason::ShuttingDown => Code::Unavailable,
         Reason::BadRequest | Reason::Undecodable => Code::InvalidArgument,
         Reason::Oversized => Code::ResourceExhausted,
@@ -146,6 +149,8 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::KernelStateLost
         | Reason::OrphanGrant
         | Reason::Operator
+        | Reason::LeaseEnded
+        | Reason::OperationReleased
         | Reason::BadProof
         | Reason::UnknownNode
         | Reason::WrongNodeKey => Code::PermissionDenied,

@@ -13,7 +13,14 @@ use crate::util::{cache_dir, capture, cargo, elf_is_dynamic, is_root, run, secs}
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// `systemd` for `systemd-analyze verify` of the units in deploy/systemd.
+/// QEMU's packages follow the machine's `qemu-utils` (see
+/// [`matching_backports`]).
 const PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "cpio", "systemd"];
+/// From the release itself, never a backport: `etcd-server` for the
+/// cluster store's tests (each starts its own member, on loopback or in
+/// the guest); `protobuf-compiler` and `libprotobuf-dev` (protoc and its
+/// well-known types) for etcd-client's build script.
+const RELEASE_PACKAGES: [&str; 3] = ["etcd-server", "protobuf-compiler", "libprotobuf-dev"];
 const NIGHTLY_HINT: &str = "install the nightly toolchain: `rustup toolchain install nightly`";
 
 /// What setup found: the kernel matrix.
@@ -213,14 +220,30 @@ fn package_version(name: &str) -> String {
 }
 
 fn packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .into_iter()
+    install(&PACKAGES, true)?;
+    install(&RELEASE_PACKAGES, false)?;
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() || elf_is_dynamic(busybox)? {
+        bail!(
+            "/bin/busybox is missing or dynamically linked, so it cannot run alone in the VM; \
+             install the static one: `apt-get install -y busybox-static`"
+        );
+    }
+    Ok(())
+}
+
+/// Installs what of `packages` is missing; QEMU's packages from the
+/// backports suite that matches `qemu-utils` when `backports` is set.
+fn install(packages: &[&str], backports: bool) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
         .filter(|p| !package_installed(p))
         .collect();
     if missing.is_empty() {
         println!(
             "setup: Debian packages {}: already installed",
-            PACKAGES.join(" ")
+            packages.join(" ")
         );
     } else {
         let list = missing.join(" ");
@@ -235,7 +258,12 @@ fn packages() -> Result<()> {
             "check that the Debian mirror in /etc/apt/sources.list.d/ is reachable, then try \
              `apt-get update && apt-get install -y --no-remove --no-install-recommends {list}` by hand"
         );
-        let mut apt = match matching_backports()? {
+        let matched = if backports {
+            matching_backports()?
+        } else {
+            None
+        };
+        let mut apt = match matched {
             Some(apt) => apt,
             None => {
                 run(Command::new("apt-get").args(["-q", "update"]), &hint)?;
@@ -263,13 +291,6 @@ fn packages() -> Result<()> {
         for p in &missing {
             println!("setup: installed {p} {}", package_version(p));
         }
-    }
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.is_file() || elf_is_dynamic(busybox)? {
-        bail!(
-            "/bin/busybox is missing or dynamically linked, so it cannot run alone in the VM; \
-             install the static one: `apt-get install -y busybox-static`"
-        );
     }
     Ok(())
 }

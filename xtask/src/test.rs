@@ -214,6 +214,7 @@ const BPF_FREE: &[&str] = &[
     "acelogic-lineage",
     "acelogic-collector",
     "acelogicctl",
+    "acelogic-cluster",
 ];
 /// What only the kernel adapter (and the daemon above it) may pull in.
 const BPF_ONLY: &[&str] = &["acelogic-kernel", "acelogic-ebpf", "aya-build"];
