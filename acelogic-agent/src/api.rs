@@ -13,6 +13,7 @@ use acelogic_domain::{Reason, Refusal};
 use acelogic_proto::{agent as pb, status_of};
 
 use crate::{
+    cluster::Cluster,
     node::{KernelGrants, Node},
     owner::{Gone, NodeHandle},
 };
@@ -21,6 +22,9 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Service {
     node: NodeHandle,
+    /// The cluster store, when configured: asked between the halves of a
+    /// submission, on this task, so the owner serves other calls meanwhile.
+    cluster: Option<Cluster>,
 }
 
 impl From<Gone> for Status {
@@ -31,8 +35,17 @@ impl From<Gone> for Status {
 
 impl Service {
     #[must_use]
-    pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+    pub fn new(node: NodeHandle, cluster: Option<Cluster>) -> Self {
+        Self { node, cluster }
+    }
+
+    fn cluster(&self) -> Result<&Cluster, Status> {
+        self.cluster.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node has no cluster store (--etcd-endpoints): operation keys are leased in \
+                 its local state only",
+            )
+        })
     }
 
     /// The generated server, ready for `Server::add_service`.
@@ -99,11 +112,24 @@ impl pb::agent_server::Agent for Service {
     ) -> Result<Response<pb::SubmitArtifactResponse>, Status> {
         let peer = peer(&req);
         let envelope = req.into_inner().envelope;
-        let a = self
+        let prepared = self
             .node
-            .call(move |node| node.submit(&envelope, peer))
+            .call(move |node| node.prepare(&envelope, peer))
             .await?
             .map_err(|r| status_of(&r))?;
+        let answer = match (&prepared.cluster, &self.cluster) {
+            (Some(claim), Some(cluster)) => Some(cluster.claim(claim).await),
+            _ => None,
+        };
+        let a = self
+            .node
+            .call(move |node| node.commit(prepared, answer))
+            .await?;
+        if let Some(c) = &self.cluster {
+            // A refusal may have queued an undo, an acceptance nothing.
+            c.kick();
+        }
+        let a = a.map_err(|r| status_of(&r))?;
         Ok(Response::new(pb::SubmitArtifactResponse {
             artifact_id: a.artifact_id,
             workload: a.workload,
@@ -112,6 +138,7 @@ impl pb::agent_server::Agent for Service {
             capabilities: a.capabilities,
             kernel_entries: u32::try_from(a.kernel_entries).unwrap_or(u32::MAX),
             approvers: a.approvers,
+            fencing_token: a.fencing_token,
         }))
     }
 
@@ -187,6 +214,7 @@ impl pb::agent_server::Agent for Service {
                 operation_key: g.row.operation_key.unwrap_or_default(),
                 issuer: g.row.issuer,
                 approvers: g.row.approvers,
+                fencing_token: g.row.cluster_token,
             })
             .collect();
         Ok(Response::new(pb::ListGrantsResponse { grants }))
@@ -210,8 +238,130 @@ impl pb::agent_server::Agent for Service {
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(self.node.call(status).await?))
+        let mut reply = self.node.call(status).await?;
+        reply.cluster = self.cluster.as_ref().map(|c| {
+            let h = c.health();
+            pb::Cluster {
+                endpoints: h.endpoints,
+                prefix: h.prefix,
+                connected: h.up == Some(true),
+                last_error: h.last_error,
+                pending_settlements: h.pending,
+            }
+        });
+        Ok(Response::new(reply))
     }
+
+    async fn operations(
+        &self,
+        req: Request<pb::OperationsRequest>,
+    ) -> Result<Response<pb::OperationsResponse>, Status> {
+        let key = req.into_inner().key;
+        let store = &self.cluster()?.store;
+        let ops = if key.is_empty() {
+            store.operations().await
+        } else {
+            store.operation(&key).await.map(|o| vec![o])
+        }
+        .map_err(|e| cluster_unavailable(&e))?;
+        Ok(Response::new(pb::OperationsResponse {
+            operations: ops.iter().map(operation).collect(),
+        }))
+    }
+
+    async fn release_operation(
+        &self,
+        req: Request<pb::ReleaseOperationRequest>,
+    ) -> Result<Response<pb::ReleaseOperationResponse>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        if r.key.is_empty() || r.key.len() > 256 {
+            return Err(bad_request(format!(
+                "key must be 1 to 256 bytes, not {}",
+                r.key.len()
+            )));
+        }
+        if r.reason.trim().is_empty() {
+            return Err(bad_request(
+                "a release needs a reason (--reason): it is recorded".to_owned(),
+            ));
+        }
+        let cluster = self.cluster()?.clone();
+        self.node
+            .call(move |node| admin_only(node, peer, "releasing an operation key"))
+            .await??;
+        let released = cluster
+            .store
+            .release(&r.key)
+            .await
+            .map_err(|e| cluster_unavailable(&e))?;
+        let detail = format!(
+            "operation key {:?} released ({}): {}; holder {}, completed {}",
+            r.key,
+            released.state(),
+            r.reason,
+            released.holder.as_ref().map_or_else(
+                || "none".to_owned(),
+                |(h, t)| format!("{} on {} (token {t})", h.artifact, h.node)
+            ),
+            released.completed.as_ref().map_or_else(
+                || "no".to_owned(),
+                |c| format!("by {} on {} (token {})", c.artifact, c.node, c.token)
+            ),
+        );
+        let key = r.key.clone();
+        self.node
+            .call(move |node| {
+                if let Err(e) = node.authz.note(&acelogic_authz::state::Record {
+                    outcome: "operation-released",
+                    reason: Reason::OperationReleased.as_str(),
+                    detail: &detail,
+                    peer,
+                    operation_key: Some(&key),
+                    ..acelogic_authz::state::Record::default()
+                }) {
+                    tracing::error!(error = %e, "could not record an operation release");
+                }
+            })
+            .await?;
+        Ok(Response::new(pb::ReleaseOperationResponse {
+            released: Some(operation(&released)),
+        }))
+    }
+}
+
+fn cluster_unavailable(e: &acelogic_cluster::Error) -> Status {
+    status_of(&Refusal::new(
+        Reason::ClusterStoreUnavailable,
+        format!("the cluster store: {e}"),
+    ))
+}
+
+fn operation(o: &acelogic_cluster::Operation) -> pb::Operation {
+    let mut p = pb::Operation {
+        key: o.key.clone(),
+        state: o.state().to_owned(),
+        ..pb::Operation::default()
+    };
+    if let Some((h, token)) = &o.holder {
+        p.holder_artifact.clone_from(&h.artifact);
+        p.holder_node.clone_from(&h.node);
+        p.holder_workload.clone_from(&h.workload);
+        p.holder_until_unix = h.until;
+        p.token = *token;
+    }
+    if let Some((i, _)) = &o.intent {
+        p.intent_artifact.clone_from(&i.artifact);
+        p.intent_node.clone_from(&i.node);
+        p.intent_since_unix = i.since;
+    }
+    if let Some(c) = &o.completed {
+        p.completed_artifact.clone_from(&c.artifact);
+        p.completed_node.clone_from(&c.node);
+        p.completed_at_unix = c.at;
+        p.completed_token = c.token;
+    }
+    p
 }
 
 /// What `Status` answers, read from the node state.
@@ -269,6 +419,7 @@ fn status(node: &mut Node) -> pb::StatusResponse {
         warnings: node.warnings.clone(),
         cgroup_root: node.cgroup_root.display().to_string(),
         lineage,
+        cluster: None,
     }
 }
 

@@ -30,7 +30,9 @@ use acelogic_domain::{cgroupfs, policy, policy::PolicySet};
 use acelogic_kernel::{Counters, Kernel, LoadOptions, Records, check::NodeReport};
 
 use crate::{
-    api, lineage, metrics,
+    api,
+    cluster::Cluster,
+    lineage, metrics,
     node::{KernelGrants, Node},
     owner::Owner,
     privileges,
@@ -69,6 +71,9 @@ pub struct Config {
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; none serves
     /// nothing.
     pub metrics_listen: Option<SocketAddr>,
+    /// The cluster authorization store; none: this node's state decides
+    /// alone (single use and operation keys hold on this node only).
+    pub cluster: Option<acelogic_cluster::Config>,
 }
 
 /// Names, sizes and mtimes of the policy inputs, and the trust store's
@@ -139,6 +144,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// What start-up leaves for the serving loop.
 struct Started {
     node: Node,
+    cluster: Option<Cluster>,
     lineage: lineage::Lineage,
     records: Records,
     metrics: Arc<metrics::Metrics>,
@@ -165,14 +171,24 @@ struct TickOutcome {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let started = start(&config)?;
+    // Lazy: a store that is down now is refused per call, not at start.
+    let cluster = match &config.cluster {
+        Some(c) => Some(Cluster::new(
+            acelogic_cluster::EtcdStore::connect(c)
+                .await
+                .context("the cluster store (--etcd-endpoints)")?,
+            c,
+        )),
+        None => None,
+    };
+    let started = start(&config, cluster)?;
     let stopped = serve(Arc::new(config.clone()), started).await?;
     shutdown(&config, stopped)
 }
 
 /// Checks the node, loads or adopts the programs, opens the state and the
 /// journal, applies the policy, binds the socket and drops privileges.
-fn start(config: &Config) -> anyhow::Result<Started> {
+fn start(config: &Config, cluster: Option<Cluster>) -> anyhow::Result<Started> {
     let report = NodeReport::inspect();
     if !report.ready() {
         bail!("this node cannot enforce; refusing to start in enforce mode:\n{report}");
@@ -219,6 +235,21 @@ fn start(config: &Config) -> anyhow::Result<Started> {
     let epoch = state.next_epoch()?;
     let frozen = state.frozen()?.into_iter().collect();
     let mut authz = Authorizer::new(state, config.settings.clone());
+    match &config.cluster {
+        Some(c) => {
+            authz.set_clustered();
+            println!(
+                "acelogic-agent: cluster store {} (prefix {}): artifact ids and operation keys \
+                 are claimed there",
+                c.endpoints.join(","),
+                c.prefix
+            );
+        }
+        None => println!(
+            "acelogic-agent: no --etcd-endpoints: single use and operation keys hold on this \
+             node only"
+        ),
+    }
     let mut lineage = lineage::Lineage::open(
         &config.state_dir,
         &config.settings.node,
@@ -328,6 +359,7 @@ fn start(config: &Config) -> anyhow::Result<Started> {
     node.inputs_seen = inputs_seen;
     Ok(Started {
         node,
+        cluster,
         lineage,
         records,
         metrics,
@@ -343,6 +375,7 @@ fn start(config: &Config) -> anyhow::Result<Started> {
 async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped> {
     let Started {
         node,
+        cluster,
         mut lineage,
         records,
         metrics,
@@ -351,10 +384,21 @@ async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped>
         epoch,
     } = started;
     let owner = Owner::spawn(node).context("starting the state owner")?;
+    if let Some(c) = &cluster {
+        // Before serving: a lease released or lost while this daemon was
+        // down ends its grants now (bounded by the store's timeout; a store
+        // that does not answer is checked again when the watch starts).
+        c.reconcile(&owner.handle()).await;
+        c.spawn(
+            owner.handle(),
+            config.settings.node.clone(),
+            Arc::clone(&metrics),
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(api::Service::new(owner.handle()).server())
+            .add_service(api::Service::new(owner.handle(), cluster.clone()).server())
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),

@@ -9,12 +9,14 @@
 //! | `node` | the node's state: kernel, engine, policy in force |
 //! | `owner` | the one thread that holds the node's state; commands to it |
 //! | `api` | the gRPC service on the Unix socket |
+//! | `cluster` | the cluster store: claims, settlements, lost leases, its health |
 //! | `lineage` | the journal and the pump from the kernel's ring |
 //! | `journal_sink` | authorization and lifecycle records into the journal |
 //! | `metrics` | `/metrics`, `/healthz`, `/readyz` |
 //! | `privileges` | the capabilities the daemon starts with and keeps |
 
 pub mod api;
+pub mod cluster;
 pub mod daemon;
 mod journal_sink;
 pub mod lineage;

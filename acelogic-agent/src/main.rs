@@ -75,6 +75,28 @@ struct Args {
     /// picks one). Prints `acelogic-agent: metrics on http://ADDR`.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// The cluster authorization store: etcd v3 members (`http://HOST:PORT`
+    /// or `https://` with --etcd-ca), comma-separated. With it, artifact
+    /// ids are single-use and operation keys leased across every node
+    /// that shares the store; without it, on this node only.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Every key the daemon writes lives below this prefix.
+    #[arg(long, value_name = "PREFIX", default_value = acelogic_cluster::DEFAULT_PREFIX)]
+    etcd_prefix: String,
+    /// CA certificate (PEM) that signed the etcd members' certificates.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_cert", "etcd_key"])]
+    etcd_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM) for etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_ca")]
+    etcd_cert: Option<PathBuf>,
+    /// This node's client key (PEM) for etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_ca")]
+    etcd_key: Option<PathBuf>,
+    /// The longest one etcd call may take; past it the answer counts as
+    /// unknown and the artifact is refused `cluster-store-unavailable`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    etcd_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +162,17 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         collector_ca: args.collector_ca,
         cgroup_root: args.cgroup_root,
         metrics_listen: args.metrics_listen,
+        cluster: (!args.etcd_endpoints.is_empty()).then_some(acelogic_cluster::Config {
+            endpoints: args.etcd_endpoints,
+            prefix: args.etcd_prefix,
+            tls: match (args.etcd_ca, args.etcd_cert, args.etcd_key) {
+                (Some(ca), Some(cert), Some(key)) => {
+                    Some(acelogic_cluster::TlsFiles { ca, cert, key })
+                }
+                _ => None,
+            },
+            timeout: args.etcd_timeout,
+        }),
     })
     .await?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -159,5 +192,35 @@ mod tests {
             args.cgroup_root.as_deref(),
             Some(std::path::Path::new("/host/sys/fs/cgroup"))
         );
+    }
+
+    #[test]
+    fn etcd_takes_a_list_of_endpoints_and_tls_needs_all_three_files() {
+        let args = Args::try_parse_from([
+            "acelogic-agent",
+            "--etcd-endpoints",
+            "https://10.0.0.1:2379,https://10.0.0.2:2379",
+            "--etcd-ca",
+            "ca.pem",
+            "--etcd-cert",
+            "node.pem",
+            "--etcd-key",
+            "node.key",
+        ])
+        .unwrap();
+        assert_eq!(args.etcd_endpoints.len(), 2);
+        assert_eq!(args.etcd_prefix, "/acelogic/");
+        assert_eq!(args.etcd_timeout, Duration::from_secs(2));
+        let e = Args::try_parse_from([
+            "acelogic-agent",
+            "--etcd-endpoints",
+            "https://10.0.0.1:2379",
+            "--etcd-ca",
+            "ca.pem",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--etcd-cert"), "{e}");
+        let none = Args::try_parse_from(["acelogic-agent"]).unwrap();
+        assert!(none.etcd_endpoints.is_empty());
     }
 }

@@ -23,6 +23,8 @@
 //! | `acelogic_agent_journal_blocked` | gauge | | 1 while the journal is full and records wait in the ring buffer |
 //! | `acelogic_agent_collector_connected` | gauge | | 1 while a shipping session is open (only with `--collector`) |
 //! | `acelogic_agent_collector_last_error` | gauge | | 1 when the last session ended in an error and none has opened since (only with `--collector`) |
+//! | `acelogic_agent_cluster_store_up` | gauge | | 1 while the cluster store answers (only with `--etcd-endpoints`) |
+//! | `acelogic_agent_cluster_settlements_pending` | gauge | | settlements the cluster store has not confirmed yet (only with `--etcd-endpoints`) |
 //! | `acelogic_agent_policy_info` | info | sha256 | the policy in force |
 //! | `acelogic_agent_policy_load_age_seconds` | gauge | | seconds since the policy in force was loaded |
 //!
@@ -61,7 +63,9 @@
 //!   catch up), so it is readiness and not liveness. A failed policy
 //!   reload keeps the last good policy enforced, so it does not make the
 //!   daemon unready (it is counted instead); nor does a collector outage,
-//!   which the journal rides out until it is full.
+//!   which the journal rides out until it is full. A cluster store that
+//!   does not answer makes it unready (degraded, not dead: `/healthz`
+//!   stays 200): artifacts that need the store are refused meanwhile.
 //!
 //! The HTTP server runs on its own thread with its own runtime, so the
 //! probes answer (503 with a reason) even when the main loop is blocked
@@ -131,6 +135,14 @@ pub struct ShippingState {
     pub last_error: bool,
 }
 
+/// The cluster store as the settlement task last saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterState {
+    pub up: bool,
+    /// Settlements waiting in the outbox.
+    pub pending: u64,
+}
+
 /// The policy in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyState {
@@ -154,6 +166,8 @@ pub struct Snapshot {
     /// The longest gap between two drains of the ring buffer while
     /// records kept coming (see [`DrainGaps`]).
     pub drain_longest_gap: Option<Duration>,
+    /// `None` also when no cluster store is configured.
+    pub cluster: Option<ClusterState>,
 }
 
 /// How long the loop that drains the ring buffer went without draining
@@ -211,6 +225,15 @@ impl Snapshot {
                 j.pending_bytes, j.cap_bytes
             )),
             Some(_) => {}
+        }
+        if let Some(c) = self.cluster
+            && !c.up
+        {
+            why.push(
+                "cluster store: not answering (degraded: artifacts that need it are refused; \
+                 installed grants and baselines keep working)"
+                    .to_owned(),
+            );
         }
         why
     }
@@ -359,6 +382,20 @@ impl Collector for SnapshotCollector {
                 "collector_last_error",
                 "1 when the last shipping session ended in an error and none opened since",
                 u64::from(c.last_error),
+            )?;
+        }
+        if let Some(c) = s.cluster {
+            gauge(
+                &mut enc,
+                "cluster_store_up",
+                "1 while the cluster store answers",
+                u64::from(c.up),
+            )?;
+            gauge(
+                &mut enc,
+                "cluster_settlements_pending",
+                "Settlements (lease releases, completions, undone claims) the cluster store has not confirmed",
+                c.pending,
             )?;
         }
         if let Some(gap) = s.drain_longest_gap {

@@ -101,19 +101,52 @@ impl GrantTable for KernelGrants<'_> {
 }
 
 impl Node {
-    /// Submits one envelope.
-    pub fn submit(
+    /// The first half of a submission: verify, check, resolve; says what
+    /// to ask the cluster store, if anything.
+    pub fn prepare(
         &mut self,
         envelope: &[u8],
         peer: Option<acelogic_authz::state::Peer>,
+    ) -> Result<acelogic_authz::Prepared, Refusal> {
+        let now = SystemTime::now();
+        self.retire(now);
+        let (authz, _, inputs) = self.engine(now);
+        authz.prepare(envelope, peer, &inputs)
+    }
+
+    /// The second half, with the cluster store's answer.
+    pub fn commit(
+        &mut self,
+        prepared: acelogic_authz::Prepared,
+        answer: Option<acelogic_cluster::ClusterAnswer>,
     ) -> Result<acelogic_authz::Accepted, Refusal> {
         let now = SystemTime::now();
-        // Retire what the next tick would first: an expired or used-up
-        // artifact must not hold its operation key, or its kernel entries
-        // (one per object), against a new artifact submitted before then.
-        self.retire(now);
-        let (authz, kernel, inputs) = self.engine(now);
-        authz.submit(envelope, peer, &inputs, &mut KernelGrants(kernel))
+        self.authz
+            .commit(prepared, answer, &mut KernelGrants(&mut self.kernel), now)
+    }
+
+    /// Live artifacts holding a cluster lease: (id, key, token).
+    pub fn held(&self) -> Vec<(String, String, u64)> {
+        self.authz.held().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading held leases");
+            Vec::new()
+        })
+    }
+
+    /// A lease this node held ended early: its grants go now.
+    pub fn lease_lost(&mut self, artifact: &str, token: u64) {
+        match self.authz.end_lease(
+            artifact,
+            token,
+            &mut KernelGrants(&mut self.kernel),
+            SystemTime::now(),
+        ) {
+            Ok(true) => tracing::warn!(%artifact, token, "revoked: its cluster lease ended early"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(%artifact, error = %e, "ending an artifact whose lease ended");
+            }
+        }
     }
 
     /// Retires expired and used-up artifacts: their grants leave the

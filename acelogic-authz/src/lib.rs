@@ -256,6 +256,58 @@ impl Authorizer {
         r
     }
 
+    /// The cluster store no longer holds the lease of `id`'s operation key
+    /// (`token`): released by an administrator, or lost. Its grants are
+    /// removed now and it ends `revoked` with `lease-ended`; a grant never
+    /// outlives its lease. `false` when it is not live with that token
+    /// (ended already, or a later claim).
+    pub fn end_lease(
+        &mut self,
+        id: &str,
+        token: u64,
+        grants: &mut dyn GrantTable,
+        now: SystemTime,
+    ) -> Result<bool, Refusal> {
+        let row = match self.state.artifact(id).map_err(|e| state_failed(&e))? {
+            Some(r)
+                if (r.state == "live" || r.state == "installing")
+                    && r.cluster_token == Some(token) =>
+            {
+                r
+            }
+            _ => return Ok(false),
+        };
+        let ending = ending(&row, grants);
+        if let Err(e) = grants.remove(row.grant_id) {
+            tracing::error!(grant = row.grant_id, error = %e, "removing the grant of an ended lease");
+        }
+        self.settle_end(&row, ending, unix(now));
+        let why = format!(
+            "the cluster lease of operation key {:?} (fencing token {token}) ended early: released \
+             by an administrator or lost",
+            row.operation_key.as_deref().unwrap_or_default()
+        );
+        self.end(
+            &row,
+            "revoked",
+            Reason::LeaseEnded.as_str(),
+            &why,
+            None,
+            unix(now),
+        )?;
+        Ok(true)
+    }
+
+    /// Live artifacts holding a cluster lease: (id, operation key, token).
+    pub fn held(&self) -> Result<Vec<(String, String, u64)>, StateError> {
+        Ok(self
+            .state
+            .active()?
+            .into_iter()
+            .filter_map(|r| Some((r.id, r.operation_key?, r.cluster_token?)))
+            .collect())
+    }
+
     /// Removes a live artifact's grants and releases its operation key.
     pub fn revoke(
         &mut self,

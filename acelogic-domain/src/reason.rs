@@ -188,6 +188,7 @@ reasons! {
     Operator = "operator", Outcome, "revoked by an operator";
     LeaseEnded = "lease-ended", Outcome, "revoked: the cluster lease behind its operation key ended early (released by an administrator, or lost)";
     OperationReleased = "operation-released", Outcome, "an administrator released an operation key in the cluster store";
+    ClusterStoreAvailable = "cluster-store-available", Outcome, "the cluster store answers again after it did not";
     BadProof = "bad-proof", Collector, "a Hello whose signature by the node key does not verify";
     StaleHello = "stale-hello", Collector, "a Hello made too far from the collector's time";
     UnknownNode = "unknown-node", Collector, "a node the collector has no enrolled key for";
@@ -297,6 +298,7 @@ impl Reason {
             | Self::Operator
             | Self::LeaseEnded
             | Self::OperationReleased
+            | Self::ClusterStoreAvailable
             | Self::BadProof
             | Self::StaleHello
             | Self::UnknownNode

@@ -151,6 +151,7 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::Operator
         | Reason::LeaseEnded
         | Reason::OperationReleased
+        | Reason::ClusterStoreAvailable
         | Reason::BadProof
         | Reason::UnknownNode
         | Reason::WrongNodeKey => Code::PermissionDenied,

@@ -61,6 +61,10 @@ fn ready_snapshot() -> Snapshot {
             last_error: false,
         }),
         drain_longest_gap: Some(Duration::from_millis(12)),
+        cluster: Some(ClusterState {
+            up: true,
+            pending: 0,
+        }),
     }
 }
 
@@ -181,6 +185,28 @@ fn readiness_names_every_reason() {
     assert!(
         lost.unready().is_empty(),
         "a collector outage is not unreadiness"
+    );
+
+    let mut down = ready_snapshot();
+    down.cluster = Some(ClusterState {
+        up: false,
+        pending: 2,
+    });
+    let why = down.unready();
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(
+        why[0].starts_with("cluster store: not answering (degraded"),
+        "{why:?}"
+    );
+    let text = {
+        let m = Metrics::new(Duration::from_secs(1));
+        m.update(|s| *s = down.clone());
+        m.render()
+    };
+    assert_eq!(sample(&text, "acelogic_agent_cluster_store_up"), Some(0.0));
+    assert_eq!(
+        sample(&text, "acelogic_agent_cluster_settlements_pending"),
+        Some(2.0)
     );
 }
 

@@ -1,7 +1,6 @@
 //! A real etcd server for the tests (Debian's `etcd-server`, installed by
 //! `cargo xtask setup`), and engines that act as nodes against it.
 
-
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     net::TcpListener,
