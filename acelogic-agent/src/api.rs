@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
 
-use acelogic_authz::state::Peer;
+use acelogic_authz::state::{Outcome, Peer, Record};
 use acelogic_domain::{Reason, Refusal};
 use acelogic_proto::{agent as pb, status_of};
 
@@ -73,12 +73,10 @@ fn admin_only(node: &mut Node, peer: Option<Peer>, what: &str) -> Result<(), Sta
                 "{what} is refused to processes in governed cgroups (or of unknown origin)"
             ),
         };
-        let _ = node.authz.note(&acelogic_authz::state::Record {
-            outcome: "refused",
-            reason: r.code.as_str(),
+        let _ = node.authz.note(&Record {
             detail: &r.why,
             peer,
-            ..Default::default()
+            ..Record::new(Outcome::Refused, r.code)
         });
         return Err(status_of(&r));
     }

@@ -59,7 +59,31 @@ use acelogic_domain::{
     policy::PolicySet,
 };
 use check::{Context, Settings};
-use state::{ArtifactRow, Claim, Peer, Record, State, StateError};
+use state::{ArtifactRow, Claim, Outcome, Peer, Record, State, StateError};
+
+/// Who and what a request's records are about, known before its outcome.
+#[derive(Debug, Clone, Copy, Default)]
+struct About<'a> {
+    artifact_id: Option<&'a str>,
+    workload: Option<&'a str>,
+    issuer: Option<&'a str>,
+    peer: Option<Peer>,
+    envelope_sha256: Option<&'a str>,
+}
+
+impl<'a> About<'a> {
+    /// The record of `outcome` for `reason` about this.
+    fn record(self, outcome: Outcome, reason: Reason) -> Record<'a> {
+        Record {
+            artifact_id: self.artifact_id,
+            workload: self.workload,
+            issuer: self.issuer,
+            peer: self.peer,
+            envelope_sha256: self.envelope_sha256,
+            ..Record::new(outcome, reason)
+        }
+    }
+}
 
 fn state_failed(e: &StateError) -> Refusal {
     Refusal::new(Reason::StateFailed, format!("{e}; nothing was granted"))
@@ -173,12 +197,10 @@ impl Authorizer {
         }
     }
 
-    fn refused(&mut self, r: Refusal, base: &Record<'_>) -> Refusal {
+    fn refused(&mut self, r: Refusal, about: About<'_>) -> Refusal {
         let rec = Record {
-            outcome: "refused",
-            reason: r.code.as_str(),
             detail: &r.why,
-            ..base.clone()
+            ..about.record(Outcome::Refused, r.code)
         };
         if let Err(e) = self.note(&rec) {
             tracing::error!(error = %e, code = r.code.as_str(), "could not record a refusal");
@@ -196,10 +218,10 @@ impl Authorizer {
         grants: &mut dyn GrantTable,
     ) -> Result<Accepted, Refusal> {
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(envelope));
-        let base = Record {
+        let base = About {
             peer,
             envelope_sha256: Some(&digest),
-            ..Record::default()
+            ..About::default()
         };
         let verified = match verify(envelope, inputs.trust) {
             Ok(v) => v,
@@ -208,13 +230,13 @@ impl Authorizer {
                     code: e.code(),
                     why: e.to_string(),
                 };
-                return Err(self.refused(r, &base));
+                return Err(self.refused(r, base));
             }
         };
         let a = &verified.artifact;
         let id = a.id.to_string();
         let approvers: Vec<String> = verified.approvers.iter().map(|x| x.name.clone()).collect();
-        let base = Record {
+        let base = About {
             artifact_id: Some(&id),
             workload: Some(a.subject.workload.as_str()),
             issuer: Some(a.issuer.as_str()),
@@ -232,11 +254,11 @@ impl Authorizer {
         };
         let admitted = match check::admit(a, approvers.len(), &cx) {
             Ok(ok) => ok,
-            Err(r) => return Err(self.refused(r, &base)),
+            Err(r) => return Err(self.refused(r, base)),
         };
         let objects = match resolve::objects(&a.capabilities, &resolved, &admitted.never) {
             Ok(o) => o,
-            Err(r) => return Err(self.refused(r, &base)),
+            Err(r) => return Err(self.refused(r, base)),
         };
         let workload = admitted.workload;
         let row = ArtifactRow {
@@ -274,7 +296,7 @@ impl Authorizer {
                          artifact ids are single-use"
                     ),
                 };
-                return Err(self.refused(r, &base));
+                return Err(self.refused(r, base));
             }
             Ok(Claim::Conflict { holder, until }) => {
                 let r = Refusal {
@@ -285,9 +307,9 @@ impl Authorizer {
                         a.operation_key.as_deref().unwrap_or_default()
                     ),
                 };
-                return Err(self.refused(r, &base));
+                return Err(self.refused(r, base));
             }
-            Err(e) => return Err(self.refused(state_failed(&e), &base)),
+            Err(e) => return Err(self.refused(state_failed(&e), base)),
         };
         let left = a
             .expires
@@ -311,7 +333,7 @@ impl Authorizer {
                 code: Reason::InstallFailed,
                 why: format!("the kernel refused the grants: {why}; nothing was granted"),
             };
-            return Err(self.refused(r, &base));
+            return Err(self.refused(r, base));
         }
         let keys: Vec<String> = std::iter::once(format!("{} {}", a.issuer, verified.issuer_key))
             .chain(
@@ -331,14 +353,12 @@ impl Authorizer {
         );
         let persisted = self.state.mark_live(&id).and_then(|()| {
             self.note(&Record {
-                outcome: "accepted",
-                reason: "granted",
                 detail: &detail,
                 approvers: &approvers,
                 operation_key: a.operation_key.as_deref(),
                 capabilities: &row.capabilities,
                 grant_id: Some(grant_id),
-                ..base.clone()
+                ..base.record(Outcome::Accepted, Reason::Granted)
             })
         });
         if let Err(e) = persisted {
@@ -370,10 +390,10 @@ impl Authorizer {
         grants: &mut dyn GrantTable,
         now: SystemTime,
     ) -> Result<usize, Refusal> {
-        let base = Record {
+        let base = About {
             artifact_id: Some(id),
             peer,
-            ..Record::default()
+            ..About::default()
         };
         let row = match self.state.artifact(id) {
             Ok(Some(row)) => row,
@@ -382,44 +402,40 @@ impl Authorizer {
                     code: Reason::UnknownArtifact,
                     why: format!("no artifact {id} was ever accepted on this node"),
                 };
-                return Err(self.refused(r, &base));
+                return Err(self.refused(r, base));
             }
-            Err(e) => return Err(self.refused(state_failed(&e), &base)),
+            Err(e) => return Err(self.refused(state_failed(&e), base)),
         };
         if row.state != "live" && row.state != "installing" {
             let r = Refusal {
                 code: Reason::NotLive,
                 why: format!("artifact {id} is already {}", row.state),
             };
-            return Err(self.refused(r, &base));
+            return Err(self.refused(r, base));
         }
         let removed = grants.remove(row.grant_id).map_err(|e| Refusal {
             code: Reason::InstallFailed,
             why: format!("removing grant {}: {e}", row.grant_id),
         })?;
-        self.end(&row, "revoked", "revoked", why, peer, unix(now))?;
+        self.end(&row, End::Revoked, Reason::Revoked, why, peer, unix(now))?;
         Ok(removed)
     }
 
+    /// Ends `row` as `end` says and records why.
     fn end(
         &mut self,
         row: &ArtifactRow,
-        state: &str,
-        reason: &str,
+        end: End,
+        reason: Reason,
         why: &str,
         peer: Option<Peer>,
         now: i64,
     ) -> Result<(), Refusal> {
         self.state
-            .end(&row.id, state, why, now)
+            .end(&row.id, end.state(), why, now)
             .map_err(|e| state_failed(&e))?;
         let detail = format!("grant {}: {why}", row.grant_id);
-        // A used-up artifact ends in the `expired` state; its record says
-        // what happened.
-        let outcome = if reason == "consumed" { reason } else { state };
         self.note(&Record {
-            outcome,
-            reason,
             detail: &detail,
             artifact_id: Some(&row.id),
             workload: Some(&row.workload),
@@ -427,7 +443,7 @@ impl Authorizer {
             peer,
             envelope_sha256: Some(&row.envelope_sha256),
             grant_id: Some(row.grant_id),
-            ..Record::default()
+            ..Record::new(end.outcome(), reason)
         })
         .map_err(|e| state_failed(&e))?;
         Ok(())
@@ -448,8 +464,6 @@ impl Authorizer {
             }
             let detail = format!("grant {} expired at unix {}", row.grant_id, row.expires);
             self.note(&Record {
-                outcome: "expired",
-                reason: "expired",
                 detail: &detail,
                 artifact_id: Some(&row.id),
                 workload: Some(&row.workload),
@@ -457,7 +471,7 @@ impl Authorizer {
                 peer: None,
                 envelope_sha256: Some(&row.envelope_sha256),
                 grant_id: Some(row.grant_id),
-                ..Record::default()
+                ..Record::new(Outcome::Expired, Reason::Expired)
             })?;
         }
         Ok(rows.len())
@@ -487,8 +501,8 @@ impl Authorizer {
             }
             self.end(
                 &row,
-                "expired",
-                "consumed",
+                End::Consumed,
+                Reason::Consumed,
                 "every use was consumed",
                 None,
                 unix(now),
@@ -527,7 +541,14 @@ impl Authorizer {
                 } else {
                     "the kernel holds no entries for this grant (pinned state was removed)"
                 };
-                self.end(row, "failed", "kernel-state-lost", why, None, unix(now))?;
+                self.end(
+                    row,
+                    End::Failed,
+                    Reason::KernelStateLost,
+                    why,
+                    None,
+                    unix(now),
+                )?;
             }
         }
         let known: std::collections::HashSet<u64> = active.iter().map(|r| r.grant_id).collect();
@@ -543,10 +564,8 @@ impl Authorizer {
                     u.scope_id
                 );
                 self.note(&Record {
-                    outcome: "revoked",
-                    reason: "orphan-grant",
                     detail: &detail,
-                    ..Record::default()
+                    ..Record::new(Outcome::Revoked, Reason::OrphanGrant)
                 })
                 .map_err(|e| state_failed(&e))?;
             }
@@ -653,7 +672,7 @@ impl Authorizer {
                 format!("the new policy no longer permits it: {r}"),
             )
         };
-        self.end(row, "revoked", reason.as_str(), &why, None, unix(now))
+        self.end(row, End::Revoked, reason, &why, None, unix(now))
     }
 
     /// Live artifacts with what the kernel says of their uses.
@@ -676,6 +695,34 @@ impl Authorizer {
                 }
             })
             .collect())
+    }
+}
+
+/// How a live artifact ends: the state its row is left in and the
+/// outcome its record says. (A used-up artifact's row ends `expired`; its
+/// record says `consumed`.)
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Revoked,
+    Consumed,
+    Failed,
+}
+
+impl End {
+    const fn state(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Consumed => "expired",
+            Self::Failed => "failed",
+        }
+    }
+
+    const fn outcome(self) -> Outcome {
+        match self {
+            Self::Revoked => Outcome::Revoked,
+            Self::Consumed => Outcome::Consumed,
+            Self::Failed => Outcome::Failed,
+        }
     }
 }
 

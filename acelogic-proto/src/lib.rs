@@ -141,11 +141,18 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::NoCgroup
         | Reason::Granted
         | Reason::Consumed
+        | Reason::Revoked
         | Reason::PolicyNarrowed
         | Reason::KeyRevoked
         | Reason::KernelStateLost
         | Reason::OrphanGrant
         | Reason::Operator
+        | Reason::Start
+        | Reason::Signal
+        | Reason::Loaded
+        | Reason::InvalidPolicy
+        | Reason::Frozen
+        | Reason::Unfrozen
         | Reason::BadProof
         | Reason::UnknownNode
         | Reason::WrongNodeKey => Code::PermissionDenied,
