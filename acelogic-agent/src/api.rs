@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
 
-use acelogic_authz::state::Peer;
+use acelogic_authz::state::{Outcome, Peer, Record};
 use acelogic_domain::{Reason, Refusal};
 use acelogic_proto::{agent as pb, status_of};
 
@@ -86,12 +86,10 @@ fn admin_only(node: &mut Node, peer: Option<Peer>, what: &str) -> Result<(), Sta
                 "{what} is refused to processes in governed cgroups (or of unknown origin)"
             ),
         };
-        let _ = node.authz.note(&acelogic_authz::state::Record {
-            outcome: "refused",
-            reason: r.code.as_str(),
+        let _ = node.authz.note(&Record {
             detail: &r.why,
             peer,
-            ..Default::default()
+            ..Record::new(Outcome::Refused, r.code)
         });
         return Err(status_of(&r));
     }
@@ -312,13 +310,11 @@ impl pb::agent_server::Agent for Service {
         let key = r.key.clone();
         self.node
             .call(move |node| {
-                if let Err(e) = node.authz.note(&acelogic_authz::state::Record {
-                    outcome: "operation-released",
-                    reason: Reason::OperationReleased.as_str(),
+                if let Err(e) = node.authz.note(&Record {
                     detail: &detail,
                     peer,
                     operation_key: Some(&key),
-                    ..acelogic_authz::state::Record::default()
+                    ..Record::new(Outcome::OperationReleased, Reason::OperationReleased)
                 }) {
                     tracing::error!(error = %e, "could not record an operation release");
                 }

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use acelogic_authz::state::Record;
+use acelogic_authz::state::{Outcome, Record};
 use acelogic_cluster::{ClusterAnswer, ClusterClaim, EtcdStore, Lost};
 use acelogic_domain::Reason;
 use tokio::sync::Notify;
@@ -140,10 +140,8 @@ impl Cluster {
                         let recorded = node.call(move |n| {
                             if let Some(detail) = done
                                 && let Err(e) = n.authz.note(&Record {
-                                    outcome: "operation-completed",
-                                    reason: Reason::Consumed.as_str(),
                                     detail: &detail,
-                                    ..Record::default()
+                                    ..Record::new(Outcome::OperationCompleted, Reason::Consumed)
                                 })
                             {
                                 tracing::error!(error = %e, "could not record a completion");
@@ -212,10 +210,8 @@ impl Cluster {
         let _ = node
             .call(move |n| {
                 if let Err(e) = n.authz.note(&Record {
-                    outcome: "cluster-store",
-                    reason: reason.as_str(),
                     detail: &detail,
-                    ..Record::default()
+                    ..Record::new(Outcome::ClusterStore, reason)
                 }) {
                     tracing::error!(error = %e, "could not record a cluster store change");
                 }

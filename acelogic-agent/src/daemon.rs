@@ -24,9 +24,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 use acelogic_authz::{
     Authorizer,
     check::Settings,
-    state::{Record, State},
+    state::{Outcome, Record, State},
 };
-use acelogic_domain::{cgroupfs, policy, policy::PolicySet};
+use acelogic_domain::{Reason, cgroupfs, policy, policy::PolicySet};
 use acelogic_kernel::{Counters, Kernel, LoadOptions, Records, check::NodeReport};
 
 use crate::{
@@ -263,11 +263,9 @@ fn start(config: &Config, cluster: Option<Cluster>) -> anyhow::Result<Started> {
     // Not fatal: a daemon that cannot record its start (journal full)
     // must still run, or nothing would ever drain the journal.
     if let Err(e) = authz.note(&Record {
-        outcome: "daemon-start",
-        reason: "start",
         detail: &format!("epoch {epoch}, node {}", config.settings.node),
         policy_sha256: Some(&policy_hash),
-        ..Record::default()
+        ..Record::new(Outcome::DaemonStart, Reason::Start)
     }) {
         tracing::error!(error = %e, "could not record the daemon's start");
     }
@@ -528,10 +526,8 @@ fn shutdown(config: &Config, stopped: Stopped) -> anyhow::Result<()> {
         lineage.account_losses(c);
     }
     let _ = node.authz.note(&Record {
-        outcome: "daemon-stop",
-        reason: "signal",
         detail: &format!("epoch {epoch}"),
-        ..Record::default()
+        ..Record::new(Outcome::DaemonStop, Reason::Signal)
     });
     let c = node.kernel.counters()?;
     println!(
@@ -555,10 +551,8 @@ fn note_policy_loaded(node: &mut Node) {
         node.policy.files.len()
     );
     if let Err(e) = node.authz.note(&Record {
-        outcome: "policy-loaded",
-        reason: "loaded",
         detail: &detail,
-        ..Record::default()
+        ..Record::new(Outcome::PolicyLoaded, Reason::Loaded)
     }) {
         tracing::error!(error = %e, "could not record the policy load");
     }
@@ -575,10 +569,8 @@ fn reload(node: &mut Node, config: &Config, metrics: &metrics::Metrics) {
             metrics.reload_failed();
             node.policy_error = why.to_string();
             let _ = node.authz.note(&Record {
-                outcome: "policy-rejected",
-                reason: "invalid-policy",
                 detail: &format!("kept policy {}: {why}", hex::encode(node.policy.sha256)),
-                ..Record::default()
+                ..Record::new(Outcome::PolicyRejected, Reason::InvalidPolicy)
             });
             return;
         }

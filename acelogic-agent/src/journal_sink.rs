@@ -3,7 +3,10 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use acelogic_authz::{RecordSink, state::Record};
+use acelogic_authz::{
+    RecordSink,
+    state::{Outcome, Record},
+};
 use acelogic_domain::PortError;
 use acelogic_lineage::{
     chain,
@@ -12,25 +15,27 @@ use acelogic_lineage::{
     pb::{self, record::Body},
 };
 
-/// Outcomes that are about the daemon, not an artifact.
-const LIFECYCLE: [&str; 4] = [
-    "daemon-start",
-    "daemon-stop",
-    "policy-loaded",
-    "policy-rejected",
-];
-
 /// The outcome an authorization record carries in lineage, or `None` for
-/// the daemon's lifecycle records. (The engine says "refused"; lineage
-/// says "rejected".)
+/// the daemon's lifecycle records, which are about the daemon, not an
+/// artifact. (The engine says "refused"; lineage says "rejected".)
 #[must_use]
-pub fn authorization_outcome(outcome: &str) -> Option<&str> {
-    if LIFECYCLE.contains(&outcome) {
-        None
-    } else if outcome == "refused" {
-        Some("rejected")
-    } else {
-        Some(outcome)
+pub const fn authorization_outcome(outcome: Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::DaemonStart
+        | Outcome::DaemonStop
+        | Outcome::PolicyLoaded
+        | Outcome::PolicyRejected
+        | Outcome::ClusterStore => None,
+        Outcome::Refused => Some("rejected"),
+        Outcome::Accepted
+        | Outcome::Expired
+        | Outcome::Consumed
+        | Outcome::Revoked
+        | Outcome::Failed
+        | Outcome::Frozen
+        | Outcome::Unfrozen
+        | Outcome::OperationCompleted
+        | Outcome::OperationReleased => Some(outcome.as_str()),
     }
 }
 
@@ -79,7 +84,7 @@ impl JournalSink {
                 .unwrap_or_default();
             Body::Authorization(pb::Authorization {
                 outcome: outcome.to_owned(),
-                reason: r.reason.to_owned(),
+                reason: r.reason.as_str().to_owned(),
                 artifact_id: text(r.artifact_id),
                 workload: text(r.workload),
                 issuer: text(r.issuer),
@@ -95,7 +100,7 @@ impl JournalSink {
             })
         } else {
             Body::Lifecycle(pb::Lifecycle {
-                event: r.outcome.to_owned(),
+                event: r.outcome.as_str().to_owned(),
                 policy_sha256: text(r.policy_sha256),
                 detail: r.detail.to_owned(),
             })
@@ -113,7 +118,7 @@ impl JournalSink {
 
 impl RecordSink for JournalSink {
     fn write(&mut self, r: &Record<'_>) -> Result<i64, PortError> {
-        if r.outcome == "accepted"
+        if r.outcome == Outcome::Accepted
             && let (Some(grant), Some(id)) = (r.grant_id, r.artifact_id)
         {
             self.grants

@@ -634,7 +634,7 @@ impl<S: RecordSink> RecordSink for CountedSink<S> {
     fn write(&mut self, r: &Record<'_>) -> Result<i64, PortError> {
         let seq = self.inner.write(r)?;
         if let Some(outcome) = crate::authorization_outcome(r.outcome) {
-            self.metrics.authorization(outcome, r.reason);
+            self.metrics.authorization(outcome, r.reason.as_str());
         }
         Ok(seq)
     }

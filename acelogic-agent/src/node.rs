@@ -10,7 +10,10 @@ use std::{
     time::SystemTime,
 };
 
-use acelogic_authz::{Authorizer, GrantTable, Inputs, Usage, state::Record};
+use acelogic_authz::{
+    Authorizer, GrantTable, Inputs, Usage,
+    state::{Outcome, Record},
+};
 use acelogic_common::rules::rights;
 use acelogic_domain::{
     PortError, Reason, Refusal,
@@ -232,14 +235,16 @@ impl Node {
         } else {
             self.frozen.remove(workload);
         }
-        let outcome = if frozen { "frozen" } else { "unfrozen" };
+        let (outcome, reason) = if frozen {
+            (Outcome::Frozen, Reason::Frozen)
+        } else {
+            (Outcome::Unfrozen, Reason::Unfrozen)
+        };
         self.authz
             .note(&Record {
-                outcome,
-                reason: outcome,
                 detail: why,
                 workload: Some(workload),
-                ..Record::default()
+                ..Record::new(outcome, reason)
             })
             .map_err(|e| fail(e.to_string()))?;
         Ok(())

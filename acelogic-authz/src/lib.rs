@@ -63,7 +63,31 @@ use acelogic_domain::{
     policy::PolicySet,
 };
 use check::{Context, Settings};
-use state::{ArtifactRow, Peer, Record, State, StateError};
+use state::{ArtifactRow, Outcome, Peer, Record, State, StateError};
+
+/// Who and what a request's records are about, known before its outcome.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct About<'a> {
+    pub(crate) artifact_id: Option<&'a str>,
+    pub(crate) workload: Option<&'a str>,
+    pub(crate) issuer: Option<&'a str>,
+    pub(crate) peer: Option<Peer>,
+    pub(crate) envelope_sha256: Option<&'a str>,
+}
+
+impl<'a> About<'a> {
+    /// The record of `outcome` for `reason` about this.
+    pub(crate) fn record(self, outcome: Outcome, reason: Reason) -> Record<'a> {
+        Record {
+            artifact_id: self.artifact_id,
+            workload: self.workload,
+            issuer: self.issuer,
+            peer: self.peer,
+            envelope_sha256: self.envelope_sha256,
+            ..Record::new(outcome, reason)
+        }
+    }
+}
 
 fn state_failed(e: &StateError) -> Refusal {
     Refusal::new(Reason::StateFailed, format!("{e}; nothing was granted"))
@@ -243,12 +267,10 @@ impl Authorizer {
         }
     }
 
-    fn refused(&mut self, r: Refusal, base: &Record<'_>) -> Refusal {
+    fn refused(&mut self, r: Refusal, about: About<'_>) -> Refusal {
         let rec = Record {
-            outcome: "refused",
-            reason: r.code.as_str(),
             detail: &r.why,
-            ..base.clone()
+            ..about.record(Outcome::Refused, r.code)
         };
         if let Err(e) = self.note(&rec) {
             tracing::error!(error = %e, code = r.code.as_str(), "could not record a refusal");
@@ -289,8 +311,8 @@ impl Authorizer {
         );
         self.end(
             &row,
-            "revoked",
-            Reason::LeaseEnded.as_str(),
+            End::Revoked,
+            Reason::LeaseEnded,
             &why,
             None,
             unix(now),
@@ -317,10 +339,10 @@ impl Authorizer {
         grants: &mut dyn GrantTable,
         now: SystemTime,
     ) -> Result<usize, Refusal> {
-        let base = Record {
+        let base = About {
             artifact_id: Some(id),
             peer,
-            ..Record::default()
+            ..About::default()
         };
         let row = match self.state.artifact(id) {
             Ok(Some(row)) => row,
@@ -329,16 +351,16 @@ impl Authorizer {
                     code: Reason::UnknownArtifact,
                     why: format!("no artifact {id} was ever accepted on this node"),
                 };
-                return Err(self.refused(r, &base));
+                return Err(self.refused(r, base));
             }
-            Err(e) => return Err(self.refused(state_failed(&e), &base)),
+            Err(e) => return Err(self.refused(state_failed(&e), base)),
         };
         if row.state != "live" && row.state != "installing" {
             let r = Refusal {
                 code: Reason::NotLive,
                 why: format!("artifact {id} is already {}", row.state),
             };
-            return Err(self.refused(r, &base));
+            return Err(self.refused(r, base));
         }
         let ending = ending(&row, grants);
         let removed = grants.remove(row.grant_id).map_err(|e| Refusal {
@@ -346,29 +368,25 @@ impl Authorizer {
             why: format!("removing grant {}: {e}", row.grant_id),
         })?;
         self.settle_end(&row, ending, unix(now));
-        self.end(&row, "revoked", "revoked", why, peer, unix(now))?;
+        self.end(&row, End::Revoked, Reason::Revoked, why, peer, unix(now))?;
         Ok(removed)
     }
 
+    /// Ends `row` as `end` says and records why.
     fn end(
         &mut self,
         row: &ArtifactRow,
-        state: &str,
-        reason: &str,
+        end: End,
+        reason: Reason,
         why: &str,
         peer: Option<Peer>,
         now: i64,
     ) -> Result<(), Refusal> {
         self.state
-            .end(&row.id, state, why, now)
+            .end(&row.id, end.state(), why, now)
             .map_err(|e| state_failed(&e))?;
         let detail = format!("grant {}: {why}", row.grant_id);
-        // A used-up artifact ends in the `expired` state; its record says
-        // what happened.
-        let outcome = if reason == "consumed" { reason } else { state };
         self.note(&Record {
-            outcome,
-            reason,
             detail: &detail,
             artifact_id: Some(&row.id),
             workload: Some(&row.workload),
@@ -376,7 +394,7 @@ impl Authorizer {
             peer,
             envelope_sha256: Some(&row.envelope_sha256),
             grant_id: Some(row.grant_id),
-            ..Record::default()
+            ..Record::new(end.outcome(), reason)
         })
         .map_err(|e| state_failed(&e))?;
         Ok(())
@@ -412,8 +430,6 @@ impl Authorizer {
             }
             let detail = format!("grant {} expired at unix {}", row.grant_id, row.expires);
             self.note(&Record {
-                outcome: "expired",
-                reason: "expired",
                 detail: &detail,
                 artifact_id: Some(&row.id),
                 workload: Some(&row.workload),
@@ -421,7 +437,7 @@ impl Authorizer {
                 peer: None,
                 envelope_sha256: Some(&row.envelope_sha256),
                 grant_id: Some(row.grant_id),
-                ..Record::default()
+                ..Record::new(Outcome::Expired, Reason::Expired)
             })?;
         }
         Ok(rows.len())
@@ -452,8 +468,8 @@ impl Authorizer {
             self.settle_end(&row, Ending::Used, unix(now));
             self.end(
                 &row,
-                "expired",
-                "consumed",
+                End::Consumed,
+                Reason::Consumed,
                 "every use was consumed",
                 None,
                 unix(now),
@@ -500,7 +516,14 @@ impl Authorizer {
                     Ending::Unknown
                 };
                 self.settle_end(row, ending, unix(now));
-                self.end(row, "failed", "kernel-state-lost", why, None, unix(now))?;
+                self.end(
+                    row,
+                    End::Failed,
+                    Reason::KernelStateLost,
+                    why,
+                    None,
+                    unix(now),
+                )?;
             }
         }
         let known: std::collections::HashSet<u64> = active.iter().map(|r| r.grant_id).collect();
@@ -516,10 +539,8 @@ impl Authorizer {
                     u.scope_id
                 );
                 self.note(&Record {
-                    outcome: "revoked",
-                    reason: "orphan-grant",
                     detail: &detail,
-                    ..Record::default()
+                    ..Record::new(Outcome::Revoked, Reason::OrphanGrant)
                 })
                 .map_err(|e| state_failed(&e))?;
             }
@@ -628,7 +649,7 @@ impl Authorizer {
             )
         };
         self.settle_end(row, ending, unix(now));
-        self.end(row, "revoked", reason.as_str(), &why, None, unix(now))
+        self.end(row, End::Revoked, reason, &why, None, unix(now))
     }
 
     /// Live artifacts with what the kernel says of their uses.
@@ -651,6 +672,34 @@ impl Authorizer {
                 }
             })
             .collect())
+    }
+}
+
+/// How a live artifact ends: the state its row is left in and the
+/// outcome its record says. (A used-up artifact's row ends `expired`; its
+/// record says `consumed`.)
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Revoked,
+    Consumed,
+    Failed,
+}
+
+impl End {
+    const fn state(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Consumed => "expired",
+            Self::Failed => "failed",
+        }
+    }
+
+    const fn outcome(self) -> Outcome {
+        match self {
+            Self::Revoked => Outcome::Revoked,
+            Self::Consumed => Outcome::Consumed,
+            Self::Failed => Outcome::Failed,
+        }
     }
 }
 

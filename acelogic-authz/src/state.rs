@@ -17,10 +17,11 @@
 //! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON), `issuer_key` (the key id whose signature counted for the issuer), `approver_keys` (JSON: the key id of each counted approver, in the order of `approvers`); both `NULL` on rows accepted before schema 2; `cluster_token` (the fencing token of the operation key's lease in the cluster store; `NULL` without a cluster store or an operation key) |
 //! | `cluster_outbox` | `seq`, `settle` (JSON): what the cluster store must still be told (a lease released, an operation completed, a claim whose answer never came undone); removed once the store confirmed it |
 //! | `frozen` | `workload`, `since`, `reason` |
-//! | `authz_records` | `seq`, `at` (unix ms), `outcome` (`accepted`, `refused`, `revoked`, `expired`, `frozen`, `unfrozen`, `policy-loaded`, `policy-rejected`, `daemon-start`, ...), `reason` (code), `detail`, `artifact_id`, `workload`, `issuer`, `peer_pid`, `peer_uid`, `peer_gid`, `envelope_sha256` |
+//! | `authz_records` | `seq`, `at` (unix ms), `outcome` ([`Outcome`]: `refused`, `accepted`, `expired`, `consumed`, `revoked`, `failed`, `frozen`, `unfrozen`, `daemon-start`, `daemon-stop`, `policy-loaded`, `policy-rejected`), `reason` (a [`Reason`] code), `detail`, `artifact_id`, `workload`, `issuer`, `peer_pid`, `peer_uid`, `peer_gid`, `envelope_sha256` |
 
 use std::path::Path;
 
+use acelogic_domain::Reason;
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 /// 2: `artifacts.issuer_key` and `artifacts.approver_keys` (the keys an
@@ -137,11 +138,78 @@ pub enum Claim {
     Conflict { holder: String, until: i64 },
 }
 
+/// What an authorization record says happened. A closed set: its text is
+/// what `authz_records.outcome` and the journal hold, unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A submission or call was refused (lineage says `rejected`).
+    Refused,
+    /// An artifact was accepted and its grants installed.
+    Accepted,
+    /// An artifact's time ran out.
+    Expired,
+    /// Every use of an artifact was consumed (its row ends `expired`).
+    Consumed,
+    /// An artifact's grants were removed before its end, or a grant no
+    /// artifact accounts for was.
+    Revoked,
+    /// An artifact ended because its kernel entries were lost.
+    Failed,
+    /// An operator froze a workload.
+    Frozen,
+    /// An operator lifted a freeze.
+    Unfrozen,
+    /// The daemon started (a lifecycle record, about no artifact).
+    DaemonStart,
+    /// The daemon stopped.
+    DaemonStop,
+    /// A policy was loaded and applied.
+    PolicyLoaded,
+    /// A changed policy did not load; the one in force stays.
+    PolicyRejected,
+    /// The cluster store stopped or started answering (a lifecycle record).
+    ClusterStore,
+    /// The cluster store confirmed a completed operation.
+    OperationCompleted,
+    /// An administrator released an operation key in the cluster store.
+    OperationReleased,
+}
+
+impl Outcome {
+    /// The outcome as the state store and the journal spell it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Accepted => "accepted",
+            Self::Expired => "expired",
+            Self::Consumed => "consumed",
+            Self::Revoked => "revoked",
+            Self::Failed => "failed",
+            Self::Frozen => "frozen",
+            Self::Unfrozen => "unfrozen",
+            Self::DaemonStart => "daemon-start",
+            Self::DaemonStop => "daemon-stop",
+            Self::PolicyLoaded => "policy-loaded",
+            Self::PolicyRejected => "policy-rejected",
+            Self::ClusterStore => "cluster-store",
+            Self::OperationCompleted => "operation-completed",
+            Self::OperationReleased => "operation-released",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One authorization outcome to record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
-    pub outcome: &'a str,
-    pub reason: &'a str,
+    pub outcome: Outcome,
+    pub reason: Reason,
     pub detail: &'a str,
     pub artifact_id: Option<&'a str>,
     pub workload: Option<&'a str>,
@@ -156,6 +224,29 @@ pub struct Record<'a> {
     pub grant_id: Option<u64>,
     /// Policy in force, for daemon lifecycle records.
     pub policy_sha256: Option<&'a str>,
+}
+
+impl Record<'_> {
+    /// A record of `outcome` for `reason`, about nothing yet: the fields
+    /// to fill come before it in struct update syntax.
+    #[must_use]
+    pub const fn new(outcome: Outcome, reason: Reason) -> Self {
+        Self {
+            outcome,
+            reason,
+            detail: "",
+            artifact_id: None,
+            workload: None,
+            issuer: None,
+            peer: None,
+            envelope_sha256: None,
+            approvers: &[],
+            operation_key: None,
+            capabilities: &[],
+            grant_id: None,
+            policy_sha256: None,
+        }
+    }
 }
 
 /// Who called the daemon (from `SO_PEERCRED`).
@@ -510,8 +601,8 @@ impl State {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 now_ms(),
-                r.outcome,
-                r.reason,
+                r.outcome.as_str(),
+                r.reason.as_str(),
                 r.detail,
                 r.artifact_id,
                 r.workload,
@@ -646,8 +737,6 @@ mod tests {
         let mut s = State::open(&path).unwrap();
         let seq = s
             .record(&Record {
-                outcome: "refused",
-                reason: "replayed",
                 detail: "id a1 was accepted before",
                 artifact_id: Some("a1"),
                 peer: Some(Peer {
@@ -655,7 +744,7 @@ mod tests {
                     uid: 0,
                     gid: 0,
                 }),
-                ..Record::default()
+                ..Record::new(Outcome::Refused, Reason::Replayed)
             })
             .unwrap();
         s.set_frozen("w", true, "incident").unwrap();
@@ -664,8 +753,12 @@ mod tests {
         let recs = s.records_after(seq - 1).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(
-            (recs[0].reason.as_str(), recs[0].peer_pid),
-            ("replayed", Some(42))
+            (
+                recs[0].outcome.as_str(),
+                recs[0].reason.as_str(),
+                recs[0].peer_pid
+            ),
+            ("refused", "replayed", Some(42))
         );
         assert_eq!(s.frozen().unwrap(), vec!["w".to_owned()]);
     }

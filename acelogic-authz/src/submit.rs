@@ -16,11 +16,11 @@ use acelogic_domain::{
 };
 
 use crate::{
-    Accepted, Authorizer, GrantTable, Inputs, check,
+    About, Accepted, Authorizer, GrantTable, Inputs, check,
     check::Context,
     cluster::{COMPLETED_RETENTION_DEFAULT_S, ClusterAnswer, ClusterClaim, Settle},
     resolve,
-    state::{ArtifactRow, Claim, Peer, Record},
+    state::{ArtifactRow, Claim, Outcome, Peer, Record},
     state_failed, unix,
 };
 
@@ -55,14 +55,13 @@ struct Base {
 }
 
 impl Base {
-    fn record(&self) -> Record<'_> {
-        Record {
+    fn about(&self) -> About<'_> {
+        About {
             peer: self.peer,
             envelope_sha256: Some(&self.digest),
             artifact_id: self.id.as_deref(),
             workload: self.workload.as_deref(),
             issuer: self.issuer.as_deref(),
-            ..Record::default()
         }
     }
 
@@ -121,7 +120,7 @@ impl Authorizer {
                     code: e.code(),
                     why: e.to_string(),
                 };
-                return Err(self.refused(r, &base.record()));
+                return Err(self.refused(r, base.about()));
             }
         };
         let a = &verified.artifact;
@@ -142,11 +141,11 @@ impl Authorizer {
         };
         let admitted = match check::admit(a, approvers.len(), &cx) {
             Ok(ok) => ok,
-            Err(r) => return Err(self.refused(r, &base.record())),
+            Err(r) => return Err(self.refused(r, base.about())),
         };
         let objects = match resolve::objects(&a.capabilities, &resolved, &admitted.never) {
             Ok(o) => o,
-            Err(r) => return Err(self.refused(r, &base.record())),
+            Err(r) => return Err(self.refused(r, base.about())),
         };
         let workload = admitted.workload;
         let keys: Vec<String> = std::iter::once(format!("{} {}", a.issuer, verified.issuer_key))
@@ -231,7 +230,7 @@ impl Authorizer {
                         claim: claim.clone(),
                     });
                 }
-                return Err(self.refused(r, &base.record()));
+                return Err(self.refused(r, base.about()));
             }
         };
         let mut row = p.row;
@@ -260,7 +259,7 @@ impl Authorizer {
                          artifact ids are single-use"
                     ),
                 };
-                return Err(self.refused(r, &base.record()));
+                return Err(self.refused(r, base.about()));
             }
             Ok(Claim::Conflict { holder, until }) => {
                 release(self);
@@ -271,11 +270,11 @@ impl Authorizer {
                          {until}; wait for it to expire or revoke it"
                     ),
                 };
-                return Err(self.refused(r, &base.record()));
+                return Err(self.refused(r, base.about()));
             }
             Err(e) => {
                 release(self);
-                return Err(self.refused(state_failed(&e), &base.record()));
+                return Err(self.refused(state_failed(&e), base.about()));
             }
         };
         let left = p.expires.duration_since(now_t).unwrap_or(Duration::ZERO);
@@ -299,7 +298,7 @@ impl Authorizer {
                 code: Reason::InstallFailed,
                 why: format!("the kernel refused the grants: {why}; nothing was granted"),
             };
-            return Err(self.refused(r, &base.record()));
+            return Err(self.refused(r, base.about()));
         }
         let fencing = token.map_or_else(String::new, |t| format!("; fencing token {t}"));
         let detail = format!(
@@ -312,14 +311,12 @@ impl Authorizer {
         );
         let persisted = self.state.mark_live(&id).and_then(|()| {
             self.note(&Record {
-                outcome: "accepted",
-                reason: "granted",
                 detail: &detail,
                 approvers: &row.approvers,
                 operation_key: row.operation_key.as_deref(),
                 capabilities: &row.capabilities,
                 grant_id: Some(grant_id),
-                ..base.record()
+                ..base.about().record(Outcome::Accepted, Reason::Granted)
             })
         });
         if let Err(e) = persisted {

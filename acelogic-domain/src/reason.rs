@@ -1,4 +1,6 @@
-//! Every refusal and authorization reason code in userspace, in one enum.
+//! Every refusal and authorization reason code in userspace, in one enum:
+//! why a request was refused, why an artifact was accepted or ended, and
+//! why the daemon wrote one of its own records.
 //!
 //! A code is stable kebab-case text: it is what lineage records, the
 //! node API (`acelogic-reason` metadata), the collector and `acelogicctl`
@@ -28,19 +30,22 @@ pub enum Group {
     Engine,
     /// Why an accepted artifact ended, or was accepted.
     Outcome,
+    /// The daemon's own records: start, stop, policy loads, freezes.
+    Daemon,
     /// The lineage collector.
     Collector,
 }
 
 impl Group {
     /// Every group, in the order the documentation lists them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Artifact,
         Self::File,
         Self::Policy,
         Self::Admission,
         Self::Engine,
         Self::Outcome,
+        Self::Daemon,
         Self::Collector,
     ];
 
@@ -54,6 +59,7 @@ impl Group {
             Self::Admission => "Admission by the workload's policy",
             Self::Engine => "The node's decision engine and API",
             Self::Outcome => "Why an artifact was accepted or ended",
+            Self::Daemon => "The daemon's own records",
             Self::Collector => "The lineage collector",
         }
     }
@@ -181,6 +187,7 @@ reasons! {
     NoCgroup = "no-cgroup", Engine, "`acelogicctl run`: the workload has no governed cgroup on this node";
     Granted = "granted", Outcome, "accepted: every grant is installed";
     Consumed = "consumed", Outcome, "ended: every use of every kernel entry was consumed";
+    Revoked = "revoked", Outcome, "revoked: `acelogicctl revoke` (the reason it was given is the record's detail)";
     PolicyNarrowed = "policy-narrowed", Outcome, "revoked: the reloaded policy no longer permits it";
     KeyRevoked = "key-revoked", Outcome, "revoked: a key whose signature accepted it was removed from the trust store, listed in `revokedKeyIds` or rebound (rotation), or the approvals left are fewer than required";
     KernelStateLost = "kernel-state-lost", Outcome, "failed: the kernel holds no entries for its grant (pinned state was removed)";
@@ -189,6 +196,12 @@ reasons! {
     LeaseEnded = "lease-ended", Outcome, "revoked: the cluster lease behind its operation key ended early (released by an administrator, or lost)";
     OperationReleased = "operation-released", Outcome, "an administrator released an operation key in the cluster store";
     ClusterStoreAvailable = "cluster-store-available", Outcome, "the cluster store answers again after it did not";
+    Start = "start", Daemon, "outcome `daemon-start`: the daemon started (a new epoch)";
+    Signal = "signal", Daemon, "outcome `daemon-stop`: the daemon stopped on a signal; enforcement stays pinned";
+    Loaded = "loaded", Daemon, "outcome `policy-loaded`: a policy was loaded and applied";
+    InvalidPolicy = "invalid-policy", Daemon, "outcome `policy-rejected`: a changed policy did not load; the one in force stays";
+    Frozen = "frozen", Daemon, "outcome `frozen`: an operator froze the workload (`acelogicctl freeze`)";
+    Unfrozen = "unfrozen", Daemon, "outcome `unfrozen`: an operator lifted the freeze (`acelogicctl unfreeze`)";
     BadProof = "bad-proof", Collector, "a Hello whose signature by the node key does not verify";
     StaleHello = "stale-hello", Collector, "a Hello made too far from the collector's time";
     UnknownNode = "unknown-node", Collector, "a node the collector has no enrolled key for";
@@ -291,6 +304,7 @@ impl Reason {
             | Self::NoCgroup
             | Self::Granted
             | Self::Consumed
+            | Self::Revoked
             | Self::PolicyNarrowed
             | Self::KeyRevoked
             | Self::KernelStateLost
@@ -299,6 +313,12 @@ impl Reason {
             | Self::LeaseEnded
             | Self::OperationReleased
             | Self::ClusterStoreAvailable
+            | Self::Start
+            | Self::Signal
+            | Self::Loaded
+            | Self::InvalidPolicy
+            | Self::Frozen
+            | Self::Unfrozen
             | Self::BadProof
             | Self::StaleHello
             | Self::UnknownNode

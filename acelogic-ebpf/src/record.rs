@@ -64,7 +64,7 @@ pub(crate) trait Body: Sized {
 /// memset"). Volatile stores are never merged into a `memset`.
 #[inline(always)]
 pub(crate) fn zero<B: Body>(rec: *mut B) {
-    const { assert!(size_of::<B>() % 8 == 0, "records are whole words") };
+    const { assert!(size_of::<B>().is_multiple_of(8), "records are whole words") };
     let words = rec.cast::<u64>();
     let mut i = 0;
     while i < size_of::<B>() / 8 {

@@ -144,6 +144,7 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::NoCgroup
         | Reason::Granted
         | Reason::Consumed
+        | Reason::Revoked
         | Reason::PolicyNarrowed
         | Reason::KeyRevoked
         | Reason::KernelStateLost
@@ -152,6 +153,12 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::LeaseEnded
         | Reason::OperationReleased
         | Reason::ClusterStoreAvailable
+        | Reason::Start
+        | Reason::Signal
+        | Reason::Loaded
+        | Reason::InvalidPolicy
+        | Reason::Frozen
+        | Reason::Unfrozen
         | Reason::BadProof
         | Reason::UnknownNode
         | Reason::WrongNodeKey => Code::PermissionDenied,

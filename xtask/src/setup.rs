@@ -90,6 +90,23 @@ pub(crate) fn cargo_with_linker() -> Result<Command> {
     Ok(cmd)
 }
 
+/// The nightly `cargo`, as aya-build runs it for the BPF crate (`rustup
+/// run nightly cargo`), with bpf-linker first on PATH. `CARGO` and
+/// `RUSTC` name the stable toolchain xtask runs under, so they go (as
+/// aya-build drops them).
+pub(crate) fn nightly_cargo() -> Result<Command> {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"])
+        .env("PATH", crate::util::path_with(&bpf_linker_dir()?)?);
+    for key in ["CARGO", "RUSTC", "RUSTC_WORKSPACE_WRAPPER"] {
+        cmd.env_remove(key);
+    }
+    if let Some(root) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() {
+        cmd.current_dir(root);
+    }
+    Ok(cmd)
+}
+
 fn rust_src() -> Result<()> {
     if nightly_sysroot()?.join("lib/rustlib/src").is_dir() {
         println!("setup: rust-src for nightly: already installed");

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::conformance::{self, Outcome};
 use crate::deploy;
 use crate::kernels::{self, Kernel};
-use crate::setup::{cargo_with_linker, setup};
+use crate::setup::{cargo_with_linker, nightly_cargo, setup};
 use crate::util::{StreamEnd, is_root, kernel_release, secs, stream_lines, workspace};
 use crate::vm::{self, VmSpec};
 
@@ -219,9 +219,10 @@ const BPF_FREE: &[&str] = &[
 /// What only the kernel adapter (and the daemon above it) may pull in.
 const BPF_ONLY: &[&str] = &["acelogic-kernel", "acelogic-ebpf", "aya-build"];
 
-/// The lint suite: the tree is `cargo fmt` and clippy clean, and the crates that
-/// need no BPF do not reach the BPF toolchain through any dependency
-/// (normal or build), so they build on stable Rust without bpf-linker.
+/// The lint suite: the tree is `cargo fmt` and clippy clean (the BPF
+/// programs too, for their target), and the crates that need no BPF do not
+/// reach the BPF toolchain through any dependency (normal or build), so
+/// they build on stable Rust without bpf-linker.
 fn lint(ws: &Path) -> Suite {
     let mut suite = Suite::new("lint", format!("host {}", kernel_release()));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -251,6 +252,44 @@ fn lint(ws: &Path) -> Suite {
             "`cargo clippy --all-targets -- -D warnings` exited with {s}: see above"
         )),
         Err(e) => suite.fail(format!("could not run cargo clippy: {e:#}")),
+    }
+    // Clippy of the BPF programs, which the run above leaves out: for the
+    // BPF target, as aya-build builds them (nightly, `-Z build-std=core`,
+    // the same `bpf_target_arch`), so the lints see the code that loads.
+    let target = if cfg!(target_endian = "big") {
+        "bpfeb-unknown-none"
+    } else {
+        "bpfel-unknown-none"
+    };
+    let bpf_clippy = nightly_cargo().and_then(|mut c| {
+        c.args([
+            "clippy",
+            "--quiet",
+            "--package",
+            "acelogic-ebpf",
+            "--release",
+            "--target",
+            target,
+            "-Z",
+            "build-std=core",
+            "--manifest-path",
+        ])
+        .arg(ws.join("Cargo.toml"))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+        )
+        .args(["--", "-D", "warnings"])
+        .status()
+        .map_err(Into::into)
+    });
+    match bpf_clippy {
+        Ok(s) if s.success() => suite.passed += 1,
+        Ok(s) => suite.fail(format!(
+            "`cargo +nightly clippy -p acelogic-ebpf --target {target} -Z build-std=core -- -D \
+             warnings` exited with {s}: see above"
+        )),
+        Err(e) => suite.fail(format!("could not run clippy on acelogic-ebpf: {e:#}")),
     }
     for krate in BPF_FREE {
         let out = Command::new(&cargo)

@@ -6,7 +6,9 @@ use std::{
     path::PathBuf,
 };
 
+use acelogic_authz::state::Outcome;
 use acelogic_common::user::{Hook, Reason, Verdict};
+use acelogic_domain::Reason as Code;
 
 use acelogic_lineage::journal::{Journal, Shared};
 
@@ -246,25 +248,19 @@ fn authorization_outcomes_are_counted_once_journaled() {
     let sink = JournalSink::new(journal, "node-a", 1, [1; 16], Default::default());
     let mut counted = CountedSink::new(sink, Arc::clone(&m));
     for (outcome, reason) in [
-        ("refused", "replayed"),
-        ("accepted", "granted"),
-        ("expired", "consumed"),
-        ("daemon-start", "start"),
-        ("policy-loaded", "loaded"),
+        (Outcome::Refused, Code::Replayed),
+        (Outcome::Accepted, Code::Granted),
+        (Outcome::Consumed, Code::Consumed),
+        (Outcome::DaemonStart, Code::Start),
+        (Outcome::PolicyLoaded, Code::Loaded),
     ] {
-        counted
-            .write(&Record {
-                outcome,
-                reason,
-                ..Record::default()
-            })
-            .unwrap();
+        counted.write(&Record::new(outcome, reason)).unwrap();
     }
     let text = m.render();
     for series in [
         r#"acelogic_agent_authorizations_total{outcome="rejected",reason="replayed"}"#,
         r#"acelogic_agent_authorizations_total{outcome="accepted",reason="granted"}"#,
-        r#"acelogic_agent_authorizations_total{outcome="expired",reason="consumed"}"#,
+        r#"acelogic_agent_authorizations_total{outcome="consumed",reason="consumed"}"#,
     ] {
         assert_eq!(sample(&text, series), Some(1.0), "{series} in:\n{text}");
     }
@@ -286,11 +282,7 @@ fn an_authorization_the_journal_refused_is_not_counted() {
         Default::default(),
     );
     let mut counted = CountedSink::new(sink, Arc::clone(&m));
-    let r = Record {
-        outcome: "accepted",
-        reason: "granted",
-        ..Record::default()
-    };
+    let r = Record::new(Outcome::Accepted, Code::Granted);
     assert!(counted.write(&r).is_err(), "a 1-byte journal is full");
     assert!(!m.render().contains("acelogic_agent_authorizations_total{"));
 }

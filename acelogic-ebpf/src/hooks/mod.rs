@@ -1,5 +1,9 @@
 //! One file per hook. LSM gates decide; tracepoints record lifecycle.
 //! Each gate is a thin adapter from its kernel prototype to `gate::run`.
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[lsm] and #[btf_tracepoint] call each program with its context by value"
+)]
 
 mod bpf;
 mod chmod;

@@ -12,7 +12,6 @@ use crate::{
     gate,
     kobj::{self, Kptr},
     objects::{self, FMODE_WRITE},
-    verdict::Verdict,
 };
 
 #[lsm(hook = "file_open")]

@@ -1,13 +1,77 @@
-//! Commands that need no daemon: keys, signing, offline inspection,
-//! policy checks.
+//! `acelogicctl artifact ...`: sign, cosign and inspect envelopes
+//! offline; submit one to the node daemon.
 
-use std::{path::Path, time::SystemTime};
-
-use super::{CtlError, CtlResult};
-use acelogic_domain::{
-    artifact::{self, Role, SecretKey, TrustStore},
-    policy,
+use std::{
+    path::{Path, PathBuf},
+    time::SystemTime,
 };
+
+use clap::Subcommand;
+
+use crate::{
+    CtlError, CtlResult, connect,
+    error::{Peer, from_status},
+    output::when,
+};
+use acelogic_domain::artifact::{self, SecretKey, TrustStore};
+use acelogic_proto::agent as pb;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a payload from a request file (YAML) and sign it.
+    Sign {
+        #[arg(long)]
+        request: PathBuf,
+        /// Secret key files: the issuer's first, then approvers'.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Add an approver's signature to an envelope.
+    Cosign {
+        envelope: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Decode and verify an envelope offline against a trust store.
+    Inspect {
+        envelope: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submit an envelope to the node daemon.
+    Submit {
+        envelope: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn exec(cmd: &Command, socket: &Path) -> CtlResult<String> {
+    match cmd {
+        Command::Sign { request, keys, out } => {
+            let refs: Vec<&Path> = keys.iter().map(PathBuf::as_path).collect();
+            let id = sign(request, &refs, out.as_deref())?;
+            eprintln!("signed artifact {id}");
+            Ok(String::new())
+        }
+        Command::Cosign { envelope, key, out } => {
+            cosign(envelope, key, out.as_deref())?;
+            Ok(String::new())
+        }
+        Command::Inspect {
+            envelope,
+            trust,
+            json,
+        } => inspect(envelope, trust, *json),
+        Command::Submit { envelope, json } => connect::block(submit(socket, envelope, *json)),
+    }
+}
 
 fn read(path: &Path) -> CtlResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| CtlError::input(format!("{}: {e}", path.display())))
@@ -26,16 +90,6 @@ fn write_out(out: Option<&Path>, bytes: &[u8]) -> CtlResult {
                 .map_err(CtlError::internal)
         }
     }
-}
-
-/// Writes a new key (mode 0600, never over an existing file) and prints
-/// its trust-store entry.
-pub fn keygen(name: &str, role: Role, out: &Path) -> CtlResult<String> {
-    let key = SecretKey::generate(name, role)
-        .map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?;
-    key.write_new(out)
-        .map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?;
-    Ok(key.trust_entry_yaml())
 }
 
 /// Builds a payload from a request file and signs it with `keys` (the
@@ -138,34 +192,34 @@ pub fn inspect(envelope: &Path, trust: &Path, json: bool) -> CtlResult<String> {
     Ok(s)
 }
 
-/// Loads a policy directory and its trust store as the daemon would.
-pub fn policy_check(dir: &Path, trust: Option<&Path>) -> CtlResult<String> {
-    let trust = trust.map_or_else(|| dir.join("trust.yaml"), Path::to_path_buf);
-    let (loaded, store) = policy::load_inputs(dir, &trust).map_err(|why| CtlError {
-        exit: CtlError::REFUSED,
-        message: format!("invalid policy; a daemon would keep its current one:\n{why}"),
-    })?;
-    let mut s = String::new();
-    for w in &loaded.warnings {
-        s.push_str(&format!("warning: {w}\n"));
+/// Hands an envelope to the daemon, which decides and installs its grants.
+pub async fn submit(socket: &Path, envelope: &Path, json: bool) -> CtlResult<String> {
+    let bytes = read(envelope)?;
+    let mut c = connect::daemon(socket).await?;
+    let r = c
+        .submit_artifact(pb::SubmitArtifactRequest { envelope: bytes })
+        .await
+        .map_err(|s| from_status(&s, Peer::Daemon))?
+        .into_inner();
+    if json {
+        return Ok(serde_json::json!({
+            "artifactId": r.artifact_id, "workload": r.workload, "grantId": r.grant_id,
+            "expiresUnix": r.expires_unix, "capabilities": r.capabilities,
+            "kernelEntries": r.kernel_entries, "approvers": r.approvers,
+        })
+        .to_string());
     }
-    for w in loaded.set.workloads.values() {
-        s.push_str(&format!(
-            "workload {} (scope {:#010x}, {:?}) from {}: {} cgroup pattern(s), {} grantable rule(s)\n",
-            w.name,
-            w.scope_id,
-            w.mode,
-            w.source.display(),
-            w.cgroups.len(),
-            w.grantable.len()
-        ));
-    }
-    s.push_str(&format!(
-        "ok: {} workload(s) in {} file(s), {} trusted key(s); policy sha256 {}\n",
-        loaded.set.workloads.len(),
-        loaded.set.files.len(),
-        store.keys().count(),
-        hex::encode(loaded.set.sha256)
-    ));
-    Ok(s)
+    Ok(format!(
+        "accepted artifact {} for workload {}: grant {} ({} kernel entries) until {}\n{}",
+        r.artifact_id,
+        r.workload,
+        r.grant_id,
+        r.kernel_entries,
+        when(r.expires_unix),
+        r.capabilities
+            .iter()
+            .map(|c| format!("  {c}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
 }

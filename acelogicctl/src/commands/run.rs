@@ -9,7 +9,42 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{CtlError, CtlResult};
+use crate::{CtlError, CtlResult, connect};
+use acelogic_domain::{Reason, cgroupfs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    workload: String,
+    #[arg(last = true, required = true)]
+    cmd: Vec<String>,
+}
+
+/// Enters the workload's governed cgroup and execs; returns only on failure.
+pub fn exec(args: &Args, socket: &Path) -> CtlResult<String> {
+    let workload = &args.workload;
+    let s = connect::block(super::status::fetch(socket))?;
+    let Some(w) = s.workloads.iter().find(|w| &w.name == workload) else {
+        return Err(CtlError::refused(
+            Reason::UnknownWorkload,
+            format!("the daemon governs no workload {workload:?}"),
+        ));
+    };
+    let Some(dir) = w.cgroups.first() else {
+        return Err(CtlError::refused(
+            Reason::NoCgroup,
+            format!("workload {workload:?} has no governed cgroup on this node"),
+        ));
+    };
+    let dir = local_dir(
+        Path::new(dir),
+        Path::new(&s.cgroup_root),
+        cgroupfs::cgroup2_mount().as_deref(),
+    );
+    enter(&dir)?;
+    close_inherited()?;
+    Err(exec_cmd(&args.cmd))
+}
 
 /// Where the daemon's governed directory `dir` is from this process: the
 /// daemon names it under its own cgroup root (`--cgroup-root`), which in a
@@ -61,7 +96,7 @@ pub fn close_inherited() -> CtlResult {
 }
 
 /// Execs `cmd` (this only returns on failure).
-pub fn exec(cmd: &[String]) -> CtlError {
+pub fn exec_cmd(cmd: &[String]) -> CtlError {
     let Some((prog, args)) = cmd.split_first() else {
         return CtlError::input("nothing to run: acelogicctl run --workload W -- CMD [ARGS]");
     };
@@ -72,7 +107,7 @@ pub fn exec(cmd: &[String]) -> CtlError {
         ""
     };
     CtlError {
-        exit: 126,
+        exit: CtlError::EXEC,
         message: format!("exec {prog}: {e}{hint}"),
     }
 }
