@@ -110,12 +110,26 @@ pub(crate) fn nightly_cargo() -> Result<Command> {
 fn rust_src() -> Result<()> {
     if nightly_sysroot()?.join("lib/rustlib/src").is_dir() {
         println!("setup: rust-src for nightly: already installed");
+    } else {
+        println!("setup: rust-src for nightly: installing (rustup component add)");
+        run(
+            Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+            "check that rustup can reach its distribution server, or install rust-src by hand",
+        )?;
+    }
+    // The lint suite runs clippy on the BPF crate with nightly.
+    let clippy = Command::new("rustup")
+        .args(["run", "nightly", "cargo-clippy", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if clippy {
+        println!("setup: clippy for nightly: already installed");
         return Ok(());
     }
-    println!("setup: rust-src for nightly: installing (rustup component add)");
+    println!("setup: clippy for nightly: installing (rustup component add)");
     run(
-        Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
-        "check that rustup can reach its distribution server, or install rust-src by hand",
+        Command::new("rustup").args(["component", "add", "clippy", "--toolchain", "nightly"]),
+        "check that rustup can reach its distribution server, or install clippy by hand",
     )
 }
 

@@ -206,16 +206,19 @@ pub async fn submit(socket: &Path, envelope: &Path, json: bool) -> CtlResult<Str
             "artifactId": r.artifact_id, "workload": r.workload, "grantId": r.grant_id,
             "expiresUnix": r.expires_unix, "capabilities": r.capabilities,
             "kernelEntries": r.kernel_entries, "approvers": r.approvers,
+            "fencingToken": r.fencing_token,
         })
         .to_string());
     }
     Ok(format!(
-        "accepted artifact {} for workload {}: grant {} ({} kernel entries) until {}\n{}",
+        "accepted artifact {} for workload {}: grant {} ({} kernel entries) until {}{}\n{}",
         r.artifact_id,
         r.workload,
         r.grant_id,
         r.kernel_entries,
         when(r.expires_unix),
+        r.fencing_token
+            .map_or_else(String::new, |t| format!("; fencing token {t}")),
         r.capabilities
             .iter()
             .map(|c| format!("  {c}"))

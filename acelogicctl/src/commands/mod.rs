@@ -14,6 +14,7 @@ pub mod freeze;
 pub mod grants;
 pub mod keygen;
 pub mod lineage;
+pub mod operations;
 pub mod policy;
 pub mod revoke;
 pub mod run;
@@ -44,6 +45,10 @@ pub enum Command {
     Policy(policy::Command),
     /// Execution lineage, asked of the collector.
     Lineage(lineage::Args),
+    /// Operation keys in the cluster store: holders, fencing tokens,
+    /// completions; an administrator's release.
+    #[command(subcommand)]
+    Operations(operations::Command),
 }
 
 /// Runs `command`; `socket` is the daemon's API socket (`--socket`), for
@@ -60,5 +65,6 @@ pub fn exec(command: &Command, socket: &Path) -> CtlResult<String> {
         Command::Run(args) => run::exec(args, socket),
         Command::Policy(cmd) => policy::exec(cmd),
         Command::Lineage(args) => lineage::exec(args),
+        Command::Operations(cmd) => operations::exec(cmd, socket),
     }
 }

@@ -32,6 +32,9 @@ pub fn exec(args: &Args, socket: &Path) -> CtlResult<String> {
                 "pendingBytes": l.pending_bytes, "capBytes": l.cap_bytes,
                 "collector": l.collector, "connected": l.connected,
                 "lastError": l.last_error})),
+            "cluster": s.cluster.as_ref().map(|c| serde_json::json!({
+                "endpoints": c.endpoints, "prefix": c.prefix, "connected": c.connected,
+                "lastError": c.last_error, "pendingSettlements": c.pending_settlements})),
         })
         .to_string())
     } else {
@@ -111,6 +114,27 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
                 }
             ));
         }
+    }
+    match &s.cluster {
+        None => out.push_str(
+            "cluster store: none (single use and operation keys hold on this node only)\n",
+        ),
+        Some(c) => out.push_str(&format!(
+            "cluster store {} (prefix {}) {}{}; {} settlement(s) pending\n",
+            c.endpoints.join(","),
+            c.prefix,
+            if c.connected {
+                "answering"
+            } else {
+                "NOT answering (artifacts that need it are refused)"
+            },
+            if c.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(" (last error: {})", c.last_error)
+            },
+            c.pending_settlements
+        )),
     }
     for w in &s.warnings {
         out.push_str(&format!("warning: {w}\n"));
