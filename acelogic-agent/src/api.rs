@@ -173,6 +173,9 @@ impl pb::agent_server::Agent for Service {
                     .map_err(|r| status_of(&r))
             })
             .await??;
+        if let Some(c) = &self.cluster {
+            c.kick();
+        }
         Ok(Response::new(pb::RevokeArtifactResponse {
             removed: u32::try_from(removed).unwrap_or(u32::MAX),
         }))

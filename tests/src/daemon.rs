@@ -86,6 +86,8 @@ pub struct Daemon {
     /// Where the daemon pins (and adopts) its programs; `None`: the
     /// privileged suite's shared install (`SHARED_PIN_DIR`).
     pub pin_dir: Option<PathBuf>,
+    /// `--node-name` (default `vm`).
+    pub node_name: String,
     child: Option<Child>,
     /// Length of the log when the running daemon started: what it printed
     /// comes after.
@@ -120,6 +122,7 @@ impl Daemon {
             dir,
             args: Vec::new(),
             pin_dir: None,
+            node_name: "vm".to_owned(),
             child: None,
             log_from: 0,
         })
@@ -147,7 +150,7 @@ impl Daemon {
             .arg(self.dir.join("state"))
             .arg("--socket")
             .arg(&self.socket)
-            .args(["--audience", "test", "--node-name", "vm"])
+            .args(["--audience", "test", "--node-name", &self.node_name])
             // A short tick unless the case sets its own.
             .args(if self.args.iter().any(|a| a == "--tick") {
                 &[][..]

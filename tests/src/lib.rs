@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cases;
 pub mod collector_bench;
 pub mod daemon;
+pub mod etcd;
 pub mod fixtures;
 pub mod harness;
 pub mod http;

@@ -458,9 +458,14 @@ fn host_privileged(bin: Option<&Path>, args: &TestArgs) -> Result<Suite> {
 
 /// The privileged test binary and the workspace binaries it drives
 /// (`/usr/bin/acelogic-agent`, `/usr/bin/acelogicctl`,
-/// `/usr/bin/acelogic-collector`).
+/// `/usr/bin/acelogic-collector`), and etcd (`/usr/bin/etcd`).
 fn guest_files(privtest: &Path) -> Vec<(PathBuf, String)> {
     let mut files = vec![(privtest.to_path_buf(), "/acelogic-privtest".to_owned())];
+    // The cluster cases start their own etcd member in the guest.
+    let etcd = Path::new("/usr/bin/etcd");
+    if etcd.is_file() {
+        files.push((etcd.to_path_buf(), "/usr/bin/etcd".to_owned()));
+    }
     if let Some(dir) = privtest.parent() {
         for name in ["acelogic-agent", "acelogicctl", "acelogic-collector"] {
             let p = dir.join(name);

@@ -2,6 +2,7 @@
 
 mod authz;
 mod burst;
+mod cluster;
 mod deploy;
 mod descriptors;
 mod escape;
@@ -41,5 +42,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(deploy::CASES);
     cases.extend_from_slice(metrics::CASES);
     cases.extend_from_slice(burst::CASES);
+    cases.extend_from_slice(cluster::CASES);
     cases
 }
