@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: boots the newest kernel of the matrix with the node
-//! daemon, the collector, acelogicctl and the demo's assets
+//! daemon, the collector, acelogicctl, etcd and the demo's assets
 //! (`assets/demo/`: the script, the agent runtime, the stand-in commands
 //! and the policies), and streams the guest console.
 
@@ -108,6 +108,12 @@ pub(crate) fn play(
         .iter()
         .map(|b| (bin_dir.join(b), format!("/usr/bin/{b}")))
         .collect();
+    // The cluster store both of the demo's nodes share.
+    let etcd = Path::new("/usr/bin/etcd");
+    if !etcd.is_file() {
+        bail!("the demo needs etcd (/usr/bin/etcd): run `cargo xtask setup`");
+    }
+    files.push((etcd.to_path_buf(), "/usr/bin/etcd".to_owned()));
     for (name, guest, text) in ASSETS {
         let path = asset_dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

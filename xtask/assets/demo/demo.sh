@@ -2,7 +2,8 @@
 # The demo, run inside the VM as `sh /demo/demo.sh` (cargo xtask demo).
 #
 # Two AI agents disagree about one deployment, a third deploys to
-# production, and one of them tries to break out. Everything is real: the
+# production, its node fails and a replacement on a second node tries to
+# deploy again, and one of the agents tries to break out. Everything is real: the
 # node daemon loads BPF LSM programs into this kernel, the agents are
 # processes in governed cgroups running real commands, artifacts are
 # Ed25519-signed and verified by the daemon, and every decision is
@@ -21,6 +22,13 @@ DLOG=$WORK/daemon.log
 CLOG=$WORK/collector.log
 COLLECTOR=http://127.0.0.1:7400
 NODE=demo-node
+# The cluster store both nodes share, and the second node (its own
+# daemon, pinned programs, state, socket and cgroup tree in this VM).
+ETCD=http://127.0.0.1:2379
+NODE_B=node-b
+SOCK_B=/run/acelogic/node-b.sock
+DLOG_A=$WORK/daemon.log
+DLOG_B=$WORK/daemon-b.log
 # The stand-in commands live in /usr/local/bin, as kubectl would.
 export PATH=/usr/local/bin:$PATH
 
@@ -53,9 +61,10 @@ mark() {
     DMARK=$(wc -l <"$DLOG")
 }
 
-# start_agent NAME WORKLOAD: starts the agent NAME as `acelogicctl run
-# --workload WORKLOAD` (a new cgroup below the workload's, governed from
-# the first instruction) and sets $PID_<NAME> to its pid.
+# start_agent NAME WORKLOAD [SOCKET]: starts the agent NAME as
+# `acelogicctl run --workload WORKLOAD` (a new cgroup below the
+# workload's, governed from the first instruction) on the node whose
+# daemon listens on SOCKET (default: node A's) and sets $PID_<NAME>.
 start_agent() {
     mkfifo "$WORK/$1.inbox" "$WORK/$1.out"
     : >"$WORK/$1.log"
@@ -63,8 +72,8 @@ start_agent() {
     # governed process may not write a file outside its writable set, not
     # even through a descriptor its parent opened (`>> log` is refused).
     cat "$WORK/$1.out" >>"$WORK/$1.log" &
-    acelogicctl run --workload "$2" -- /bin/sh /demo/agent.sh "$1" "$WORK/$1.inbox" \
-        >"$WORK/$1.out" 2>&1 &
+    acelogicctl --socket "${3:-/run/acelogic/agent.sock}" run --workload "$2" -- \
+        /bin/sh /demo/agent.sh "$1" "$WORK/$1.inbox" >"$WORK/$1.out" 2>&1 &
     pid=$!
     await "grep -q '^@@ready' $WORK/$1.log" 300 || {
         cat "$WORK/$1.log"
@@ -154,9 +163,21 @@ sign() {
 digest() {
     sha256sum "$1" | cut -d' ' -f1
 }
-# lineage_seq FIELD: headSeq or ackedSeq of the node journal, from status.
+# lineage_seq FIELD [SOCKET]: headSeq or ackedSeq of a node's journal,
+# from status.
 lineage_seq() {
-    acelogicctl status --json | tr -d ' \n' | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+    acelogicctl --socket "${2:-/run/acelogic/agent.sock}" status --json | tr -d ' \n' |
+        sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+# start_node_a: node A's daemon (its log appends to $DLOG_A).
+start_node_a() {
+    acelogic-agent --policies "$POLICIES" --audience demo --node-name "$NODE" \
+        --collector "$COLLECTOR" --etcd-endpoints "$ETCD" >>"$DLOG_A" 2>&1 &
+    DAEMON=$!
+    await "acelogicctl status" 600 || {
+        cat "$DLOG_A"
+        fail "the node daemon did not start"
+    }
 }
 
 mkdir -p "$WORK" "$ARTIFACTS" "$POLICIES" "$KEYS"
@@ -189,13 +210,17 @@ await "grep -q 'listening on' $CLOG" 300 || {
     fail "the collector did not start"
 }
 sed 's/^/   collector | /' "$CLOG"
-acelogic-agent --policies "$POLICIES" --audience demo --node-name "$NODE" \
-    --collector "$COLLECTOR" >"$DLOG" 2>&1 &
-DAEMON=$!
-await "acelogicctl status" 600 || {
-    cat "$DLOG"
-    fail "the node daemon did not start"
+etcd --name demo --data-dir /var/lib/etcd-demo --listen-client-urls "$ETCD" \
+    --advertise-client-urls "$ETCD" --listen-peer-urls http://127.0.0.1:2380 \
+    --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster demo=http://127.0.0.1:2380 >"$WORK/etcd.log" 2>&1 &
+await "wget -q -O - $ETCD/health | grep -q true" 600 || {
+    cat "$WORK/etcd.log"
+    fail "etcd did not start"
 }
+say "cluster store: etcd $(etcd --version | head -n 1 | cut -d' ' -f3) on $ETCD"
+: >"$DLOG_A"
+start_node_a
 grep 'acelogic-agent:' "$DLOG" | sed 's/^/   daemon | /'
 
 step "1. Two agents disagree about checkout; without artifacts, neither may scale it"
@@ -253,24 +278,58 @@ expect_ok
 decision exec allow grant
 expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
 
-step "4. A replacement deploy agent tries to continue with the consumed one-time artifact"
+step "4. Node $NODE fails after the deploy; a replacement deploy agent on $NODE_B tries to deploy again"
 await "grep -q 'authz #[0-9]* consumed \[consumed\] artifact=$DEPLOY_ID' $DLOG" 100 || {
     acelogicctl grants
     grep authz "$DLOG"
     fail "the daemon did not retire the used-up artifact $DEPLOY_ID"
 }
 grep "authz #[0-9]* consumed \[consumed\] artifact=$DEPLOY_ID" "$DLOG" | sed 's/: .*//; s/^/   daemon   | /'
-kill -9 "$PID_deployer"
-wait "$PID_deployer" 2>/dev/null
-say "deploy agent $PID_deployer crashed; a replacement instance starts"
-start_agent replacement deploy-agent
+await "acelogicctl operations show deploy/production/checkout | grep -q completed" 100 ||
+    fail "the cluster store does not record deploy/production/checkout as completed"
+say "\$ acelogicctl operations show deploy/production/checkout"
+acelogicctl operations show deploy/production/checkout | sed 's/^/   /'
+# Node B's policies are node A's with its own cgroups (one VM stands in
+# for two machines: each daemon must govern cgroups of its own).
+mkdir -p "$POLICIES-b"
+cp "$POLICIES/trust.yaml" "$POLICIES-b/"
+for f in /demo/policies/*.yaml; do
+    sed 's|cgroups: \[/acelogic/|cgroups: [/node-b/acelogic/|' "$f" >"$POLICIES-b/$(basename "$f")"
+done
+acelogic-agent --policies "$POLICIES-b" --audience demo --node-name "$NODE_B" \
+    --pin-dir /sys/fs/bpf/acelogic-node-b --state-dir /var/lib/acelogic-node-b \
+    --socket "$SOCK_B" --collector "$COLLECTOR" --etcd-endpoints "$ETCD" >"$DLOG_B" 2>&1 &
+DAEMON_B=$!
+await "acelogicctl --socket $SOCK_B status" 600 || {
+    cat "$DLOG_B"
+    fail "node B's daemon did not start"
+}
+say "node $NODE_B: its own daemon (pid $DAEMON_B), programs, state and cgroups; the same etcd"
+kill -9 "$PID_deployer" "$DAEMON"
+wait "$PID_deployer" "$DAEMON" 2>/dev/null
+say "node $NODE fails: its daemon (pid $DAEMON) and the deploy agent (pid $PID_deployer) are killed"
+DLOG=$DLOG_B
+start_agent replacement deploy-agent "$SOCK_B"
 ask replacement kubectl -n production set image deployment/checkout shop/checkout:1.8.1
 expect_denied
 decision exec deny no-grant
-ask replacement acelogicctl artifact submit "$ARTIFACTS/deploy.json"
+say "the authority signs a fresh artifact for the same operation; the approver co-signs:"
+sign redeploy deploy-agent deploy/production/checkout "the deploy agent restarted: release 1.8.1" \
+    "exec: {path: /usr/local/bin/kubectl, sha256: $(digest /usr/local/bin/kubectl)}" \
+    "write: {path: /srv/cluster/production/checkout/image}"
+acelogicctl artifact cosign "$ARTIFACTS/redeploy.json" --key "$KEYS/approver.key" \
+    --out "$ARTIFACTS/redeploy.json" >/dev/null || fail "cosign"
+ask replacement acelogicctl --socket "$SOCK_B" artifact submit "$ARTIFACTS/redeploy.json"
+expect_denied
+authz refused operation-completed
+grep -q "on node $NODE" "$WORK/replacement.log" || fail "the refusal does not name node $NODE"
+ask replacement acelogicctl --socket "$SOCK_B" artifact submit "$ARTIFACTS/deploy.json"
 expect_denied
 authz refused replayed
 expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
+say "node $NODE comes back:"
+DLOG=$DLOG_A
+start_node_a
 
 step "5. A governed agent tries to escape"
 say "kill the node daemon (pid $DAEMON):"
@@ -295,7 +354,10 @@ head=$(lineage_seq headSeq)
 [ -n "$head" ] || fail "acelogicctl status shows no journal"
 await '[ "$(lineage_seq ackedSeq)" -ge "$head" ]' 300 ||
     fail "the collector did not acknowledge the journal up to seq $head"
-say "the collector holds the node's journal up to seq $head"
+head_b=$(lineage_seq headSeq "$SOCK_B")
+await '[ "$(lineage_seq ackedSeq "$SOCK_B")" -ge "$head_b" ]' 300 ||
+    fail "the collector did not acknowledge node $NODE_B's journal up to seq $head_b"
+say "the collector holds node $NODE's journal up to seq $head and node $NODE_B's up to seq $head_b"
 echo
 say "\$ acelogicctl lineage tree \$(acelogicctl lineage exec-id $PID_autoscaler)   # the autoscaler's session"
 ID=$(acelogicctl lineage exec-id "$PID_autoscaler") || fail "exec-id"
@@ -309,8 +371,8 @@ say "\$ acelogicctl lineage artifact $DEPLOY_ID   # the production deploy's arti
 acelogicctl lineage artifact "$DEPLOY_ID" --collector "$COLLECTOR" >"$WORK/artifact.txt" ||
     fail "lineage artifact"
 sed 's/^/   /' "$WORK/artifact.txt"
-for want in approval-missing consumed replayed; do
-    grep -q "$want" "$WORK/artifact.txt" || fail "the artifact's lineage lacks [$want]"
+for want in approval-missing consumed replayed "\[$NODE seq" "\[$NODE_B seq"; do
+    grep -q "$want" "$WORK/artifact.txt" || fail "the artifact's lineage lacks $want"
 done
 echo
 say "\$ acelogicctl lineage verify --node $NODE"
@@ -336,6 +398,6 @@ expect_denied
 say "=> DENIED: the programs stay pinned in the kernel; the record waits in the ring buffer"
 expect_file /srv/cluster/replicas/checkout 6
 
-kill -9 "$PID_autoscaler" "$PID_costagent" "$PID_replacement" 2>/dev/null
+kill -9 "$PID_autoscaler" "$PID_costagent" "$PID_replacement" "$DAEMON_B" 2>/dev/null
 echo
 echo "ACELOGIC-DEMO-OK"
