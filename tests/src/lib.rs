@@ -10,6 +10,7 @@
 pub mod authz_bench;
 pub mod bench;
 pub mod cases;
+pub mod cluster_bench;
 pub mod collector_bench;
 pub mod daemon;
 pub mod etcd;

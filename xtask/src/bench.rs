@@ -85,6 +85,12 @@ const NATIVE: &[Native] = &[
         what: "kernel into journal (host tracepoints; needs root)",
     },
     Native {
+        bin: "acelogic-cluster-bench",
+        tag: "ACELOGIC-BENCH-CLUSTER ",
+        json: "cluster.json",
+        what: "cluster claims (a real etcd on loopback)",
+    },
+    Native {
         bin: "acelogic-collector-bench",
         tag: "ACELOGIC-BENCH-COLLECTOR ",
         json: "collector.json",
