@@ -232,7 +232,9 @@ impl Authorizer {
                 node: self.settings.node.clone(),
                 token,
                 at_unix: now,
-                retention_s: cluster::COMPLETED_RETENTION_DEFAULT_S,
+                retention_s: row
+                    .completed_retention_s
+                    .unwrap_or(cluster::COMPLETED_RETENTION_DEFAULT_S),
             }
         } else {
             cluster::Settle::Release {

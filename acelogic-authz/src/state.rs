@@ -14,7 +14,7 @@
 //! | table | row |
 //! |---|---|
 //! | `meta` | `key`, `value`: `schema`, `epoch` (daemon starts), `next_grant_id` |
-//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON), `issuer_key` (the key id whose signature counted for the issuer), `approver_keys` (JSON: the key id of each counted approver, in the order of `approvers`); both `NULL` on rows accepted before schema 2; `cluster_token` (the fencing token of the operation key's lease in the cluster store; `NULL` without a cluster store or an operation key) |
+//! | `artifacts` | one per accepted artifact: `id` (hex, primary key = spent set), `workload`, `scope_id`, `issuer`, `approvers` (JSON), `operation_key`, `grant_id`, `capabilities` (JSON), `not_before`/`expires`/`accepted_at` (unix s), `state` (`installing`, `live`, `revoked`, `failed`, `expired`), `ended_at`, `end_reason`, `envelope_sha256`, `payload` (the signed JSON), `issuer_key` (the key id whose signature counted for the issuer), `approver_keys` (JSON: the key id of each counted approver, in the order of `approvers`); both `NULL` on rows accepted before schema 2; `cluster_token` (the fencing token of the operation key's lease in the cluster store; `NULL` without a cluster store or an operation key), `completed_retention` (seconds a completion is kept, from the rules' `completedRetention`; `NULL`: the default) |
 //! | `cluster_outbox` | `seq`, `settle` (JSON): what the cluster store must still be told (a lease released, an operation completed, a claim whose answer never came undone); removed once the store confirmed it |
 //! | `frozen` | `workload`, `since`, `reason` |
 //! | `authz_records` | `seq`, `at` (unix ms), `outcome` ([`Outcome`]: `refused`, `accepted`, `expired`, `consumed`, `revoked`, `failed`, `frozen`, `unfrozen`, `daemon-start`, `daemon-stop`, `policy-loaded`, `policy-rejected`), `reason` (a [`Reason`] code), `detail`, `artifact_id`, `workload`, `issuer`, `peer_pid`, `peer_uid`, `peer_gid`, `envelope_sha256` |
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     payload TEXT NOT NULL,
     issuer_key TEXT,
     approver_keys TEXT,
-    cluster_token INTEGER
+    cluster_token INTEGER,
+    completed_retention INTEGER
 ) STRICT;
 -- Backstop for the lease check: one unexpired holder per operation key.
 CREATE UNIQUE INDEX IF NOT EXISTS operation_lease ON artifacts (operation_key)
@@ -125,6 +126,9 @@ pub struct ArtifactRow {
     /// The fencing token of its operation key's lease in the cluster
     /// store (`None`: no cluster store, or no operation key).
     pub cluster_token: Option<u64>,
+    /// Seconds the cluster store keeps its operation completed, from the
+    /// matched rules' `completedRetention` (`None`: the default).
+    pub completed_retention_s: Option<i64>,
 }
 
 /// Why an artifact could not be claimed.
@@ -294,7 +298,7 @@ fn from_json(text: &str) -> Vec<String> {
 
 const ROW_COLUMNS: &str = "id, workload, scope_id, issuer, approvers, operation_key, grant_id, \
     capabilities, not_before, expires, accepted_at, state, envelope_sha256, payload, issuer_key, \
-    approver_keys, cluster_token";
+    approver_keys, cluster_token, completed_retention";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
     Ok(ArtifactRow {
@@ -315,6 +319,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRow> {
         issuer_key: r.get(14)?,
         approver_keys: r.get::<_, Option<String>>(15)?.map(|t| from_json(&t)),
         cluster_token: r.get::<_, Option<i64>>(16)?.map(i64::cast_unsigned),
+        completed_retention_s: r.get(17)?,
     })
 }
 
@@ -343,6 +348,7 @@ impl State {
                     "ALTER TABLE artifacts ADD COLUMN issuer_key TEXT;
                      ALTER TABLE artifacts ADD COLUMN approver_keys TEXT;
                      ALTER TABLE artifacts ADD COLUMN cluster_token INTEGER;
+                     ALTER TABLE artifacts ADD COLUMN completed_retention INTEGER;
                      UPDATE meta SET value = 3 WHERE key = 'schema';",
                 )?;
                 tx.commit()?;
@@ -453,7 +459,7 @@ impl State {
         tx.execute(
             &format!(
                 "INSERT INTO artifacts ({ROW_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13, ?14, ?15, ?16)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'installing', ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             params![
                 a.id,
@@ -472,6 +478,7 @@ impl State {
                 a.issuer_key,
                 a.approver_keys.as_deref().map(to_json),
                 a.cluster_token.map(u64::cast_signed),
+                a.completed_retention_s,
             ],
         )?;
         tx.commit()?;
@@ -662,6 +669,7 @@ mod tests {
             issuer_key: Some("ed25519:0101010101010101".to_owned()),
             approver_keys: Some(vec!["ed25519:0202020202020202".to_owned()]),
             cluster_token: key.map(|_| 41),
+            completed_retention_s: None,
         }
     }
 
@@ -786,7 +794,7 @@ mod tests {
         let dir = tempdir();
         let path = dir.path().join("s.db");
         let v1 = SCHEMA.replace(
-            ",\n    issuer_key TEXT,\n    approver_keys TEXT,\n    cluster_token INTEGER\n",
+            ",\n    issuer_key TEXT,\n    approver_keys TEXT,\n    cluster_token INTEGER,\n    completed_retention INTEGER\n",
             "\n",
         );
         assert!(!v1.contains("issuer_key"), "the schema-1 text: {v1}");

@@ -18,7 +18,10 @@ use acelogic_domain::{
 use crate::{
     About, Accepted, Authorizer, GrantTable, Inputs, check,
     check::Context,
-    cluster::{COMPLETED_RETENTION_DEFAULT_S, ClusterAnswer, ClusterClaim, Settle},
+    cluster::{
+        COMPLETED_RETENTION_DEFAULT_S, COMPLETED_RETENTION_MAX_S, ClusterAnswer, ClusterClaim,
+        Settle,
+    },
     resolve,
     state::{ArtifactRow, Claim, Outcome, Peer, Record},
     state_failed, unix,
@@ -180,6 +183,10 @@ impl Authorizer {
                     .collect(),
             ),
             cluster_token: None,
+            completed_retention_s: admitted
+                .terms
+                .completed_retention
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(COMPLETED_RETENTION_MAX_S)),
         };
         // Only an artifact pinned to this node without an operation key
         // is nobody else's business.
@@ -192,7 +199,9 @@ impl Authorizer {
             parent: a.parent.as_ref().map(ToString::to_string),
             expires_unix: row.expires,
             completes: a.operation_key.is_some() && a.max_uses.is_some(),
-            completed_retention_s: COMPLETED_RETENTION_DEFAULT_S,
+            completed_retention_s: row
+                .completed_retention_s
+                .unwrap_or(COMPLETED_RETENTION_DEFAULT_S),
             at_unix: unix(inputs.now),
         });
         Ok(Prepared {

@@ -148,6 +148,7 @@ reasons! {
     RuleNoIssuers = "rule-no-issuers", Policy, "a grantable rule lists no issuers";
     RuleEmpty = "rule-empty", Policy, "a grantable rule lists no exec, write or connect entries";
     BadTtl = "bad-ttl", Policy, "`maxTtl` is not a duration, is zero or is over 24 h";
+    BadRetention = "bad-retention", Policy, "`completedRetention` is not a duration, is zero or is over 30 days";
     BadMaxUses = "bad-max-uses", Policy, "`maxUses` is 0";
     GrantInNever = "grant-in-never", Policy, "warning: a grantable entry lies entirely inside never, so it can never be granted";
     NoPolicies = "no-policies", Policy, "warning: the directory holds no policy file";
@@ -265,6 +266,7 @@ impl Reason {
             | Self::RuleNoIssuers
             | Self::RuleEmpty
             | Self::BadTtl
+            | Self::BadRetention
             | Self::BadMaxUses
             | Self::GrantInNever
             | Self::NoPolicies

@@ -118,6 +118,7 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::RuleNoIssuers
         | Reason::RuleEmpty
         | Reason::BadTtl
+        | Reason::BadRetention
         | Reason::BadMaxUses
         | Reason::GrantInNever
         | Reason::NoPolicies

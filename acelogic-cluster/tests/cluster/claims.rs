@@ -5,7 +5,7 @@ use std::time::Duration;
 use acelogic_cluster::{ClusterAnswer, EtcdStore, Lost, watch_lost};
 use acelogic_domain::Reason;
 
-use crate::common::{Etcd, Node, artifact};
+use crate::common::{Etcd, Node, artifact, artifact_to};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -208,4 +208,22 @@ async fn the_holder_hears_at_once_when_an_administrator_releases_its_key() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_is_kept_for_the_rules_retention() {
+    let etcd = Etcd::start();
+    let (mut a, mut b) = two_nodes(&etcd, "/t8/").await;
+    let done = artifact_to("127.0.0.2", 443, Some("short"), Some(1), None, HOUR);
+    let ok = a.submit(&done.envelope).await.0.unwrap();
+    a.use_up(ok.grant_id).await;
+    let again = artifact_to("127.0.0.2", 443, Some("short"), Some(1), None, HOUR);
+    assert_eq!(
+        b.submit(&again.envelope).await.0.unwrap_err().code,
+        Reason::OperationCompleted
+    );
+    // completedRetention: 3s (a lease of whole seconds, rounded up).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(b.store.operation("short").await.unwrap().state(), "free");
+    b.submit(&again.envelope).await.0.unwrap();
 }

@@ -212,9 +212,14 @@ spec:
     - {name: agent, cgroups: [/t]}
   grantable:
     - name: deploy
-      connect: [{host: 127.0.0.0/8, ports: \"1-65535\", protocol: tcp}]
+      connect: [{host: 127.0.0.1, ports: \"1-65535\", protocol: tcp}]
       issuers: [ci]
       maxTtl: 2h
+    - name: forgetful
+      connect: [{host: 127.0.0.2, ports: \"1-65535\", protocol: tcp}]
+      issuers: [ci]
+      maxTtl: 2h
+      completedRetention: 3s
 ";
 
 /// The issuer every node trusts.
@@ -243,6 +248,19 @@ pub(crate) fn artifact(
     parent: Option<&str>,
     ttl: Duration,
 ) -> Signed {
+    artifact_to("127.0.0.1", port, key, max_uses, parent, ttl)
+}
+
+/// [`artifact`] to `host` (127.0.0.2 falls under a rule with a short
+/// `completedRetention`).
+pub(crate) fn artifact_to(
+    host: &str,
+    port: u16,
+    key: Option<&str>,
+    max_uses: Option<u32>,
+    parent: Option<&str>,
+    ttl: Duration,
+) -> Signed {
     let now = whole_now();
     let a = Artifact {
         version: 1,
@@ -258,7 +276,7 @@ pub(crate) fn artifact(
         expires: now + ttl,
         capabilities: vec![
             serde_json::from_value::<Capability>(serde_json::json!(
-                {"connect": {"host": "127.0.0.1", "ports": port.to_string(), "protocol": "tcp"}}
+                {"connect": {"host": host, "ports": port.to_string(), "protocol": "tcp"}}
             ))
             .unwrap(),
         ],

@@ -25,6 +25,9 @@ pub struct Terms {
     pub approvals: u32,
     /// The artifact must carry an operation key.
     pub operation_key_required: bool,
+    /// The longest `completedRetention` of the matched rules (`None`: none
+    /// set one).
+    pub completed_retention: Option<Duration>,
     /// The rule that admitted each capability, by capability index.
     pub rules: Vec<String>,
 }
@@ -166,6 +169,7 @@ impl Workload {
             max_uses: None,
             approvals: 0,
             operation_key_required: false,
+            completed_retention: None,
             rules: Vec::with_capacity(caps.len()),
         };
         for (index, cap) in caps.iter().enumerate() {
@@ -233,6 +237,7 @@ impl Workload {
             };
             terms.approvals = terms.approvals.max(rule.approvals);
             terms.operation_key_required |= rule.operation_key_required;
+            terms.completed_retention = terms.completed_retention.max(rule.completed_retention);
             terms.rules.push(rule.name.clone());
         }
         Ok(terms)

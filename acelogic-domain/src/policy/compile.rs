@@ -13,6 +13,8 @@ use super::{
 };
 use crate::capability::{ConnectCap, PathPattern};
 
+/// The longest `completedRetention` a rule may set.
+pub(super) const MAX_COMPLETED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The longest `maxTtl` a rule may set: the longest an artifact may live.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -288,6 +290,26 @@ fn compile_rule(d: &mut Diag<'_>, rule: &Spanned<RawRule>, never: &Never) -> Opt
     {
         d.error(pos(u), Problem::BadMaxUses);
     }
+    let completed_retention = r.completed_retention.as_ref().and_then(|c| {
+        let t = match humantime::parse_duration(&c.value) {
+            Ok(t) if t.is_zero() => Err("must be more than 0".to_owned()),
+            Ok(t) if t > MAX_COMPLETED_RETENTION => Err(
+                "is over 30d, the longest the cluster store keeps a completed operation".to_owned(),
+            ),
+            Ok(t) => Ok(t),
+            Err(e) => Err(format!("{e}; write a duration such as 24h or 7d")),
+        };
+        t.map_err(|why| {
+            d.error(
+                pos(c),
+                Problem::BadRetention {
+                    value: super::cgroup::shorten(&c.value),
+                    why,
+                },
+            );
+        })
+        .ok()
+    });
     for e in &r.exec {
         if let Some(n) = never.exec.iter().find(|n| pattern_within(&e.value, n)) {
             d.warn(pos(e), shadowed(&name, "exec", &e.value, n));
@@ -316,6 +338,7 @@ fn compile_rule(d: &mut Diag<'_>, rule: &Spanned<RawRule>, never: &Never) -> Opt
         max_uses: r.max_uses.as_ref().map(|u| u.value),
         approvals: r.approvals,
         operation_key_required: r.operation_key_required,
+        completed_retention,
     })
 }
 

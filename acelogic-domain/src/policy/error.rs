@@ -206,6 +206,8 @@ pub enum Problem {
     RuleEmpty { rule: String },
     #[error("maxTtl {value:?}: {why}")]
     BadTtl { value: String, why: String },
+    #[error("completedRetention {value:?}: {why}")]
+    BadRetention { value: String, why: String },
     #[error(
         "maxUses is 0, so no artifact could ever be used: omit maxUses for no limit, or write 1 \
          or more"
@@ -253,6 +255,7 @@ impl Problem {
             Self::RuleNoIssuers { .. } => Reason::RuleNoIssuers,
             Self::RuleEmpty { .. } => Reason::RuleEmpty,
             Self::BadTtl { .. } => Reason::BadTtl,
+            Self::BadRetention { .. } => Reason::BadRetention,
             Self::BadMaxUses => Reason::BadMaxUses,
             Self::GrantInNever { .. } => Reason::GrantInNever,
             Self::NoPolicies => Reason::NoPolicies,

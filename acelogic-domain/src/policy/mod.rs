@@ -46,6 +46,7 @@
 //! | `rule-no-issuers` | a grantable rule lists no issuers |
 //! | `rule-empty` | a grantable rule lists no exec, write or connect entries |
 //! | `bad-ttl` | `maxTtl` is not a duration, is zero or is over 24 h |
+//! | `bad-retention` | `completedRetention` is not a duration, is zero or is over 30 days |
 //! | `bad-max-uses` | `maxUses` is 0 |
 //! | `grant-in-never` | warning: a grantable entry lies entirely inside never, so it can never be granted |
 //! | `no-policies` | warning: the directory holds no policy file |

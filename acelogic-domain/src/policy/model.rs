@@ -124,6 +124,9 @@ pub struct GrantRule {
     /// The artifact must carry an operation key (one live artifact per
     /// key).
     pub operation_key_required: bool,
+    /// How long the cluster store keeps an operation completed by a
+    /// one-use artifact under this rule (`None`: the default, 24 h).
+    pub completed_retention: Option<Duration>,
 }
 
 /// What no artifact can grant, however validly signed.

@@ -101,6 +101,8 @@ pub(super) struct RawRule {
     pub approvals: u32,
     #[serde(default)]
     pub operation_key_required: bool,
+    #[serde(default)]
+    pub completed_retention: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

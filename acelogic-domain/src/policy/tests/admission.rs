@@ -108,6 +108,7 @@ fn least_strict_rule_per_capability() {
             max_uses: None,
             approvals: 0,
             operation_key_required: false,
+            completed_retention: None,
             rules: vec!["kubectl-staging".into()],
         }
     );
@@ -131,6 +132,7 @@ fn strictest_terms_over_the_artifact() {
             max_uses: Some(1),
             approvals: 1,
             operation_key_required: true,
+            completed_retention: None,
             rules: vec![
                 "kubectl-staging".into(),
                 "kubectl-prod".into(),

@@ -284,6 +284,24 @@ fn grantable_rule_checks() {
         )),
         [("bad-max-uses", 14, 16)]
     );
+    for keep in ["0s", "31d", "forever"] {
+        assert_eq!(
+            errors(&rule(&format!(
+                "      exec: [/x]\n      issuers: [a]\n      maxTtl: 1m\n      completedRetention: {keep}\n"
+            ))),
+            [("bad-retention", 14, 27)],
+            "{keep}"
+        );
+    }
+    let kept = parse_file(
+        Path::new("p.yaml"),
+        &rule("      exec: [/x]\n      issuers: [a]\n      maxTtl: 1m\n      completedRetention: 7d\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        kept.workloads[0].grantable[0].completed_retention,
+        Some(std::time::Duration::from_secs(7 * 86_400))
+    );
     assert_eq!(
         errors(&rule(
             "      exec: [/x]\n      issuers: [a]\n      maxTtl: 1m\n    - name: r\n      exec: [/y]\n      \
