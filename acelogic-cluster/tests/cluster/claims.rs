@@ -227,3 +227,69 @@ async fn a_completion_is_kept_for_the_rules_retention() {
     assert_eq!(b.store.operation("short").await.unwrap().state(), "free");
     b.submit(&again.envelope).await.0.unwrap();
 }
+
+/// A CA, and a certificate it signed for `names` (PEM files in `dir`).
+fn issue(dir: &std::path::Path, tag: &str, names: &[&str]) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = [
+        dir.join(format!("{tag}.pem")),
+        dir.join(format!("{tag}.key")),
+        dir.join(format!("{tag}-ca.pem")),
+    ];
+    std::fs::write(&paths[0], cert.pem()).unwrap();
+    std::fs::write(&paths[1], key.serialize_pem()).unwrap();
+    std::fs::write(&paths[2], ca.pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_only_a_client_certificate_from_the_ca_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    // One CA for the member and its clients, as a dedicated etcd for
+    // ACELOGIC would use.
+    let [server_cert, server_key, ca] = issue(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let etcd = Etcd::start_tls(server_cert.clone(), server_key.clone(), ca.clone());
+    let mut config = etcd.config("/tls/");
+    let s = artifact(443, Some("k"), None, None, HOUR);
+
+    // The server's own key pair is a certificate the CA signed: a client
+    // presenting it is let in.
+    config.tls = Some(acelogic_cluster::TlsFiles {
+        ca: ca.clone(),
+        cert: server_cert,
+        key: server_key,
+    });
+    let mut a = Node::new("node-a", &config).await;
+    let ok = a.submit(&s.envelope).await.0.unwrap();
+    assert!(ok.fencing_token.is_some());
+
+    // A certificate from another CA: no answer, refused, nothing granted.
+    let [other_cert, other_key, _] = issue(dir.path(), "other", &["node-b"]);
+    config.tls = Some(acelogic_cluster::TlsFiles {
+        ca,
+        cert: other_cert,
+        key: other_key,
+    });
+    let mut b = Node::new("node-b", &config).await;
+    let again = artifact(443, None, None, None, HOUR);
+    let r = b.submit(&again.envelope).await.0.unwrap_err();
+    assert_eq!(r.code, Reason::ClusterStoreUnavailable, "{r}");
+    assert!(b.table.grants.is_empty());
+
+    // Plain text to a TLS member: no answer either.
+    config.tls = None;
+    let mut c = Node::new("node-c", &config).await;
+    assert_eq!(
+        c.submit(&again.envelope).await.0.unwrap_err().code,
+        Reason::ClusterStoreUnavailable
+    );
+}

@@ -34,6 +34,8 @@ pub(crate) struct Etcd {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) client_url: String,
     peer_url: String,
+    /// Server certificate, key and the CA clients must be signed by.
+    tls: Option<[PathBuf; 3]>,
     child: Option<Child>,
 }
 
@@ -54,6 +56,25 @@ impl Etcd {
             dir,
             client_url: format!("http://127.0.0.1:{}", free_port()),
             peer_url: format!("http://127.0.0.1:{}", free_port()),
+            tls: None,
+            child: None,
+        };
+        me.spawn();
+        me
+    }
+
+    /// A member that serves clients over TLS only and requires a client
+    /// certificate signed by `ca` (`--client-cert-auth`).
+    pub(crate) fn start_tls(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("acelogic-etcd-")
+            .tempdir()
+            .unwrap();
+        let mut me = Self {
+            dir,
+            client_url: format!("https://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            tls: Some([cert, key, ca]),
             child: None,
         };
         me.spawn();
@@ -75,6 +96,17 @@ impl Etcd {
             .args(["--initial-advertise-peer-urls", &self.peer_url])
             .args(["--initial-cluster", &format!("t={}", self.peer_url)])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(self.tls.iter().flat_map(|[cert, key, ca]| {
+                [
+                    "--cert-file".into(),
+                    cert.clone().into_os_string(),
+                    "--key-file".into(),
+                    key.clone().into_os_string(),
+                    "--trusted-ca-file".into(),
+                    ca.clone().into_os_string(),
+                    "--client-cert-auth".into(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -90,9 +122,22 @@ impl Etcd {
         self.wait_ready();
     }
 
-    /// Waits until the member serves its health endpoint.
+    /// Waits until the member serves its health endpoint (over TLS:
+    /// until it accepts connections).
     fn wait_ready(&self) {
-        let addr = self.client_url.trim_start_matches("http://").to_owned();
+        let addr = self
+            .client_url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
+        if self.tls.is_some() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(&addr).is_err() {
+                assert!(Instant::now() < deadline, "etcd did not listen on {addr}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
