@@ -659,3 +659,63 @@ fn collector_unit_runs_without_capabilities_on_its_state_directory() {
         assert!(exec.contains(path), "{exec} lacks {path}");
     }
 }
+
+/// The cluster-store overlay: the daemons reach the dedicated etcd's
+/// client Service over TLS, with the client certificate from the secret
+/// the patch mounts, and the members require client certificates.
+#[test]
+fn cluster_store_overlay_points_every_daemon_at_its_etcd_with_a_client_certificate() {
+    let patch: Vec<Value> =
+        serde_saphyr::from_str(&read("deploy/cluster-store/agent-etcd.yaml")).unwrap();
+    let added = |path: &str| -> Vec<Value> {
+        patch
+            .iter()
+            .filter(|op| op["op"] == "add" && op["path"] == path)
+            .map(|op| op["value"].clone())
+            .collect()
+    };
+    let args: BTreeMap<String, String> = added("/spec/template/spec/containers/0/args/-")
+        .iter()
+        .map(|a| {
+            let (k, v) = a.as_str().unwrap().split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&read("deploy/cluster-store/etcd.yaml")).unwrap();
+    let svc = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "acelogic-etcd")
+        .expect("the client Service");
+    let port = svc["spec"]["ports"][0]["port"].clone();
+    assert_eq!(
+        flag(&args, "--etcd-endpoints"),
+        format!(
+            "https://acelogic-etcd.{}.svc:{port}",
+            svc["metadata"]["namespace"].as_str().unwrap()
+        )
+    );
+    let mount = &added("/spec/template/spec/containers/0/volumeMounts/-")[0];
+    let volume = &added("/spec/template/spec/volumes/-")[0];
+    assert_eq!(mount["name"], volume["name"]);
+    assert_eq!(volume["secret"]["secretName"], "acelogic-etcd-client");
+    let dir = mount["mountPath"].as_str().unwrap();
+    for f in ["--etcd-ca", "--etcd-cert", "--etcd-key"] {
+        assert!(
+            flag(&args, f).starts_with(&format!("{dir}/")),
+            "{f} is in the secret"
+        );
+    }
+    let sts = docs
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .expect("the etcd StatefulSet");
+    let etcd_args = strings(&container(sts, "etcd")["args"]);
+    for want in [
+        "--client-cert-auth=true",
+        "--peer-client-cert-auth=true",
+        "--listen-client-urls=https://0.0.0.0:2379",
+    ] {
+        assert!(etcd_args.contains(want), "etcd runs with {want}");
+    }
+}

@@ -160,6 +160,12 @@ const CLASSES: &[Class] = &[
         how: "attach all or nothing; a failed start leaves the node as it was",
         cases: &["failed_attach_leaves_the_node_as_it_was"],
     },
+    Class {
+        class: "run an operation twice across nodes",
+        how: "ids spent and keys leased in etcd before the kernel grant; completions kept; \
+              the grant never outlives its lease; no answer, no acceptance",
+        cases: &["cluster_two_nodes_share_one_etcd"],
+    },
 ];
 
 /// Every case a row names, for the check that the table names real cases.

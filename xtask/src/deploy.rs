@@ -31,6 +31,8 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 /// The manifests directory, the generated ConfigMap and where its data
 /// comes from.
 const MANIFESTS: &str = "deploy/kubernetes";
+/// The overlay that adds the cluster store (a dedicated etcd) to them.
+const CLUSTER_STORE: &str = "deploy/cluster-store";
 const CONFIGMAP: &str = "deploy/kubernetes/policies-configmap.yaml";
 const POLICIES: &str = "policies";
 
@@ -242,23 +244,22 @@ fn kustomize_check(suite: &mut Suite, root: &Path, scratch: &Path) -> Result<()>
         suite.skipped += 1;
         return Ok(());
     }
-    let (ok, text) = output_of(
-        Command::new("kubectl")
-            .arg("kustomize")
-            .arg(root.join(MANIFESTS)),
-    )?;
-    if !ok {
-        suite.fail(format!("kubectl kustomize {MANIFESTS}: {text}"));
-        return Ok(());
-    }
-    let rendered = scratch.join("kustomized.yaml");
-    fs::write(&rendered, format!("{text}\n"))
-        .with_context(|| format!("writing {}", rendered.display()))?;
-    let newest = KUBERNETES_VERSIONS[KUBERNETES_VERSIONS.len() - 1];
-    let rel = rendered.strip_prefix(root).unwrap_or(&rendered);
-    match validate(root, rel, newest, &format!("kubectl kustomize {MANIFESTS}"))? {
-        Ok(()) => suite.passed += 1,
-        Err(why) => suite.fail(why),
+    // The base, and the overlay that adds the cluster store.
+    for dir in [MANIFESTS, CLUSTER_STORE] {
+        let (ok, text) = output_of(Command::new("kubectl").arg("kustomize").arg(root.join(dir)))?;
+        if !ok {
+            suite.fail(format!("kubectl kustomize {dir}: {text}"));
+            continue;
+        }
+        let rendered = scratch.join(format!("kustomized-{}.yaml", dir.replace('/', "-")));
+        fs::write(&rendered, format!("{text}\n"))
+            .with_context(|| format!("writing {}", rendered.display()))?;
+        let newest = KUBERNETES_VERSIONS[KUBERNETES_VERSIONS.len() - 1];
+        let rel = rendered.strip_prefix(root).unwrap_or(&rendered);
+        match validate(root, rel, newest, &format!("kubectl kustomize {dir}"))? {
+            Ok(()) => suite.passed += 1,
+            Err(why) => suite.fail(why),
+        }
     }
     Ok(())
 }
