@@ -273,6 +273,11 @@ say "change-approver co-signs $ARTIFACTS/deploy.json (the same artifact, one mor
 ask deployer acelogicctl artifact submit "$ARTIFACTS/deploy.json"
 expect_ok
 authz accepted granted
+say "the deploy agent reads its fencing token (the API it deploys through could refuse a stale one):"
+ask deployer acelogicctl operations show deploy/production/checkout
+expect_ok
+grep -q "deploy/production/checkout held by artifact $DEPLOY_ID on node $NODE" "$WORK/deployer.log" ||
+    fail "the deploy agent does not see itself holding deploy/production/checkout"
 ask deployer kubectl -n production set image deployment/checkout shop/checkout:1.8.0
 expect_ok
 decision exec allow grant
