@@ -115,7 +115,7 @@ impl pb::agent_server::Agent for Service {
             .call(move |node| node.prepare(&envelope, peer))
             .await?
             .map_err(|r| status_of(&r))?;
-        let answer = match (&prepared.cluster, &self.cluster) {
+        let answer = match (&prepared.prepared.cluster, &self.cluster) {
             (Some(claim), Some(cluster)) => Some(cluster.claim(claim).await),
             _ => None,
         };

@@ -103,6 +103,14 @@ impl GrantTable for KernelGrants<'_> {
     }
 }
 
+/// A submission between its halves, with the policy inputs it was checked
+/// against.
+#[derive(Debug)]
+pub struct Pending {
+    pub prepared: acelogic_authz::Prepared,
+    inputs: crate::daemon::Fingerprint,
+}
+
 impl Node {
     /// The first half of a submission: verify, check, resolve; says what
     /// to ask the cluster store, if anything.
@@ -110,22 +118,50 @@ impl Node {
         &mut self,
         envelope: &[u8],
         peer: Option<acelogic_authz::state::Peer>,
-    ) -> Result<acelogic_authz::Prepared, Refusal> {
+    ) -> Result<Pending, Refusal> {
         let now = SystemTime::now();
         self.retire(now);
-        let (authz, _, inputs) = self.engine(now);
-        authz.prepare(envelope, peer, &inputs)
+        let inputs = self.inputs_seen.clone();
+        let (authz, _, engine_inputs) = self.engine(now);
+        let prepared = authz.prepare(envelope, peer, &engine_inputs)?;
+        Ok(Pending { prepared, inputs })
     }
 
-    /// The second half, with the cluster store's answer.
+    /// The second half, with the cluster store's answer. A reload that
+    /// came in between (while the store was asked) re-checks what this
+    /// accepted against the policy and keys now in force.
     pub fn commit(
         &mut self,
-        prepared: acelogic_authz::Prepared,
+        pending: Pending,
         answer: Option<acelogic_cluster::ClusterAnswer>,
     ) -> Result<acelogic_authz::Accepted, Refusal> {
         let now = SystemTime::now();
-        self.authz
-            .commit(prepared, answer, &mut KernelGrants(&mut self.kernel), now)
+        let Pending { prepared, inputs } = pending;
+        let accepted =
+            self.authz
+                .commit(prepared, answer, &mut KernelGrants(&mut self.kernel), now)?;
+        if inputs != self.inputs_seen {
+            self.recheck(now)?;
+            let live = self
+                .authz
+                .state()
+                .artifact(&accepted.artifact_id)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.state == "live");
+            if !live {
+                return Err(Refusal::new(
+                    Reason::PolicyNarrowed,
+                    format!(
+                        "the policy or trust store changed while artifact {} was being \
+                         claimed, and the one now in force does not permit it; its grants \
+                         were removed",
+                        accepted.artifact_id
+                    ),
+                ));
+            }
+        }
+        Ok(accepted)
     }
 
     /// Live artifacts holding a cluster lease: (id, key, token).
