@@ -144,9 +144,15 @@ impl Layout {
         format!("{}ops/", self.prefix)
     }
 
+    /// Every entry of one operation key lives below this.
+    #[must_use]
+    pub fn op_dir(&self, key: &str) -> String {
+        format!("{}ops/{}/", self.prefix, segment(key))
+    }
+
     #[must_use]
     pub fn op(&self, key: &str, entry: Entry) -> String {
-        format!("{}ops/{}/{}", self.prefix, segment(key), entry.name())
+        format!("{}{}", self.op_dir(key), entry.name())
     }
 
     /// The operation key and entry of a key below [`Layout::ops`].

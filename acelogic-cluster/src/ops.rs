@@ -85,7 +85,7 @@ impl EtcdStore {
     /// nothing for it).
     pub async fn operation(&self, key: &str) -> Result<Operation, Error> {
         let mut kv = self.client.kv_client();
-        let prefix = format!("{}ops/{}/", self.layout.prefix(), keys::segment(key));
+        let prefix = self.layout.op_dir(key);
         let r = self
             .bounded(async move {
                 Ok(kv
@@ -93,11 +93,16 @@ impl EtcdStore {
                     .await?)
             })
             .await?;
+        self.gather(key, r.kvs())
+    }
+
+    /// The entries of `key` among `kvs`.
+    fn gather(&self, key: &str, kvs: &[etcd_client::KeyValue]) -> Result<Operation, Error> {
         let mut op = Operation {
             key: key.to_owned(),
             ..Operation::default()
         };
-        for kv in r.kvs() {
+        for kv in kvs {
             if let Some((_, entry)) = self.layout.parse_op(kv.key()) {
                 op.add(entry, kv)?;
             }
@@ -110,7 +115,7 @@ impl EtcdStore {
     /// holder's node sees its holder deleted and removes the kernel grant.
     pub async fn release(&self, key: &str) -> Result<Operation, Error> {
         let mut kv = self.client.kv_client();
-        let prefix = format!("{}ops/{}/", self.layout.prefix(), keys::segment(key));
+        let prefix = self.layout.op_dir(key);
         let r = self
             .bounded(async move {
                 Ok(kv
@@ -121,19 +126,15 @@ impl EtcdStore {
                     .await?)
             })
             .await?;
-        let mut op = Operation {
-            key: key.to_owned(),
-            ..Operation::default()
-        };
-        for resp in r.op_responses() {
-            if let TxnOpResponse::Delete(d) = resp {
-                for kv in d.prev_kvs() {
-                    if let Some((_, entry)) = self.layout.parse_op(kv.key()) {
-                        op.add(entry, kv)?;
-                    }
-                }
-            }
-        }
-        Ok(op)
+        let was: Vec<etcd_client::KeyValue> = r
+            .op_responses()
+            .into_iter()
+            .filter_map(|resp| match resp {
+                TxnOpResponse::Delete(d) => Some(d.prev_kvs().to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        self.gather(key, &was)
     }
 }

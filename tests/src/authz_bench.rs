@@ -31,7 +31,7 @@ use crate::summary::{Row, Target, Unit, rows_json};
 
 /// Grants kept in memory: the kernel's part is measured in the VM.
 #[derive(Debug, Default)]
-struct Memory(Vec<GrantSpec>);
+pub(crate) struct Memory(Vec<GrantSpec>);
 
 impl GrantTable for Memory {
     fn install(&mut self, set: &[GrantSpec]) -> Result<(), PortError> {

@@ -9,40 +9,20 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use acelogic_authz::{Authorizer, GrantTable, Inputs, Usage, check::Settings, state::State};
+use acelogic_authz::{Authorizer, Inputs, check::Settings, state::State};
 use acelogic_cluster::{ClusterAnswer, Config, EtcdStore};
 use acelogic_domain::{
-    PortError,
     artifact::{self, Artifact, ArtifactId, Role, SecretKey, Subject, TrustStore},
     capability::{Capability, ExecCap},
-    grant::GrantSpec,
     policy::{self, PolicySet},
 };
 use anyhow::Context as _;
 
 use crate::{
+    authz_bench::Memory,
     etcd::Etcd,
     summary::{Row, Unit, rows_json},
 };
-
-/// Grants kept in memory: the kernel's part is measured in the VM.
-#[derive(Debug, Default)]
-struct Memory(Vec<GrantSpec>);
-
-impl GrantTable for Memory {
-    fn install(&mut self, set: &[GrantSpec]) -> Result<(), PortError> {
-        self.0.extend_from_slice(set);
-        Ok(())
-    }
-    fn remove(&mut self, grant_id: u64) -> Result<usize, PortError> {
-        let n = self.0.len();
-        self.0.retain(|g| g.grant_id != grant_id);
-        Ok(n - self.0.len())
-    }
-    fn usage(&mut self) -> Result<HashMap<u64, Usage>, PortError> {
-        Ok(HashMap::new())
-    }
-}
 
 const POLICY: &str = "apiVersion: acelogic.dev/v1
 kind: CapabilityPolicy

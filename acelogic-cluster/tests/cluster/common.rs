@@ -48,33 +48,26 @@ impl Etcd {
     /// Starts a member and waits until it answers. Panics with what to do
     /// when etcd is not installed: this test needs the real server.
     pub(crate) fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("acelogic-etcd-")
-            .tempdir()
-            .unwrap();
-        let mut me = Self {
-            dir,
-            client_url: format!("http://127.0.0.1:{}", free_port()),
-            peer_url: format!("http://127.0.0.1:{}", free_port()),
-            tls: None,
-            child: None,
-        };
-        me.spawn();
-        me
+        Self::with(None)
     }
 
     /// A member that serves clients over TLS only and requires a client
     /// certificate signed by `ca` (`--client-cert-auth`).
     pub(crate) fn start_tls(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Self {
+        Self::with(Some([cert, key, ca]))
+    }
+
+    fn with(tls: Option<[PathBuf; 3]>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("acelogic-etcd-")
             .tempdir()
             .unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut me = Self {
             dir,
-            client_url: format!("https://127.0.0.1:{}", free_port()),
+            client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
             peer_url: format!("http://127.0.0.1:{}", free_port()),
-            tls: Some([cert, key, ca]),
+            tls,
             child: None,
         };
         me.spawn();
