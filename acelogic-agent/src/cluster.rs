@@ -167,9 +167,13 @@ impl Cluster {
                     .map_err(|e| e.to_string());
             }
             self.set_pending(left);
+            // Recorded: every loss of the store, and every return after one
+            // (not the first answer after start).
             if let Some(before) = self.saw(outcome) {
                 let h = self.health();
-                self.note_change(&node, before, &h).await;
+                if h.up != Some(true) || before == Some(false) {
+                    self.note_change(&node, before, &h).await;
+                }
             }
             let h = self.health();
             metrics.update(|s| {
