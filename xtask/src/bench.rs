@@ -34,7 +34,8 @@ pub(crate) struct BenchArgs {
     /// Seconds before the VM is given up on.
     #[arg(long, default_value_t = 1800)]
     vm_timeout: u64,
-    /// Skip the native benchmarks (verify and decide, journal, collector);
+    /// Skip the native benchmarks (verify and decide, journal, cluster
+    /// store, collector);
     /// the combined table then takes their rows from the JSON of an
     /// earlier run, when there is one.
     #[arg(long)]
