@@ -225,6 +225,36 @@ mod tests {
         assert_eq!(l.parse_op(b"/elsewhere/ops/x/holder"), None);
     }
 
+    /// Whatever another writer left under the prefix, parsing it gives an
+    /// answer or a precise error, never a panic.
+    #[test]
+    fn arbitrary_keys_and_values_never_panic() {
+        let l = Layout::new("/p/");
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let alphabet: Vec<char> = "%2F5/aé€\u{0}{}\":,holderintentcompleted".chars().collect();
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push(alphabet[usize::try_from(x % alphabet.len() as u64).unwrap()]);
+            }
+            let _ = unsegment(&text);
+            let _ = l.parse_op(format!("/p/ops/{text}").as_bytes());
+            let _ = decode::<Holder>(b"k", text.as_bytes());
+            let _ = decode::<Completed>(b"k", text.as_bytes());
+        }
+        for raw in [
+            &b"/p/ops/\xff\xfe/holder"[..],
+            b"/p/ops/%",
+            b"/p/ops//holder",
+            b"",
+        ] {
+            let _ = l.parse_op(raw);
+        }
+    }
+
     #[test]
     fn a_value_with_unknown_fields_is_refused_with_its_key() {
         let e = decode::<Spent>(
