@@ -501,3 +501,22 @@ fn explain_refusal(c: &ClusterClaim, r: &[TxnOpResponse]) -> Result<ClusterAnswe
         c.artifact_id
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ttl;
+
+    /// A lease never ends before the time it must cover: the kernel grant
+    /// (which expires at `until`) never outlives it.
+    #[test]
+    fn a_lease_covers_every_second_it_is_for() {
+        for (until, now) in [(100, 40), (100, 99), (100, 100), (100, 250), (0, 0)] {
+            let t = ttl(until, now);
+            assert!(t >= 1, "etcd needs a positive TTL: {t}");
+            assert!(
+                now + t > until,
+                "lease of {t} s from {now} ends before {until}"
+            );
+        }
+    }
+}

@@ -55,17 +55,9 @@ impl Operation {
 impl EtcdStore {
     /// Every operation key the store holds anything for, by key.
     pub async fn operations(&self) -> Result<Vec<Operation>, Error> {
-        let mut kv = self.client.kv_client();
-        let prefix = self.layout.ops();
-        let r = self
-            .bounded(async move {
-                Ok(kv
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await?)
-            })
-            .await?;
+        let kvs = self.below(self.layout.ops()).await?;
         let mut by_key: BTreeMap<String, Operation> = BTreeMap::new();
-        for kv in r.kvs() {
+        for kv in &kvs {
             let Some((key, entry)) = self.layout.parse_op(kv.key()) else {
                 tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "not an operation entry; ignored");
                 continue;
@@ -84,16 +76,20 @@ impl EtcdStore {
     /// One operation key (all its entries empty when the store holds
     /// nothing for it).
     pub async fn operation(&self, key: &str) -> Result<Operation, Error> {
+        let kvs = self.below(self.layout.op_dir(key)).await?;
+        self.gather(key, &kvs)
+    }
+
+    /// Every entry below `prefix`, within the timeout.
+    async fn below(&self, prefix: String) -> Result<Vec<etcd_client::KeyValue>, Error> {
         let mut kv = self.client.kv_client();
-        let prefix = self.layout.op_dir(key);
-        let r = self
-            .bounded(async move {
-                Ok(kv
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await?)
-            })
-            .await?;
-        self.gather(key, r.kvs())
+        self.bounded(async move {
+            Ok(kv
+                .get(prefix, Some(GetOptions::new().with_prefix()))
+                .await?
+                .take_kvs())
+        })
+        .await
     }
 
     /// The entries of `key` among `kvs`.
