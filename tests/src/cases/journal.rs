@@ -189,7 +189,8 @@ impl Drop for Flooder {
     }
 }
 
-fn counters() -> anyhow::Result<Counters> {
+/// The shared install's kernel counters, summed over CPUs.
+pub(crate) fn counters() -> anyhow::Result<Counters> {
     let pin = std::env::var(SHARED_PIN_DIR).context("no shared pin dir")?;
     let kernel = Kernel::load_with(&LoadOptions {
         pin_dir: Some(pin.into()),
