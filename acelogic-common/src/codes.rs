@@ -67,6 +67,9 @@ pub mod hook {
     pub const MOVE_MOUNT: u16 = 44;
     /// `task_alloc` with `CLONE_INTO_CGROUP`: a child born in another cgroup.
     pub const CLONE_INTO_CGROUP: u16 = 45;
+    /// `uring_override_creds`: an io_uring request asking to run under a
+    /// registered personality's credentials.
+    pub const URING_PERSONALITY: u16 = 46;
 }
 
 /// The outcome of a decision.

@@ -113,6 +113,8 @@ gates! {
     MOUNT = "mount_gate" on "sb_mount";
     MOVE_MOUNT = "move_mount_gate" on "move_mount";
     CLONE = "clone_gate" on "task_alloc";
+    /// io_uring personalities: a request under other credentials.
+    URING_CREDS = "uring_gate" on "uring_override_creds";
 }
 
 /// Tracepoint program on `sched/sched_process_exec`: process lineage.

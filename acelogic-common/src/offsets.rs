@@ -54,6 +54,13 @@ pub struct KernelOffsets {
     /// `vm_flags`, a `vm_flags_t` (`unsigned long`; in an anonymous union
     /// since Linux 6.3).
     pub vma_vm_flags: u32,
+    /// `cred`: the credentials the task acts with, which `override_creds`
+    /// replaces for a while (overlayfs on its layers, a core dump).
+    pub task_cred: u32,
+    /// `real_cred`: the task's own credentials.
+    pub task_real_cred: u32,
+    /// `flags` (`PF_*`), an `unsigned int`.
+    pub task_flags: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 144);
+const _: () = assert!(size_of::<KernelOffsets>() == 156);

@@ -111,6 +111,7 @@ code_enum!(
         SbMount = hook::SB_MOUNT => "mount",
         MoveMount = hook::MOVE_MOUNT => "move-mount",
         CloneIntoCgroup = hook::CLONE_INTO_CGROUP => "clone-into-cgroup",
+        UringPersonality = hook::URING_PERSONALITY => "uring-personality",
     }
 );
 code_enum!(

@@ -28,12 +28,37 @@ pub(crate) fn run<B: Body + 'static>(
     hook: u16,
     decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
 ) -> i32 {
+    run_with::<B, false>(prev, hook, decide)
+}
+
+/// [`run`] for the file hooks a stacking filesystem calls again on its
+/// layers (`file_open`, the inode attribute hooks): a governed task's
+/// operation is decided where the task named the file, not again when the
+/// kernel carries it out on the layers ([`scope::on_layers`]).
+#[inline(always)]
+pub(crate) fn run_layered<B: Body + 'static>(
+    prev: i32,
+    hook: u16,
+    decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
+) -> i32 {
+    run_with::<B, true>(prev, hook, decide)
+}
+
+#[inline(always)]
+fn run_with<B: Body + 'static, const LAYERED: bool>(
+    prev: i32,
+    hook: u16,
+    decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
+) -> i32 {
     if prev != 0 {
         return prev;
     }
     let Some(g) = scope::current() else {
         return 0;
     };
+    if LAYERED && scope::on_layers() {
+        return 0;
+    }
     let Some(mut entry) = EVENTS.reserve::<B>(0) else {
         count(counter::RECORD_UNAVAILABLE);
         return EPERM;

@@ -49,6 +49,9 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     inode_i_mode: 0,
     super_block_s_flags: 0,
     vma_vm_flags: 0,
+    task_cred: 0,
+    task_real_cred: 0,
+    task_flags: 0,
 };
 
 /// The offset of one member, read so the compiler cannot fold the zero the
@@ -258,6 +261,16 @@ pub(crate) fn task_ppid(task: Kptr) -> Result<u32, Error> {
 #[inline(always)]
 pub(crate) fn task_real_parent(task: Kptr) -> Result<Kptr, Error> {
     read_ptr(task, off!(task_real_parent))
+}
+
+/// `task->cred`, `task->real_cred` and `task->flags`.
+#[inline(always)]
+pub(crate) fn task_creds_and_flags(task: Kptr) -> Result<(Kptr, Kptr, u32), Error> {
+    Ok((
+        read_ptr(task, off!(task_cred))?,
+        read_ptr(task, off!(task_real_cred))?,
+        read(task, off!(task_flags))?,
+    ))
 }
 
 /// `task->mm->exe_file->f_inode`: the inode of the task's executable.

@@ -174,7 +174,9 @@ pub(crate) fn content_gate<const HOOK: u16>(prev: i32, file: Kptr, detail: u32) 
     let Some(g) = scope::current() else {
         return prev;
     };
-    if !governed_content(file) {
+    // Overlayfs writing its upper layer (a copy-up, a write through the
+    // merged file): decided on the merged file.
+    if !governed_content(file) || scope::on_layers() {
         return prev;
     }
     // A frozen scope (or one whose state is gone) is decided again, and

@@ -149,6 +149,33 @@ pub(crate) fn of_task(task: Kptr) -> Result<(u64, Option<u32>), Error> {
     Ok((cgroup_id, None))
 }
 
+/// `PF_IO_WORKER`: an io_uring worker (io-wq or SQPOLL thread).
+const PF_IO_WORKER: u32 = 0x10;
+/// `PF_DUMPCORE`: the task is dumping core.
+const PF_DUMPCORE: u32 = 0x200;
+
+/// The kernel is doing a stacking filesystem's own work on its layers for
+/// the current task: it substituted credentials (`override_creds`), as
+/// overlayfs does with its mounter's for every operation on its upper and
+/// lower layers (copy-up included) and FUSE passthrough does on its backing
+/// files. The operation the task asked for was decided on the file it
+/// named; the layers' operations are not decided again.
+///
+/// Not exempt, because the task chose what runs under the substituted
+/// credentials: io_uring workers (`PF_IO_WORKER`: io-wq and SQPOLL run a
+/// request under its submitter's credentials) and a core dump
+/// (`PF_DUMPCORE`: the core file is opened under substituted
+/// credentials). The one way a task picks the credentials of its own
+/// inline operation, an io_uring personality, is refused to governed tasks
+/// (`uring_gate`). An unreadable task is not exempt.
+#[inline(always)]
+pub(crate) fn on_layers() -> bool {
+    match kobj::task_creds_and_flags(current_task()) {
+        Ok((cred, real, flags)) => cred != real && flags & (PF_IO_WORKER | PF_DUMPCORE) == 0,
+        Err(_) => false,
+    }
+}
+
 /// The current task as a kernel pointer.
 #[inline(always)]
 pub(crate) fn current_task() -> Kptr {

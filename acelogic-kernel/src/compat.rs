@@ -122,7 +122,7 @@ pub const LINEAGE: [ProgramSpec; 3] = [PROCESS_FORK, PROCESS_LINEAGE, PROCESS_EX
 
 /// Every LSM gate with its hook's parameter count. A hook listed twice has
 /// one program per prototype; [`select`] keeps the one that matches.
-pub const GATES: [ProgramSpec; 35] = [
+pub const GATES: [ProgramSpec; 36] = [
     EXEC_GATE,
     gate(gate::MMAP, 4),
     gate(gate::MPROTECT, 3),
@@ -160,6 +160,8 @@ pub const GATES: [ProgramSpec; 35] = [
     gate(gate::MOUNT, 5),
     gate(gate::MOVE_MOUNT, 2),
     gate(gate::CLONE, 2),
+    // Kernels built with io_uring.
+    gate_where_present(gate::URING_CREDS, 1),
 ];
 
 /// Every program of the object, variants included.

@@ -107,6 +107,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         inode_i_mode: member(btf, "inode", &["i_mode"], Some(2))?,
         super_block_s_flags: member(btf, "super_block", &["s_flags"], PTR)?,
         vma_vm_flags: member(btf, "vm_area_struct", &["vm_flags"], PTR)?,
+        task_cred: member(btf, "task_struct", &["cred"], PTR)?,
+        task_real_cred: member(btf, "task_struct", &["real_cred"], PTR)?,
+        task_flags: member(btf, "task_struct", &["flags"], Some(4))?,
     })
 }
 
@@ -128,5 +131,6 @@ mod tests {
         assert!(o.task_real_parent > 0 && o.task_tgid > 0);
         assert_ne!(o.task_pid, o.task_tgid);
         assert!(o.task_group_leader > 0 && o.task_start_boottime > 0 && o.task_exit_code > 0);
+        assert_ne!(o.task_cred, o.task_real_cred);
     }
 }

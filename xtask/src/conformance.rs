@@ -70,8 +70,8 @@ const CLASSES: &[Class] = &[
     },
     Class {
         class: "overlayfs copy-up (container roots)",
-        how: "",
-        cases: &[],
+        how: "decided on the merged view the process names (exec by inode, writes by the merged directories); overlayfs's own work on its layers under its mounter's credentials (copy-up, the upper file's open, write and attributes) is not decided again; the layers named directly are decided like any path",
+        cases: &["overlayfs_container_root_decided_on_the_merged_view"],
     },
     Class {
         class: "fileless exec: memfd through `fexecve` and `/proc/self/fd`, a copy in `/dev/shm` (the temp dir where there is none)",
@@ -105,8 +105,16 @@ const CLASSES: &[Class] = &[
     },
     Class {
         class: "io_uring operations",
-        how: "the ring's openat and write run through the same VFS hooks (`file_open`, `file_permission`)",
-        cases: &["io_uring_opens_and_writes_decided"],
+        how: "the ring's openat and write run through the same VFS hooks (`file_open`, `file_permission`), in the task or its io-wq workers; a request under a registered personality is refused (`uring_override_creds`)",
+        cases: &[
+            "io_uring_opens_and_writes_decided",
+            "io_uring_personality_refused",
+        ],
+    },
+    Class {
+        class: "core dumps written under substituted credentials",
+        how: "the core file's removal, creation and open are decided like any (`path_unlink`, `path_mknod`, `file_open`, which does not exempt a dumping task): a governed task's core lands only in its writable set",
+        cases: &["core_dump_outside_the_writable_set_refused"],
     },
     Class {
         class: "syscall-argument TOCTOU",
@@ -308,6 +316,7 @@ mod tests {
         assert_eq!(cell(&["c"], &col), "not run `c`");
         assert_eq!(cell(&[], &col), "–");
         let md = render(&[col], "today");
-        assert!(md.contains("| overlayfs copy-up (container roots) | – | no case yet | – |"));
+        // A class whose case did not run in this column says so.
+        assert!(md.contains("| not run `overlayfs_container_root_decided_on_the_merged_view` |"));
     }
 }

@@ -16,6 +16,37 @@ pub(crate) struct Kernel {
     /// The kernel release, as `uname -r` prints it in the guest.
     pub(crate) label: String,
     pub(crate) vmlinuz: PathBuf,
+    /// [`GUEST_MODULES`] and what they depend on, uncompressed, in load
+    /// order (dependencies first): `NN-<name>.ko` files.
+    pub(crate) modules: Vec<PathBuf>,
+}
+
+/// Modules the guest loads at boot: overlayfs, for the container-root
+/// cases (a module on Debian's cloud kernels, as on most distributions').
+const GUEST_MODULES: &[&str] = &["overlay"];
+
+/// The cache entry's directory of extracted modules (written whole, then
+/// renamed, so its presence means complete).
+const MODULES_DIR: &str = "modules";
+
+impl Kernel {
+    /// The cached kernel in `dir`, when its entry is complete: the image
+    /// and the extracted modules (an entry from before modules were
+    /// extracted is downloaded again).
+    fn at(dir: &Path, label: String) -> Option<Self> {
+        let vmlinuz = dir.join("vmlinuz");
+        let listing = std::fs::read_dir(dir.join(MODULES_DIR)).ok()?;
+        let mut modules: Vec<PathBuf> = listing
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+            .collect();
+        modules.sort();
+        vmlinuz.is_file().then_some(Self {
+            label,
+            vmlinuz,
+            modules,
+        })
+    }
 }
 
 /// A kernel line of the matrix: which suite, which package names.
@@ -345,6 +376,28 @@ impl Apt {
         result
     }
 
+    /// Downloads `package=version` into `work` and unpacks it into `root`.
+    fn unpack(&self, package: &str, version: &str, work: &Path, root: &Path) -> Result<()> {
+        let debs = work.join(format!("{package}.debs"));
+        std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+        capture(
+            self.command("apt-get").current_dir(&debs).args([
+                "-q",
+                "download",
+                &format!("{package}={version}"),
+            ]),
+            "the mirror may have dropped this version; delete ~/.cache/acelogic/apt-* to force \
+             fresh lists, or check network access to the Debian mirror",
+        )?;
+        let deb = find_file(&debs, |n| n.ends_with(".deb"))?
+            .with_context(|| format!("`apt-get download {package}` produced no .deb"))?;
+        capture(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root),
+            "the downloaded package may be corrupt; run `cargo xtask setup` again",
+        )?;
+        Ok(())
+    }
+
     fn download_in(
         &self,
         package: &str,
@@ -353,22 +406,26 @@ impl Apt {
         dest: &Path,
         work: &Path,
     ) -> Result<()> {
-        capture(
-            self.command("apt-get").current_dir(work).args([
-                "-q",
-                "download",
-                &format!("{package}={version}"),
-            ]),
-            "the mirror may have dropped this version; delete ~/.cache/acelogic/apt-* to force \
-             fresh lists, or check network access to the Debian mirror",
-        )?;
-        let deb = find_file(work, |n| n.ends_with(".deb"))?
-            .with_context(|| format!("`apt-get download {package}` produced no .deb"))?;
         let root = work.join("x");
-        capture(
-            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
-            "the downloaded package may be corrupt; run `cargo xtask setup` again",
-        )?;
+        self.unpack(package, version, work, &root)?;
+        if let Layout::Modules = layout {
+            // From 7.0 the modules are a package of their own.
+            let modules = package.replacen("linux-binary-", "linux-modules-", 1);
+            self.unpack(&modules, version, work, &root)?;
+        }
+        let release = [root.join("usr/lib/modules"), root.join("lib/modules")]
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .find_map(|d| find_file(&d, |_| true).ok().flatten())
+            .with_context(|| format!("{package} contains no lib/modules/<release>"))?;
+        let modules = dest.join(MODULES_DIR);
+        let part = dest.join(format!("{MODULES_DIR}.part"));
+        if part.exists() {
+            std::fs::remove_dir_all(&part)
+                .with_context(|| format!("removing {}", part.display()))?;
+        }
+        std::fs::create_dir_all(&part).with_context(|| format!("creating {}", part.display()))?;
+        extract_modules(&release, GUEST_MODULES, &part)?;
         let (vmlinuz, config) = match layout {
             Layout::Boot => {
                 let boot = root.join("boot");
@@ -377,9 +434,6 @@ impl Apt {
                 (vmlinuz, find_file(&boot, |n| n.starts_with("config-"))?)
             }
             Layout::Modules => {
-                let modules = root.join("usr/lib/modules");
-                let release = find_file(&modules, |_| true)?
-                    .with_context(|| format!("{package} contains no usr/lib/modules/<release>"))?;
                 let vmlinuz = release.join("vmlinuz");
                 if !vmlinuz.is_file() {
                     bail!("{package} contains no {}", vmlinuz.display());
@@ -394,8 +448,119 @@ impl Apt {
         let part = dest.join("vmlinuz.part");
         std::fs::copy(&vmlinuz, &part).with_context(|| format!("copying {}", vmlinuz.display()))?;
         std::fs::rename(&part, dest.join("vmlinuz")).context("renaming vmlinuz.part")?;
+        if modules.exists() {
+            std::fs::remove_dir_all(&modules)
+                .with_context(|| format!("removing {}", modules.display()))?;
+        }
+        std::fs::rename(dest.join(format!("{MODULES_DIR}.part")), &modules)
+            .context("renaming modules.part")?;
         Ok(())
     }
+}
+
+/// Copies the modules `names` and, first, what each depends on (its
+/// `.modinfo` `depends=`), from the package's `lib/modules/<release>` into
+/// `dest` as uncompressed `NN-<name>.ko`, numbered in load order.
+fn extract_modules(release: &Path, names: &[&str], dest: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    walk_files(release, &mut files)?;
+    // A module built into the image needs no loading.
+    let builtin = std::fs::read_to_string(release.join("modules.builtin")).unwrap_or_default();
+    let is_builtin = |name: &str| {
+        builtin
+            .lines()
+            .any(|l| l.rsplit('/').next() == Some(&format!("{name}.ko")))
+    };
+    let mut loaded: Vec<String> = Vec::new();
+    let mut pending: Vec<(String, bool)> = names
+        .iter()
+        .rev()
+        .map(|n| ((*n).to_owned(), false))
+        .collect();
+    while let Some((name, expanded)) = pending.pop() {
+        if loaded.contains(&name) || is_builtin(&name) {
+            continue;
+        }
+        let bytes = module_bytes(&files, &name)?;
+        if !expanded {
+            let deps = module_depends(&bytes);
+            let todo: Vec<String> = deps.into_iter().filter(|d| !loaded.contains(d)).collect();
+            if !todo.is_empty() {
+                pending.push((name, true));
+                pending.extend(todo.into_iter().rev().map(|d| (d, false)));
+                continue;
+            }
+        }
+        let file = dest.join(format!("{:02}-{name}.ko", loaded.len()));
+        std::fs::write(&file, &bytes).with_context(|| format!("writing {}", file.display()))?;
+        loaded.push(name);
+    }
+    Ok(())
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = e?.path();
+        if path.is_dir() {
+            walk_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The uncompressed image of module `name` (`name.ko`, `.ko.xz` or
+/// `.ko.zst`; `-` and `_` are the same in module names).
+fn module_bytes(files: &[PathBuf], name: &str) -> Result<Vec<u8>> {
+    let norm = |s: &str| s.replace('-', "_");
+    let want = norm(name);
+    let found = files.iter().find_map(|p| {
+        let file = p.file_name()?.to_str()?;
+        let (stem, kind) = [
+            (".ko", None),
+            (".ko.xz", Some("xz")),
+            (".ko.zst", Some("zstd")),
+        ]
+        .into_iter()
+        .find_map(|(ext, tool)| file.strip_suffix(ext).map(|s| (s, tool)))?;
+        (norm(stem) == want).then_some((p, kind))
+    });
+    let (path, tool) = found.with_context(|| format!("the kernel package has no module {name}"))?;
+    match tool {
+        None => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+        Some(tool) => {
+            let out = Command::new(tool)
+                .args(["-dc"])
+                .arg(path)
+                .output()
+                .with_context(|| format!("running {tool}; install it (`cargo xtask setup`)"))?;
+            if !out.status.success() {
+                bail!(
+                    "{tool} -dc {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(out.stdout)
+        }
+    }
+}
+
+/// The `depends=` list of a module image's `.modinfo` strings.
+fn module_depends(image: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"depends=";
+    image
+        .split(|&b| b == 0)
+        .find_map(|s| s.strip_prefix(KEY))
+        .map(|list| {
+            String::from_utf8_lossy(list)
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Apt {
@@ -517,17 +682,14 @@ fn cached(kernels: &Path, flavour: &Flavour) -> Option<Kernel> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let (package, version) = name.split_once('_')?;
-            let vmlinuz = e.path().join("vmlinuz");
-            (flavour.matches(package) && vmlinuz.is_file()).then(|| {
-                (
-                    (version_key(package), version_key(version)),
-                    label_of(package),
-                    vmlinuz,
-                )
-            })
+            if !flavour.matches(package) {
+                return None;
+            }
+            let kernel = Kernel::at(&e.path(), label_of(package))?;
+            Some(((version_key(package), version_key(version)), kernel))
         })
         .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, label, vmlinuz)| Kernel { label, vmlinuz })
+        .map(|(_, kernel)| kernel)
 }
 
 /// The most telling line of a failed apt command, for one-line warnings.
@@ -555,14 +717,19 @@ fn ensure(flavour: &Flavour, kernels: &Path, main: &str, security: Option<&str>)
             let version = apt.candidate(&package)?;
             let label = label_of(&package);
             let dir = kernels.join(format!("{package}_{version}"));
-            let vmlinuz = dir.join("vmlinuz");
-            if vmlinuz.is_file() {
+            if let Some(kernel) = Kernel::at(&dir, label.clone()) {
                 println!("setup: kernel {label} ({version}): already cached");
-                return Ok(Kernel { label, vmlinuz });
+                return Ok(kernel);
             }
             println!("setup: kernel {label} ({version}): downloading {package}");
-            match apt.download(&package, &version, flavour.layout, &dir) {
-                Ok(()) => return Ok(Kernel { label, vmlinuz }),
+            let got = apt
+                .download(&package, &version, flavour.layout, &dir)
+                .and_then(|()| {
+                    Kernel::at(&dir, label.clone())
+                        .with_context(|| format!("{} is incomplete", dir.display()))
+                });
+            match got {
+                Ok(kernel) => return Ok(kernel),
                 Err(err) => {
                     println!(
                         "setup: warning: {package} {version} could not be downloaded ({}); trying \
@@ -649,6 +816,14 @@ pub(crate) fn select(mut kernels: Vec<Kernel>, filter: Option<&str>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_module_dependencies() {
+        let image = b"\x7fELF\0license=GPL\0depends=exportfs,fuse\0vermagic=6.1\0";
+        assert_eq!(module_depends(image), ["exportfs", "fuse"]);
+        assert!(module_depends(b"\0license=GPL\0depends=\0").is_empty());
+        assert!(module_depends(b"no modinfo here").is_empty());
+    }
 
     #[test]
     fn flavours_match_names() {

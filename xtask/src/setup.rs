@@ -19,8 +19,15 @@ const PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "cpio", "syste
 /// From the release itself, never a backport: `etcd-server` for the
 /// cluster store's tests (each starts its own member, on loopback or in
 /// the guest); `protobuf-compiler` and `libprotobuf-dev` (protoc and its
-/// well-known types) for etcd-client's build script.
-const RELEASE_PACKAGES: [&str; 3] = ["etcd-server", "protobuf-compiler", "libprotobuf-dev"];
+/// well-known types) for etcd-client's build script; `xz-utils` and `zstd`
+/// to unpack the kernel modules the guests load.
+const RELEASE_PACKAGES: [&str; 5] = [
+    "etcd-server",
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "xz-utils",
+    "zstd",
+];
 const NIGHTLY_HINT: &str = "install the nightly toolchain: `rustup toolchain install nightly`";
 
 /// What setup found: the kernel matrix.

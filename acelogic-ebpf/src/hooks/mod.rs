@@ -39,4 +39,5 @@ mod truncate;
 mod unix_connect;
 mod unix_send;
 mod unlink;
+mod uring;
 mod write;

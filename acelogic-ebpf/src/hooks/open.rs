@@ -24,7 +24,7 @@ pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
     if mode & FMODE_WRITE == 0 {
         return prev;
     }
-    gate::run::<FileDecision>(prev, hook::FILE_OPEN, |g, rec| {
+    gate::run_layered::<FileDecision>(prev, hook::FILE_OPEN, |g, rec| {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = mode };
         let verdict = objects::write(g, rec, kobj::file_dentry(file)?)?;

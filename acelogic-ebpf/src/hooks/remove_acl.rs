@@ -14,7 +14,7 @@ use crate::{gate, kobj::Kptr, objects};
 #[lsm(hook = "inode_remove_acl")]
 pub(crate) fn rm_acl_gate(ctx: LsmContext) -> i32 {
     let dentry: Kptr = ctx.arg(1);
-    gate::run::<FileDecision>(ctx.arg(3), hook::INODE_REMOVE_ACL, |g, rec| {
+    gate::run_layered::<FileDecision>(ctx.arg(3), hook::INODE_REMOVE_ACL, |g, rec| {
         objects::write(g, rec, dentry)
     })
 }

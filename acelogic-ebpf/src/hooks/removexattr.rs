@@ -14,7 +14,7 @@ use crate::{gate, kobj::Kptr, objects};
 #[lsm(hook = "inode_removexattr")]
 pub(crate) fn rmxattr_gate(ctx: LsmContext) -> i32 {
     let dentry: Kptr = ctx.arg(1);
-    gate::run::<FileDecision>(ctx.arg(3), hook::INODE_REMOVEXATTR, |g, rec| {
+    gate::run_layered::<FileDecision>(ctx.arg(3), hook::INODE_REMOVEXATTR, |g, rec| {
         objects::write(g, rec, dentry)
     })
 }

@@ -14,7 +14,7 @@ use crate::{gate, kobj::Kptr, objects};
 #[lsm(hook = "inode_set_acl")]
 pub(crate) fn set_acl_gate(ctx: LsmContext) -> i32 {
     let dentry: Kptr = ctx.arg(1);
-    gate::run::<FileDecision>(ctx.arg(4), hook::INODE_SET_ACL, |g, rec| {
+    gate::run_layered::<FileDecision>(ctx.arg(4), hook::INODE_SET_ACL, |g, rec| {
         objects::write(g, rec, dentry)
     })
 }

@@ -55,7 +55,7 @@ pub(crate) fn setattr_gate(ctx: LsmContext) -> i32 {
     if valid == 0 {
         return prev;
     }
-    gate::run::<FileDecision>(prev, hook::INODE_SETATTR_TIMES, |g, rec| {
+    gate::run_layered::<FileDecision>(prev, hook::INODE_SETATTR_TIMES, |g, rec| {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = valid };
         objects::write(g, rec, dentry)
@@ -69,7 +69,7 @@ pub(crate) fn setattr_gate_2(ctx: LsmContext) -> i32 {
     if valid == 0 {
         return prev;
     }
-    gate::run::<FileDecision>(prev, hook::INODE_SETATTR_TIMES, |g, rec| {
+    gate::run_layered::<FileDecision>(prev, hook::INODE_SETATTR_TIMES, |g, rec| {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = valid };
         objects::write(g, rec, dentry)

@@ -16,7 +16,7 @@ use crate::{gate, kobj::Kptr, objects};
 #[lsm(hook = "inode_setxattr")]
 pub(crate) fn setxattr_gate(ctx: LsmContext) -> i32 {
     let dentry: Kptr = ctx.arg(1);
-    gate::run::<FileDecision>(ctx.arg(6), hook::INODE_SETXATTR, |g, rec| {
+    gate::run_layered::<FileDecision>(ctx.arg(6), hook::INODE_SETXATTR, |g, rec| {
         objects::write(g, rec, dentry)
     })
 }

@@ -3,6 +3,7 @@
 mod authz;
 mod burst;
 mod cluster;
+mod coredump;
 mod deploy;
 mod descriptors;
 mod escape;
@@ -13,6 +14,7 @@ mod lineage;
 mod metadata;
 mod metrics;
 mod network;
+mod overlay;
 mod pinning;
 mod revocation;
 mod session;
@@ -30,6 +32,8 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(files::CASES);
     cases.extend_from_slice(descriptors::CASES);
     cases.extend_from_slice(uring::CASES);
+    cases.extend_from_slice(overlay::CASES);
+    cases.extend_from_slice(coredump::CASES);
     cases.extend_from_slice(metadata::CASES);
     cases.extend_from_slice(lineage::CASES);
     cases.extend_from_slice(pinning::CASES);

@@ -3,25 +3,36 @@
 //! through the same VFS paths, so the same LSM hooks decide: an openat for
 //! writing outside the writable set, and a write through a descriptor
 //! opened before governance, are refused; the ungoverned twin does both.
+//! A request under a registered personality's credentials is refused to a
+//! governed task (the file gates leave operations under substituted
+//! credentials to the layer that decided them, so a task may not choose
+//! them), even for an open the baseline allows.
 
 use std::{ffi::CString, fs, os::fd::AsRawFd as _, os::unix::ffi::OsStrExt as _};
 
-use acelogic_common::user::Hook;
-use anyhow::ensure;
+use acelogic_common::user::{Event, Hook, Reason, Verdict};
+use anyhow::{Context as _, ensure};
 use io_uring::{IoUring, opcode, types};
 
 use crate::{
     cases::descriptors::expect_denial,
     cases::files::Tree,
-    fixtures::in_cgroup,
+    fixtures::{expect_decision, in_cgroup, render_all},
     harness::{Case, Need},
 };
 
-pub(crate) const CASES: &[Case] = &[Case {
-    name: "io_uring_opens_and_writes_decided",
-    needs: &[Need::BpfLsm],
-    run: io_uring_opens_and_writes_decided,
-}];
+pub(crate) const CASES: &[Case] = &[
+    Case {
+        name: "io_uring_opens_and_writes_decided",
+        needs: &[Need::BpfLsm],
+        run: io_uring_opens_and_writes_decided,
+    },
+    Case {
+        name: "io_uring_personality_refused",
+        needs: &[Need::BpfLsm],
+        run: io_uring_personality_refused,
+    },
+];
 
 /// Exit codes of the child for a failed ring (the operation's errno is
 /// returned otherwise, 0 for success).
@@ -35,6 +46,10 @@ fn submit(entry: &io_uring::squeue::Entry, closes_fd: bool) -> i32 {
     let Ok(mut ring) = IoUring::new(4) else {
         return NO_RING;
     };
+    submit_on(&mut ring, entry, closes_fd)
+}
+
+fn submit_on(ring: &mut IoUring, entry: &io_uring::squeue::Entry, closes_fd: bool) -> i32 {
     // SAFETY: every buffer and path the entry points to outlives the wait
     // below, in the caller's frame.
     if unsafe { ring.submission().push(entry) }.is_err() || ring.submit_and_wait(1).is_err() {
@@ -60,6 +75,24 @@ fn open_for_write(path: &CString) -> i32 {
         .flags(libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC)
         .build();
     submit(&e, true)
+}
+
+/// Opens `path` for writing through the ring, under a personality the
+/// task registers first (its own credentials, as `io_uring` allows any
+/// task).
+fn open_as_personality(path: &CString) -> i32 {
+    const NO_PERSONALITY: i32 = 202;
+    let Ok(mut ring) = IoUring::new(4) else {
+        return NO_RING;
+    };
+    let Ok(id) = ring.submitter().register_personality() else {
+        return NO_PERSONALITY;
+    };
+    let e = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+        .flags(libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC)
+        .build()
+        .personality(id);
+    submit_on(&mut ring, &e, true)
 }
 
 fn write_to(fd: i32) -> i32 {
@@ -115,5 +148,32 @@ fn io_uring_opens_and_writes_decided() -> anyhow::Result<()> {
         governed == 0,
         "io_uring openat inside, governed: {governed}"
     );
+    Ok(())
+}
+
+/// A governed task's request under a personality is refused before it
+/// runs, though the open it carries is allowed by baseline; the
+/// ungoverned twin's runs; the refusal is a record.
+fn io_uring_personality_refused() -> anyhow::Result<()> {
+    let mut t = Tree::new("uring-personality")?;
+    let inside = CString::new(t.p("inside/file").as_os_str().as_bytes())?;
+    let free = in_cgroup(&t.s.free, || open_as_personality(&inside))?;
+    ensure!(
+        free == 0,
+        "io_uring openat under a personality, ungoverned: {free}; the case proves nothing"
+    );
+    let plain = in_cgroup(&t.s.governed, || open_for_write(&inside))?;
+    ensure!(plain == 0, "io_uring openat inside, governed: {plain}");
+    let governed = in_cgroup(&t.s.governed, || open_as_personality(&inside))?;
+    ensure!(
+        governed == libc::EPERM,
+        "io_uring openat under a personality, governed: {governed}, expected EPERM"
+    );
+    let events = t.s.decisions()?;
+    let refused = events
+        .iter()
+        .find(|e| matches!(e, Event::System(s) if s.decision.hook == Hook::UringPersonality))
+        .with_context(|| format!("no uring-personality decision in {}", render_all(&events)))?;
+    expect_decision(refused, Verdict::Deny, Reason::Forbidden)?;
     Ok(())
 }
