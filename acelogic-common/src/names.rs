@@ -26,11 +26,15 @@ pub const MAP_NET_GRANTS: &str = "NET_GRANTS";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters indexed by [`crate::codes::counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Open files a scope's write was decided on: file address -> scope id.
+/// Open files a scope's write was decided on: file address -> `Writer`.
 pub const MAP_WRITERS: &str = "WRITERS";
+/// Slot 0: generation of the file rules (baselines and grants), bumped by
+/// the agent after each change; a remembered write of an older
+/// generation is decided again.
+pub const MAP_RULES_GEN: &str = "RULES_GEN";
 
 /// Every map name, for checks, pinning and uninstall.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 12] = [
     MAP_SCOPES,
     MAP_SCOPE_STATE,
     MAP_SCOPE_CACHE,
@@ -42,6 +46,7 @@ pub const ALL_MAPS: [&str; 11] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_WRITERS,
+    MAP_RULES_GEN,
 ];
 
 /// An LSM program and the hook it attaches to.

@@ -123,3 +123,23 @@ pub struct NetRule {
 }
 
 const _: () = assert!(size_of::<NetRule>() == 8);
+
+/// A write through an open file decided and allowed (or audited) for a
+/// scope: the value of `WRITERS`, keyed by the `struct file` address.
+/// Later writes through the file are not decided again while the entry
+/// holds: same scope, same rules generation, before `until_boot_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Writer {
+    pub scope_id: u32,
+    pub _reserved: u32,
+    /// `RULES_GEN` when the write was decided. The agent bumps it after
+    /// every change to the file rules (a narrowed baseline, a removed
+    /// grant), so a write allowed by a rule that is gone is decided again.
+    pub generation: u64,
+    /// `CLOCK_BOOTTIME` ns from which the entry no longer holds: the expiry
+    /// of the grant that allowed the write, `u64::MAX` for a baseline.
+    pub until_boot_ns: u64,
+}
+
+const _: () = assert!(size_of::<Writer>() == 24);

@@ -4,7 +4,7 @@
 
 use acelogic_common::{
     codes::counter,
-    rules::{FileKey, FileRule, Grant, NetKey, NetRule},
+    rules::{FileKey, FileRule, Grant, NetKey, NetRule, Writer},
     scope::{CachedScope, ScopeEntry, ScopeState},
 };
 use aya_ebpf::{
@@ -61,7 +61,13 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 /// decided again. Entries go when the file is freed (`file_free`); an
 /// evicted entry only means the next write is decided again.
 #[map]
-pub(crate) static WRITERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static WRITERS: LruHashMap<u64, Writer> = LruHashMap::with_max_entries(16384, 0);
+
+/// Slot 0: generation of the file rules, bumped by the agent after every
+/// change to `FILE_BASELINE` or `FILE_GRANTS`; `WRITERS` entries of an
+/// older generation are decided again.
+#[map]
+pub(crate) static RULES_GEN: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counters, indexed by `acelogic_common::codes::counter`.
 #[map]

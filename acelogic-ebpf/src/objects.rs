@@ -6,13 +6,14 @@
 use acelogic_common::{
     codes::reason,
     event::{FileDecision, FileId, TaskDecision},
-    rules::rights,
+    rules::{Writer, rights},
 };
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 
 use crate::{
     gate,
     kobj::{self, Kptr},
-    maps::WRITERS,
+    maps::{RULES_GEN, WRITERS},
     rules::{self, Use},
     scope::{self, Governed},
     verdict::{Error, Verdict},
@@ -102,23 +103,47 @@ pub(crate) fn governed_inode(inode: Kptr) -> bool {
     }
 }
 
-/// Whether this scope's write to the open `file` was decided and allowed
-/// already (at its open, or an earlier write through it).
+/// The file rules' generation now: read before a decision, stored with
+/// what it allowed.
 #[inline(always)]
-pub(crate) fn write_decided(file: Kptr, scope_id: u32) -> bool {
-    // SAFETY: the value is only read.
-    unsafe { WRITERS.get(&(file as u64)) }.is_some_and(|s| *s == scope_id)
+pub(crate) fn rules_generation() -> u64 {
+    RULES_GEN.get(0).copied().unwrap_or(0)
 }
 
-/// Remembers that `scope_id` may write through the open `file`. Only files
-/// open for write are remembered: those are the ones `file_free` forgets,
-/// so no entry outlives its file (a later file at the same address would
-/// otherwise inherit it).
+/// Whether this scope's write to the open `file` was decided and allowed
+/// already (at its open, or an earlier write through it), by rules that
+/// still stand: none changed since, and the grant behind it, if any, has
+/// not expired.
 #[inline(always)]
-pub(crate) fn remember_write(file: Kptr, scope_id: u32) {
+pub(crate) fn write_decided(file: Kptr, scope_id: u32) -> bool {
+    // SAFETY: the entry's fields are read in place, each once (no
+    // `Option` of the value is copied: see `Verdict` on undefined payloads).
+    let Some(w) = (unsafe { WRITERS.get(&(file as u64)) }) else {
+        return false;
+    };
+    let (scope, generation, until) = (w.scope_id, w.generation, w.until_boot_ns);
+    scope == scope_id
+        && generation == rules_generation()
+        // SAFETY: plain BPF helper call with no arguments.
+        && (until == u64::MAX || unsafe { bpf_ktime_get_boot_ns() } < until)
+}
+
+/// Remembers that `scope_id` may write through the open `file`, as
+/// decided by the rules of `generation` (read before the decision) until
+/// `until_boot_ns`. Only files open for write are remembered: those are
+/// the ones `file_free` forgets, so no entry outlives its file (a later
+/// file at the same address would otherwise inherit it).
+#[inline(always)]
+pub(crate) fn remember_write(file: Kptr, scope_id: u32, generation: u64, until_boot_ns: u64) {
     if kobj::file_mode(file).is_ok_and(|m| m & FMODE_WRITE != 0) {
+        let w = Writer {
+            scope_id,
+            _reserved: 0,
+            generation,
+            until_boot_ns,
+        };
         // A full map evicts (LRU): the next write is decided again.
-        let _ = WRITERS.insert(&(file as u64), &scope_id, 0);
+        let _ = WRITERS.insert(&(file as u64), &w, 0);
     }
 }
 
@@ -146,11 +171,14 @@ pub(crate) fn write_through(
     describe(rec, dentry)?;
     // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
     unsafe { (*rec).detail = detail };
+    let generation = rules_generation();
     let verdict = rules::subtree(g, dentry, rights::WRITE, Use::Live)?;
     // Audit mode lets a would-be denial through: remember it too, or every
     // write of an audited process would be a record.
-    if verdict.allows() || !g.enforcing() {
-        remember_write(file, g.scope_id);
+    if verdict.allows() {
+        remember_write(file, g.scope_id, generation, verdict.until_boot_ns);
+    } else if !g.enforcing() {
+        remember_write(file, g.scope_id, generation, u64::MAX);
     }
     Ok(verdict)
 }

@@ -68,7 +68,7 @@ fn take(grant: *mut Grant, how: Use) -> Verdict {
                 return Verdict::deny(reason::GRANT_USED_UP);
             }
         }
-        Verdict::allow(reason::GRANT, (*grant).grant_id)
+        Verdict::allow(reason::GRANT, (*grant).grant_id).until((*grant).expires_boot_ns)
     }
 }
 

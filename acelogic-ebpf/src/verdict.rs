@@ -23,6 +23,9 @@ pub(crate) struct Verdict {
     pub(crate) reason: u16,
     /// The grant that allowed it; 0 for none.
     pub(crate) grant_id: u64,
+    /// `CLOCK_BOOTTIME` ns from which the allow no longer holds (the
+    /// grant's expiry); `u64::MAX` for an allow that does not expire.
+    pub(crate) until_boot_ns: u64,
 }
 
 impl Verdict {
@@ -34,6 +37,16 @@ impl Verdict {
             allowed: 1,
             reason,
             grant_id,
+            until_boot_ns: u64::MAX,
+        }
+    }
+
+    /// An allow that holds only until `until_boot_ns`.
+    #[inline(always)]
+    pub(crate) const fn until(self, until_boot_ns: u64) -> Self {
+        Self {
+            until_boot_ns,
+            ..self
         }
     }
 
@@ -43,6 +56,7 @@ impl Verdict {
             allowed: 0,
             reason,
             grant_id: 0,
+            until_boot_ns: 0,
         }
     }
 

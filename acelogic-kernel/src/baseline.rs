@@ -98,6 +98,11 @@ impl Kernel {
                 .map_err(KernelError::on_map(names::MAP_NET_BASELINE))?;
             done.removed += 1;
         }
+        // A changed rule may have narrowed: writes remembered under the
+        // old rules are decided again.
+        if done.written + done.removed > 0 {
+            self.bump_generation(names::MAP_RULES_GEN)?;
+        }
         Ok(done)
     }
 }

@@ -257,7 +257,7 @@ mod tests {
         assert!(
             new.iter().any(|p| p.name == "bpf_gate_k") && !new.iter().any(|p| p.name == "bpf_gate")
         );
-        assert_eq!(old.len(), 35, "the recorders and one program per hook");
+        assert_eq!(old.len(), 36, "the recorders and one program per hook");
         assert_eq!(old[..3], LINEAGE, "the recorders attach first");
         let err = select_with("path_rename", 6).unwrap_err();
         assert_eq!(

@@ -180,7 +180,8 @@ impl Kernel {
         let (dev, ino) = file_identity(path).map_err(RuleError::from)?;
         self.file_baseline()?
             .remove(&FileKey { scope_id, dev, ino })
-            .map_err(KernelError::on_map(names::MAP_FILE_BASELINE))
+            .map_err(KernelError::on_map(names::MAP_FILE_BASELINE))?;
+        self.bump_generation(names::MAP_RULES_GEN)
     }
 
     /// Adds a network destination to scope `scope_id`'s baseline.
@@ -371,6 +372,10 @@ impl Kernel {
                     .map_err(KernelError::on_map(names::MAP_NET_GRANTS))?,
             }
             removed += 1;
+        }
+        // Writes remembered under the grant are decided again.
+        if removed > 0 {
+            self.bump_generation(names::MAP_RULES_GEN)?;
         }
         Ok(removed)
     }

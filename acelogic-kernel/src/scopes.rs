@@ -127,7 +127,7 @@ impl Kernel {
         scopes
             .insert(id, ScopeEntry::new(scope_id), 0)
             .map_err(KernelError::on_map(names::MAP_SCOPES))?;
-        self.bump_generation()?;
+        self.bump_generation(names::MAP_SCOPE_GEN)?;
         tracing::info!(cgroup = %path.display(), cgroup_id = id, scope_id, "governed");
         Ok(id)
     }
@@ -138,7 +138,7 @@ impl Kernel {
         self.scopes_map()?
             .remove(&id)
             .map_err(KernelError::on_map(names::MAP_SCOPES))?;
-        self.bump_generation()
+        self.bump_generation(names::MAP_SCOPE_GEN)
     }
 
     /// Every registered cgroup id with its scope.
@@ -154,10 +154,13 @@ impl Kernel {
     }
 
     /// Invalidates every cached ancestor walk in the kernel.
-    fn bump_generation(&mut self) -> Result<(), KernelError> {
-        let err = KernelError::on_map(names::MAP_SCOPE_GEN);
+    /// Adds one to the generation in slot 0 of `map` (`SCOPE_GEN`,
+    /// `RULES_GEN`), which tells the programs that what they cached or
+    /// remembered from before may no longer hold.
+    pub(crate) fn bump_generation(&mut self, map: &'static str) -> Result<(), KernelError> {
+        let err = KernelError::on_map(map);
         let mut generation: Array<&mut MapData, u64> =
-            Array::try_from(self.map_mut(names::MAP_SCOPE_GEN)?).map_err(&err)?;
+            Array::try_from(self.map_mut(map)?).map_err(&err)?;
         let now = generation.get(&0, 0).map_err(&err)?;
         generation.set(0, now.wrapping_add(1), 0).map_err(&err)
     }

@@ -36,6 +36,11 @@ const CLASSES: &[Class] = &[
         ],
     },
     Class {
+        class: "writes through files opened before the policy narrowed or the grant ended",
+        how: "a write remembered for an open file holds only while the rules that allowed it stand: a narrowed baseline or a removed grant (`RULES_GEN`) and an expired grant make the next write decided again",
+        cases: &["open_files_decided_again_when_rules_narrow"],
+    },
+    Class {
         class: "truncation (O_TRUNC, ftruncate, truncate)",
         how: "`path_truncate`, and `file_truncate` on 6.2+",
         cases: &[

@@ -27,10 +27,14 @@ pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
     gate::run_layered::<FileDecision>(prev, hook::FILE_OPEN, |g, rec| {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = mode };
+        let generation = objects::rules_generation();
         let verdict = objects::write(g, rec, kobj::file_dentry(file)?)?;
-        // Writes through this open file are decided here, not per write.
-        if verdict.allows() || !g.enforcing() {
-            objects::remember_write(file, g.scope_id);
+        // Writes through this open file are decided here, not per write,
+        // while the rules that allowed it stand (see `write_decided`).
+        if verdict.allows() {
+            objects::remember_write(file, g.scope_id, generation, verdict.until_boot_ns);
+        } else if !g.enforcing() {
+            objects::remember_write(file, g.scope_id, generation, u64::MAX);
         }
         Ok(verdict)
     })

@@ -13,6 +13,7 @@ mod journal;
 mod lineage;
 mod metadata;
 mod metrics;
+mod narrowing;
 mod network;
 mod overlay;
 mod pinning;
@@ -31,6 +32,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(exec_gate::CASES);
     cases.extend_from_slice(files::CASES);
     cases.extend_from_slice(descriptors::CASES);
+    cases.extend_from_slice(narrowing::CASES);
     cases.extend_from_slice(uring::CASES);
     cases.extend_from_slice(overlay::CASES);
     cases.extend_from_slice(coredump::CASES);
