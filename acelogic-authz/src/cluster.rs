@@ -37,6 +37,13 @@ pub struct ClusterClaim {
     /// How long a completion is kept, in seconds.
     pub completed_retention_s: i64,
     pub at_unix: i64,
+    /// Random per claim attempt. The store's records of this attempt carry
+    /// it, so undoing an attempt whose answer never came cannot undo
+    /// another attempt of the same artifact by the same node in the same
+    /// second (which a resubmission after `cluster-store-unavailable`
+    /// is). 0 in settlements queued before it existed.
+    #[serde(default)]
+    pub attempt: u64,
 }
 
 /// The cluster's answer to a [`ClusterClaim`].

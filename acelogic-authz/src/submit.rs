@@ -203,6 +203,7 @@ impl Authorizer {
                 .completed_retention_s
                 .unwrap_or(COMPLETED_RETENTION_DEFAULT_S),
             at_unix: unix(inputs.now),
+            attempt: attempt(),
         });
         Ok(Prepared {
             row,
@@ -410,4 +411,17 @@ fn cluster_refusal(id: &str, key: &str, answer: Option<ClusterAnswer>) -> Refusa
         ),
     };
     Refusal { code, why }
+}
+
+/// A number for one claim attempt: random, or, should the kernel's random
+/// source ever fail, the clock's nanoseconds and a counter (still unique
+/// within this process).
+fn attempt() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    getrandom::u64().unwrap_or_else(|_| {
+        let ns = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        ns.wrapping_add(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    })
 }

@@ -6,6 +6,7 @@
 //! | `<prefix>ops/<key>/holder` | [`Holder`]: the live artifact holding the operation key | until the artifact's expiry |
 //! | `<prefix>ops/<key>/intent` | [`Intent`]: a one-use holder that has not reported its use yet | none: it stays until the holder settles or an administrator releases the key |
 //! | `<prefix>ops/<key>/completed` | [`Completed`]: the operation ran | the retention of the rule that granted it |
+//! | `<prefix>cancelled/<artifact id>/<attempt>` | [`Cancelled`]: a claim attempt whose answer never arrived, undone; the claim itself can no longer apply | until the artifact's expiry plus [`SPENT_MARGIN_S`] |
 //!
 //! `<key>` is the operation key with `%` and `/` percent-encoded, so one
 //! key's entries are one directory. The fencing token of a claim is the
@@ -25,6 +26,9 @@ pub struct Spent {
     pub workload: String,
     /// Unix seconds.
     pub at: i64,
+    /// The claim attempt that spent it (`ClusterClaim::attempt`).
+    #[serde(default)]
+    pub attempt: u64,
 }
 
 /// The live holder of an operation key.
@@ -37,6 +41,9 @@ pub struct Holder {
     /// Unix seconds: the artifact's expiry, when the lease ends.
     pub until: i64,
     pub at: i64,
+    /// The claim attempt that took the key (`ClusterClaim::attempt`).
+    #[serde(default)]
+    pub attempt: u64,
 }
 
 /// A one-use holder's promise to report whether it used the artifact.
@@ -57,6 +64,16 @@ pub struct Completed {
     pub at: i64,
     /// The fencing token the completing holder had.
     pub token: u64,
+}
+
+/// A claim attempt undone because its answer never arrived. Its claim
+/// transaction requires this key absent, so a claim that reaches the store
+/// late (held in a paused member's queue) cannot apply after the undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancelled {
+    /// Unix seconds of the undo.
+    pub at: i64,
 }
 
 /// Encodes an operation key as one path segment.
@@ -132,6 +149,12 @@ impl Layout {
     #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The tombstone of one claim attempt of `artifact`.
+    #[must_use]
+    pub fn cancelled(&self, artifact: &str, attempt: u64) -> String {
+        format!("{}cancelled/{artifact}/{attempt:016x}", self.prefix)
     }
 
     #[must_use]

@@ -184,11 +184,16 @@ impl EtcdStore {
             .grant(ttl(c.expires_unix + SPENT_MARGIN_S, c.at_unix), None)
             .await?
             .id();
-        let mut when = vec![Compare::create_revision(
-            spent_key.clone(),
-            CompareOp::Equal,
-            0,
-        )];
+        // Not undone already (an undo that overtook this claim: see
+        // `Settle::Cancel`), and the id unspent.
+        let mut when = vec![
+            Compare::create_revision(
+                self.layout.cancelled(&c.artifact_id, c.attempt),
+                CompareOp::Equal,
+                0,
+            ),
+            Compare::create_revision(spent_key.clone(), CompareOp::Equal, 0),
+        ];
         let mut then = vec![TxnOp::put(
             spent_key.clone(),
             keys::encode(&spent_of(c)),
@@ -370,6 +375,24 @@ impl EtcdStore {
                 }
             }
             Settle::Cancel { claim } => {
+                // First the tombstone: the claim, if still on its way (a
+                // paused member answers requests in any order when it
+                // resumes), can no longer apply. Then undo it if it did.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let tomb_lease = self
+                    .client
+                    .lease_client()
+                    .grant(ttl(claim.expires_unix + SPENT_MARGIN_S, now), None)
+                    .await?
+                    .id();
+                kv.put(
+                    self.layout.cancelled(&claim.artifact_id, claim.attempt),
+                    keys::encode(&keys::Cancelled { at: now }),
+                    Some(PutOptions::new().with_lease(tomb_lease)),
+                )
+                .await?;
                 let spent = self.layout.spent(&claim.artifact_id);
                 let mut when = vec![Compare::value(
                     spent.clone(),
@@ -429,6 +452,7 @@ fn spent_of(c: &ClusterClaim) -> Spent {
         node: c.node.clone(),
         workload: c.workload.clone(),
         at: c.at_unix,
+        attempt: c.attempt,
     }
 }
 
@@ -439,6 +463,7 @@ fn holder_of(c: &ClusterClaim) -> Holder {
         workload: c.workload.clone(),
         until: c.expires_unix,
         at: c.at_unix,
+        attempt: c.attempt,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use acelogic_cluster::{ClusterAnswer, EtcdStore, Lost, watch_lost};
+use acelogic_cluster::{ClusterAnswer, ClusterClaim, EtcdStore, Lost, Settle, watch_lost};
 use acelogic_domain::Reason;
 
 use crate::common::{Etcd, Node, artifact, artifact_to};
@@ -168,6 +168,57 @@ async fn no_answer_refuses_and_the_claim_is_undone_once_the_store_is_back() {
     assert_eq!(a.flush().await, 0, "the cancel was carried out");
     // The refused artifact is still whole: accepted on the other node.
     b.submit(&s.envelope).await.0.unwrap();
+}
+
+/// A paused member answers queued requests in any order when it resumes:
+/// the undo of a claim whose answer never came may reach the store before
+/// the claim. The claim then cannot apply (its tombstone is there), the
+/// key stays free, and the artifact is still whole for a new attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_arrives_after_its_undo_does_not_apply() {
+    let etcd = Etcd::start();
+    let config = etcd.config("/t9/");
+    let store = EtcdStore::connect(&config).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = i64::try_from(now).unwrap();
+    let claim = ClusterClaim {
+        artifact_id: "late".into(),
+        node: "node-a".into(),
+        workload: "w".into(),
+        operation_key: Some("k".into()),
+        parent: None,
+        expires_unix: now + 3600,
+        completes: true,
+        completed_retention_s: 60,
+        at_unix: now,
+        attempt: 7,
+    };
+    store
+        .settle(&Settle::Cancel {
+            claim: claim.clone(),
+        })
+        .await
+        .unwrap();
+    let late = store.claim(&claim).await;
+    assert!(
+        !matches!(late, ClusterAnswer::Claimed { .. }),
+        "the claim applied after its undo: {late:?}"
+    );
+    assert_eq!(store.operation("k").await.unwrap().state(), "free");
+    assert_eq!(store.spent("late").await.unwrap(), None);
+    // Another attempt of the same artifact, by the same node in the same
+    // second, is a new claim.
+    let again = ClusterClaim {
+        attempt: 8,
+        ..claim
+    };
+    assert!(matches!(
+        store.claim(&again).await,
+        ClusterAnswer::Claimed { token: Some(_) }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
