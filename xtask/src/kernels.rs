@@ -419,13 +419,14 @@ impl Apt {
             .find_map(|d| find_file(&d, |_| true).ok().flatten())
             .with_context(|| format!("{package} contains no lib/modules/<release>"))?;
         let modules = dest.join(MODULES_DIR);
-        let part = dest.join(format!("{MODULES_DIR}.part"));
-        if part.exists() {
-            std::fs::remove_dir_all(&part)
-                .with_context(|| format!("removing {}", part.display()))?;
+        let modules_part = dest.join(format!("{MODULES_DIR}.part"));
+        if modules_part.exists() {
+            std::fs::remove_dir_all(&modules_part)
+                .with_context(|| format!("removing {}", modules_part.display()))?;
         }
-        std::fs::create_dir_all(&part).with_context(|| format!("creating {}", part.display()))?;
-        extract_modules(&release, GUEST_MODULES, &part)?;
+        std::fs::create_dir_all(&modules_part)
+            .with_context(|| format!("creating {}", modules_part.display()))?;
+        extract_modules(&release, GUEST_MODULES, &modules_part)?;
         let (vmlinuz, config) = match layout {
             Layout::Boot => {
                 let boot = root.join("boot");
@@ -452,8 +453,7 @@ impl Apt {
             std::fs::remove_dir_all(&modules)
                 .with_context(|| format!("removing {}", modules.display()))?;
         }
-        std::fs::rename(dest.join(format!("{MODULES_DIR}.part")), &modules)
-            .context("renaming modules.part")?;
+        std::fs::rename(&modules_part, &modules).context("renaming modules.part")?;
         Ok(())
     }
 }
