@@ -133,7 +133,7 @@ fn expect_denied(events: &[Event], hook: Hook, name: &str) -> anyhow::Result<()>
 }
 
 /// Appends one byte through `path`; the errno.
-fn append_errno(path: &Path) -> i32 {
+pub(crate) fn append_errno(path: &Path) -> i32 {
     let p = c_path(path);
     // SAFETY: valid NUL-terminated path; one byte from a static buffer;
     // the fd is closed right away.

@@ -25,7 +25,10 @@ use acelogic_common::{
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{
-    cases::{exec_gate::allow_libraries, files::open_errno},
+    cases::{
+        exec_gate::allow_libraries,
+        files::{append_errno as append, open_errno},
+    },
     fixtures::{
         Exec, Scratch, Setup, TestCgroup, c_path, errno_if, exec_in, expect_decision, in_cgroup,
         render_all,
@@ -127,26 +130,6 @@ impl Drop for Overlay {
         let target = c_path(&self.dir.join("root"));
         // SAFETY: valid NUL-terminated path.
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    }
-}
-
-/// Appends one byte to `path`; the errno.
-fn append(path: &Path) -> i32 {
-    let p = c_path(path);
-    // SAFETY: valid NUL-terminated path; one byte from a static buffer;
-    // the fd is closed right away.
-    unsafe {
-        let fd = libc::open(
-            p.as_ptr(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return errno_if(-1);
-        }
-        let n = libc::write(fd, b"x".as_ptr().cast(), 1);
-        let e = errno_if(i64::try_from(n).unwrap_or(-1));
-        libc::close(fd);
-        e
     }
 }
 
