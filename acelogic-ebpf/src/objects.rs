@@ -202,15 +202,19 @@ pub(crate) fn content_gate<const HOOK: u16>(prev: i32, file: Kptr, detail: u32) 
     let Some(g) = scope::current() else {
         return prev;
     };
-    // Overlayfs writing its upper layer (a copy-up, a write through the
-    // merged file): decided on the merged file.
-    if !governed_content(file) || scope::on_layers() {
+    if !governed_content(file) {
         return prev;
     }
     // A frozen scope (or one whose state is gone) is decided again, and
     // denied: the kill switch also stops writes through open files.
     if g.open().is_ok() && write_decided(file, g.scope_id) {
         return 0;
+    }
+    // Overlayfs writing its upper layer (a copy-up, a write through the
+    // merged file): decided on the merged file. After the remembered-write
+    // lookup, so writes already decided pay no credential reads.
+    if scope::on_layers() {
+        return prev;
     }
     gate::run::<FileDecision>(prev, HOOK, |g, rec| write_through(g, rec, file, detail))
 }
