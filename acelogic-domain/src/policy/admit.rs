@@ -8,10 +8,13 @@
 //! the engine passes the same resolution.
 
 use crate::reason::Reason;
-use std::{cmp::Reverse, collections::BTreeMap, fmt::Write as _, net::IpAddr, time::Duration};
+use std::{cmp::Reverse, fmt::Write as _, net::IpAddr, time::Duration};
 
-use super::{GrantRule, Workload, compile::connect_text};
-use crate::capability::{Capability, ConnectCap, Host, PathPattern};
+use super::{
+    GrantRule, Never, Workload,
+    cover::{Entries, Names, kind},
+};
+use crate::capability::{Capability, Host};
 
 /// What the artifact must satisfy, the strictest over its capabilities.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,83 +54,23 @@ impl Refusal {
     }
 }
 
-/// Resolves each name once per admission.
-struct Names<'a> {
-    resolve: &'a dyn Fn(&Host) -> Vec<IpAddr>,
-    cache: BTreeMap<Host, Vec<IpAddr>>,
-}
-
-impl Names<'_> {
-    fn addrs(&mut self, host: &Host) -> &[IpAddr] {
-        match host {
-            Host::Net(_) => &[],
-            Host::Name(_) => self
-                .cache
-                .entry(host.clone())
-                .or_insert_with(|| (self.resolve)(host)),
+impl GrantRule {
+    pub(crate) fn entries(&self) -> Entries<'_> {
+        Entries {
+            exec: &self.exec,
+            write: &self.write,
+            connect: &self.connect,
         }
     }
 }
 
-/// True when `cap` could reach anything `never` names: the hosts share an
-/// address (a name: the same name, or any of its addresses inside the
-/// other's prefix), the ports overlap and the protocol is the same.
-fn connect_meets_never(cap: &ConnectCap, never: &ConnectCap, names: &mut Names<'_>) -> bool {
-    if cap.protocol != never.protocol || !cap.ports.overlaps(never.ports) {
-        return false;
-    }
-    match (&cap.host, &never.host) {
-        (Host::Name(_), Host::Net(_)) => names
-            .addrs(&cap.host)
-            .iter()
-            .any(|a| never.host.contains_addr(*a)),
-        (Host::Net(_), Host::Name(_)) => names
-            .addrs(&never.host)
-            .iter()
-            .any(|a| cap.host.contains_addr(*a)),
-        (a, b) => a.overlaps(b),
-    }
-}
-
-/// True when everything `cap` reaches is inside `rule`: same protocol,
-/// ports contained, and the host contained (a name: the same name, or
-/// every address it resolves to inside the rule's prefix). An address is
-/// never covered by a rule naming a DNS name.
-fn connect_covered(cap: &ConnectCap, rule: &ConnectCap, addrs: &[IpAddr]) -> bool {
-    cap.protocol == rule.protocol
-        && rule.ports.contains(cap.ports)
-        && match (&cap.host, &rule.host) {
-            (Host::Name(_), Host::Net(_)) => {
-                !addrs.is_empty() && addrs.iter().all(|a| rule.host.contains_addr(*a))
-            }
-            (a, b) => b.contains(a),
+impl Never {
+    pub(crate) fn entries(&self) -> Entries<'_> {
+        Entries {
+            exec: &self.exec,
+            write: &self.write,
+            connect: &self.connect,
         }
-}
-
-fn covers(rule: &GrantRule, cap: &Capability, addrs: &[IpAddr]) -> bool {
-    match cap {
-        Capability::Exec(c) => rule.exec.iter().any(|p| p.matches(&c.path)),
-        Capability::Write(c) => rule.write.iter().any(|p| {
-            p.covers_subtree(&c.path) || matches!(p, PathPattern::Exact(e) if *e == c.path)
-        }),
-        Capability::Connect(c) => rule.connect.iter().any(|r| connect_covered(c, r, addrs)),
-    }
-}
-
-/// The rule's entries of the capability's kind, for messages.
-fn entries_of_kind(rule: &GrantRule, cap: &Capability) -> Vec<String> {
-    match cap {
-        Capability::Exec(_) => rule.exec.iter().map(ToString::to_string).collect(),
-        Capability::Write(_) => rule.write.iter().map(ToString::to_string).collect(),
-        Capability::Connect(_) => rule.connect.iter().map(connect_text).collect(),
-    }
-}
-
-fn kind(cap: &Capability) -> &'static str {
-    match cap {
-        Capability::Exec(_) => "exec",
-        Capability::Write(_) => "write",
-        Capability::Connect(_) => "connect",
     }
 }
 
@@ -160,10 +103,7 @@ impl Workload {
                 why: "the artifact grants nothing".into(),
             });
         }
-        let mut names = Names {
-            resolve,
-            cache: BTreeMap::new(),
-        };
+        let mut names = Names::new(resolve);
         let mut terms = Terms {
             max_ttl: Duration::MAX,
             max_uses: None,
@@ -174,7 +114,7 @@ impl Workload {
         };
         for (index, cap) in caps.iter().enumerate() {
             let refuse = |code, why| Refusal { index, code, why };
-            if let Some(n) = self.never_hit(cap, &mut names) {
+            if let Some(n) = self.never.entries().met_by(cap, &mut names) {
                 return Err(refuse(
                     Reason::Never,
                     format!(
@@ -184,28 +124,13 @@ impl Workload {
                     ),
                 ));
             }
-            let addrs = match cap {
-                Capability::Connect(
-                    c @ ConnectCap {
-                        host: Host::Name(_),
-                        ..
-                    },
-                ) => {
-                    let addrs = names.addrs(&c.host).to_vec();
-                    if addrs.is_empty() {
-                        return Err(refuse(
-                            Reason::Unresolvable,
-                            format!("{} does not resolve to any address", c.host),
-                        ));
-                    }
-                    addrs
-                }
-                _ => Vec::new(),
-            };
+            let addrs = names
+                .cap_addrs(cap)
+                .map_err(|why| refuse(Reason::Unresolvable, why))?;
             let covering: Vec<&GrantRule> = self
                 .grantable
                 .iter()
-                .filter(|r| covers(r, cap, &addrs))
+                .filter(|r| r.entries().covers(cap, &addrs))
                 .collect();
             let Some(rule) = covering
                 .iter()
@@ -243,30 +168,6 @@ impl Workload {
         Ok(terms)
     }
 
-    /// The never entry `cap` meets, as text.
-    fn never_hit(&self, cap: &Capability, names: &mut Names<'_>) -> Option<String> {
-        match cap {
-            Capability::Exec(c) => self
-                .never
-                .exec
-                .iter()
-                .find(|n| n.matches(&c.path))
-                .map(ToString::to_string),
-            Capability::Write(c) => self
-                .never
-                .write
-                .iter()
-                .find(|n| n.overlaps_subtree(&c.path))
-                .map(ToString::to_string),
-            Capability::Connect(c) => self
-                .never
-                .connect
-                .iter()
-                .find(|n| connect_meets_never(c, n, names))
-                .map(connect_text),
-        }
-    }
-
     fn not_grantable(&self, issuer: &str, cap: &Capability) -> String {
         let mut why = format!(
             "no grantable rule of workload {} covers {cap} for issuer {issuer}",
@@ -275,7 +176,7 @@ impl Workload {
         let close: Vec<(&GrantRule, Vec<String>)> = self
             .grantable
             .iter()
-            .map(|r| (r, entries_of_kind(r, cap)))
+            .map(|r| (r, r.entries().of_kind(cap)))
             .filter(|(_, e)| !e.is_empty())
             .collect();
         if close.is_empty() {

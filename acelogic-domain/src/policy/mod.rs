@@ -64,6 +64,7 @@
 mod admit;
 mod cgroup;
 mod compile;
+mod cover;
 mod error;
 mod load;
 mod model;
