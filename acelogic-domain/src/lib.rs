@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod capability;
 pub mod cgroupfs;
 pub mod grant;
+pub mod issuing;
 pub mod policy;
 pub mod port;
 pub mod reason;

@@ -26,6 +26,8 @@ pub enum Group {
     Policy,
     /// Admission of an artifact's capabilities by the workload's policy.
     Admission,
+    /// The authority's issuing policy: its file and where a request lands.
+    Issuing,
     /// The node's decision engine and its API.
     Engine,
     /// Why an accepted artifact ended, or was accepted.
@@ -38,11 +40,12 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order the documentation lists them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Artifact,
         Self::File,
         Self::Policy,
         Self::Admission,
+        Self::Issuing,
         Self::Engine,
         Self::Outcome,
         Self::Daemon,
@@ -57,6 +60,7 @@ impl Group {
             Self::File => "Key files, trust stores and sign requests",
             Self::Policy => "Capability policies",
             Self::Admission => "Admission by the workload's policy",
+            Self::Issuing => "The authority's issuing policy",
             Self::Engine => "The node's decision engine and API",
             Self::Outcome => "Why an artifact was accepted or ended",
             Self::Daemon => "The daemon's own records",
@@ -133,11 +137,11 @@ reasons! {
     InsecureKeyFile = "insecure-key-file", File, "a secret key file that group or others may read";
     BadKeyFile = "bad-key-file", File, "a key file that is not an ACELOGIC secret key";
     NoRandomness = "no-randomness", File, "the operating system gave no random bytes";
-    BadName = "bad-name", Policy, "a policy, workload, rule or issuer name outside `[a-z0-9]([a-z0-9._-]*[a-z0-9])?`, 1-63 bytes";
+    BadName = "bad-name", Policy, "a policy, workload, rule, issuer, audience, group or approver name outside `[a-z0-9]([a-z0-9._-]*[a-z0-9])?`, 1-63 bytes";
     DuplicatePolicy = "duplicate-policy", Policy, "two files with the same `metadata.name`";
     DuplicateWorkload = "duplicate-workload", Policy, "a workload name defined twice (in any files)";
-    DuplicateRule = "duplicate-rule", Policy, "a grantable rule name used twice in one policy";
-    NoWorkloads = "no-workloads", Policy, "`spec.workloads` is empty";
+    DuplicateRule = "duplicate-rule", Policy, "a grantable or issuing rule name used twice in one policy";
+    NoWorkloads = "no-workloads", Policy, "`spec.workloads` is empty, or an issuing rule or rate names no workload";
     NoCgroups = "no-cgroups", Policy, "a workload lists no cgroups";
     BadCgroup = "bad-cgroup", Policy, "a cgroup path that is relative, has `.`, `..` or empty components, includes the mount, or is deeper than the kernel walks";
     CgroupRoot = "cgroup-root", Policy, "the cgroup `/`: the root cannot be governed";
@@ -146,7 +150,7 @@ reasons! {
     ScopeCollision = "scope-collision", Policy, "two workload names hash to the same scope id";
     BaselineInNever = "baseline-in-never", Policy, "a baseline exec, write or connect entry meets a never entry";
     RuleNoIssuers = "rule-no-issuers", Policy, "a grantable rule lists no issuers";
-    RuleEmpty = "rule-empty", Policy, "a grantable rule lists no exec, write or connect entries";
+    RuleEmpty = "rule-empty", Policy, "a grantable or issuing rule lists no exec, write or connect entries";
     BadTtl = "bad-ttl", Policy, "`maxTtl` is not a duration, is zero or is over 24 h";
     BadRetention = "bad-retention", Policy, "`completedRetention` is not a duration, is zero or is over 30 days";
     BadMaxUses = "bad-max-uses", Policy, "`maxUses` is 0";
@@ -157,6 +161,16 @@ reasons! {
     IssuerNotAllowed = "issuer-not-allowed", Admission, "rules cover the capability, but none lists the artifact's issuer";
     Unresolvable = "unresolvable", Admission, "a connect host name resolves to no address";
     NoCapabilities = "no-capabilities", Admission, "the artifact grants nothing";
+    NoRules = "no-rules", Issuing, "an issuing policy's `spec.rules` is empty";
+    NotForTier = "not-for-tier", Issuing, "an issuing rule field its tier does not take: `maxTtl` or `maxUses` on `never`, `approvals` or `pendingTimeout` on `auto` or `never`";
+    BadPendingTimeout = "bad-pending-timeout", Issuing, "`pendingTimeout` is not a duration, is zero or is over 24 h";
+    EmptyGroup = "empty-group", Issuing, "an approver group lists no approvers";
+    DuplicateApprover = "duplicate-approver", Issuing, "an approver listed twice in one group";
+    UnknownGroup = "unknown-group", Issuing, "`approvals.groups` names a group `approverGroups` does not define";
+    BadApprovals = "bad-approvals", Issuing, "`approvals` that cannot be met or say nothing: `count` 0, no groups, a group listed twice, `count` over the approvers of its groups, or over the groups with `distinctGroups`";
+    BadRate = "bad-rate", Issuing, "`issuedPerHour` is 0";
+    NotIssuable = "not-issuable", Issuing, "no auto or approve rule of the issuing policy covers the capability for the workload";
+    MixedApprovalRules = "mixed-approval-rules", Issuing, "the capabilities fall under two different approve rules: split the request, one per rule";
     NotYetValid = "not-yet-valid", Engine, "`notBefore` is later than now plus the allowed clock skew";
     Expired = "expired", Engine, "the artifact's `expires` has passed (refused), or its time ran out (ended)";
     WrongAudience = "wrong-audience", Engine, "the artifact is for another audience (cluster)";
@@ -275,6 +289,16 @@ impl Reason {
             | Self::IssuerNotAllowed
             | Self::Unresolvable
             | Self::NoCapabilities
+            | Self::NoRules
+            | Self::NotForTier
+            | Self::BadPendingTimeout
+            | Self::EmptyGroup
+            | Self::DuplicateApprover
+            | Self::UnknownGroup
+            | Self::BadApprovals
+            | Self::BadRate
+            | Self::NotIssuable
+            | Self::MixedApprovalRules
             | Self::NotYetValid
             | Self::Expired
             | Self::WrongAudience

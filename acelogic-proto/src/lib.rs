@@ -127,6 +127,16 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::IssuerNotAllowed
         | Reason::Unresolvable
         | Reason::NoCapabilities
+        | Reason::NoRules
+        | Reason::NotForTier
+        | Reason::BadPendingTimeout
+        | Reason::EmptyGroup
+        | Reason::DuplicateApprover
+        | Reason::UnknownGroup
+        | Reason::BadApprovals
+        | Reason::BadRate
+        | Reason::NotIssuable
+        | Reason::MixedApprovalRules
         | Reason::NotYetValid
         | Reason::Expired
         | Reason::WrongAudience

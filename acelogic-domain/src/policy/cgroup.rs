@@ -176,7 +176,7 @@ impl fmt::Display for CgroupPattern {
 }
 
 /// Keeps messages readable when a value is huge.
-pub(super) fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     let mut out = s.to_owned();
     if out.len() > 80 {
         let mut cut = 80;

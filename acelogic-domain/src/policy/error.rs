@@ -124,7 +124,8 @@ pub enum Problem {
     BadValue(String),
     #[error(
         "{what} {found:?} is not a capability policy: write `apiVersion: acelogic.dev/v1` and \
-         `kind: CapabilityPolicy` (a `kind: TrustStore` file is skipped here)"
+         `kind: CapabilityPolicy` (`kind: TrustStore` and `kind: IssuingPolicy` files are skipped \
+         by the directory loader)"
     )]
     WrongKind { what: &'static str, found: String },
     #[error(
@@ -202,7 +203,7 @@ pub enum Problem {
          artifacts under it"
     )]
     RuleNoIssuers { rule: String },
-    #[error("grantable rule {rule:?} grants nothing: list exec, write or connect entries")]
+    #[error("rule {rule:?} grants nothing: list exec, write or connect entries")]
     RuleEmpty { rule: String },
     #[error("maxTtl {value:?}: {why}")]
     BadTtl { value: String, why: String },
@@ -225,6 +226,46 @@ pub enum Problem {
     },
     #[error("no policy files (*.yaml, *.yml) here: no workload is governed")]
     NoPolicies,
+    #[error(
+        "{what} {found:?} is not an issuing policy: write `apiVersion: acelogic.dev/v1` and \
+         `kind: IssuingPolicy`"
+    )]
+    NotIssuingPolicy { what: &'static str, found: String },
+    #[error(
+        "spec.rules is empty: an issuing policy with no rule issues nothing; add auto, approve \
+         or never rules"
+    )]
+    NoRules,
+    #[error("{what} names no workload: list workload names, or [\"*\"] for every workload")]
+    NoRuleWorkloads { what: String },
+    #[error("rule {rule:?} has tier {tier}, which does not take {field}: {hint}")]
+    NotForTier {
+        rule: String,
+        tier: &'static str,
+        field: &'static str,
+        hint: &'static str,
+    },
+    #[error("pendingTimeout {value:?}: {why}")]
+    BadPendingTimeout { value: String, why: String },
+    #[error(
+        "approver group {group:?} lists no approvers: list trust-store approver names, or remove \
+         the group"
+    )]
+    EmptyGroup { group: String },
+    #[error("approver {name:?} is listed twice in group {group:?}; list it once")]
+    DuplicateApprover { group: String, name: String },
+    #[error(
+        "rule {rule:?} requires approvals from group {group:?}, which approverGroups does not \
+         define; define it or fix the spelling"
+    )]
+    UnknownGroup { rule: String, group: String },
+    #[error("rule {rule:?}: approvals {why}")]
+    BadApprovals { rule: String, why: String },
+    #[error(
+        "issuedPerHour is 0, so nothing could ever be issued: write 1 or more, or drop the rate \
+         for no limit"
+    )]
+    BadRate,
 }
 
 impl Problem {
@@ -259,6 +300,16 @@ impl Problem {
             Self::BadMaxUses => Reason::BadMaxUses,
             Self::GrantInNever { .. } => Reason::GrantInNever,
             Self::NoPolicies => Reason::NoPolicies,
+            Self::NotIssuingPolicy { .. } => Reason::WrongKind,
+            Self::NoRules => Reason::NoRules,
+            Self::NoRuleWorkloads { .. } => Reason::NoWorkloads,
+            Self::NotForTier { .. } => Reason::NotForTier,
+            Self::BadPendingTimeout { .. } => Reason::BadPendingTimeout,
+            Self::EmptyGroup { .. } => Reason::EmptyGroup,
+            Self::DuplicateApprover { .. } => Reason::DuplicateApprover,
+            Self::UnknownGroup { .. } => Reason::UnknownGroup,
+            Self::BadApprovals { .. } => Reason::BadApprovals,
+            Self::BadRate => Reason::BadRate,
         }
     }
 

@@ -22,20 +22,20 @@ use crate::{
 };
 
 /// Parses and checks one policy file on its own (everything but the
-/// checks against other files). A trust store is refused here
-/// (`wrong-kind`); [`load_dir`] skips it instead.
+/// checks against other files). A trust store or an issuing policy is
+/// refused here (`wrong-kind`); [`load_dir`] skips them instead.
 pub fn parse_file(path: &Path, text: &str) -> Result<PolicyDoc, PolicyErrors> {
     parse_file_unsorted(path, text).map_err(PolicyErrors::sorted)
 }
 
 fn parse_file_unsorted(path: &Path, text: &str) -> Result<PolicyDoc, PolicyErrors> {
     match parse_raw(path, text)? {
-        Parsed::TrustStore(at) => Err(PolicyErrors::one(
+        Parsed::Skipped(kind, at) => Err(PolicyErrors::one(
             path,
             at,
             Problem::WrongKind {
                 what: "kind",
-                found: super::parse::TRUST_STORE_KIND.to_owned(),
+                found: kind.to_owned(),
             },
         )),
         Parsed::Policy(raw) => {
@@ -64,7 +64,7 @@ fn is_policy_name(name: &Path) -> bool {
 
 /// Reads at most one byte past the limit, so a huge file is refused
 /// without being read whole.
-fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
+pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, Problem> {
     let file = fs::File::open(path).map_err(|e| Problem::Io(e.to_string()))?;
     let mut bytes = Vec::new();
     file.take(MAX_POLICY_BYTES as u64 + 1)
@@ -126,7 +126,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, PolicyErrors> {
         };
         match parse_raw(&path, text) {
             Err(e) => errors.extend(e.0),
-            Ok(Parsed::TrustStore(_)) => skipped.push(path),
+            Ok(Parsed::Skipped(..)) => skipped.push(path),
             Ok(Parsed::Policy(raw)) => match compile_doc(&path, *raw) {
                 Ok(doc) => {
                     docs.push(doc);

@@ -72,11 +72,17 @@ mod parse;
 
 pub use admit::{Refusal, Terms};
 pub use cgroup::CgroupPattern;
+pub(crate) use cgroup::shorten;
 pub use compile::{MAX_TTL, PolicyDoc, valid_name};
+pub(crate) use cover::{Entries, Names, kind as cap_kind};
+pub(crate) use error::at_text;
 pub use error::{Located, PolicyErrors, Problem};
+pub(crate) use load::read_limited;
 pub use load::{InputsError, load_dir, load_inputs, parse_file};
 pub use model::{Baseline, GrantRule, Loaded, Mode, Never, PolicySet, Workload, scope_id};
+pub(crate) use parse::Header;
 pub use parse::MAX_POLICY_BYTES;
+pub(crate) use parse::{ISSUING_KIND, options as yaml_options, pos, yaml_error};
 
 #[cfg(test)]
 mod tests;

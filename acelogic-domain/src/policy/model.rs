@@ -16,7 +16,7 @@ pub struct Loaded {
     /// Problems that did not stop the load (see the module's code table).
     pub warnings: Vec<Located>,
     /// Files that are not policies and are loaded elsewhere (`kind:
-    /// TrustStore`).
+    /// TrustStore`, `kind: IssuingPolicy`).
     pub skipped: Vec<PathBuf>,
 }
 

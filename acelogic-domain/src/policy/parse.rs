@@ -17,16 +17,20 @@ pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
 pub(super) const API_VERSION: &str = "acelogic.dev/v1";
 pub(super) const KIND: &str = "CapabilityPolicy";
-/// Files of this kind live beside the policies and are loaded elsewhere.
-pub(super) const TRUST_STORE_KIND: &str = "TrustStore";
+/// Files of these kinds live beside the policies and are loaded
+/// elsewhere: the trust store by the artifact verifier, the issuing policy
+/// by the authority.
+pub(super) const SKIPPED_KINDS: [&str; 2] = ["TrustStore", ISSUING_KIND];
+/// The `kind` of the authority's issuing policy (`crate::issuing`).
+pub(crate) const ISSUING_KIND: &str = "IssuingPolicy";
 
 /// Just enough to tell what a file is before parsing it strictly.
 #[derive(Deserialize)]
-struct Header {
+pub(crate) struct Header {
     #[serde(rename = "apiVersion", default)]
-    api_version: Option<Spanned<String>>,
+    pub api_version: Option<Spanned<String>>,
     #[serde(default)]
-    kind: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,11 +121,11 @@ pub(super) struct RawNever {
 }
 
 /// `(line, column)` of a spanned value.
-pub(super) fn pos<T>(s: &Spanned<T>) -> (u64, u64) {
+pub(crate) fn pos<T>(s: &Spanned<T>) -> (u64, u64) {
     (s.referenced.line(), s.referenced.column())
 }
 
-fn options() -> serde_saphyr::Options {
+pub(crate) fn options() -> serde_saphyr::Options {
     let mut budget = Budget::default();
     budget.max_depth = 32;
     budget.max_nodes = 50_000;
@@ -140,7 +144,7 @@ fn options() -> serde_saphyr::Options {
     options
 }
 
-fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Located {
+pub(crate) fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Located {
     let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
     let (code, message) = crate::yaml::classify(e);
     let problem = match code {
@@ -160,8 +164,9 @@ fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Located {
 #[derive(Debug)]
 pub(super) enum Parsed {
     Policy(Box<RawDoc>),
-    /// A trust store (its `kind` is at this position): loaded elsewhere.
-    TrustStore((u64, u64)),
+    /// A file of one of [`SKIPPED_KINDS`] (its `kind` is at this
+    /// position): loaded elsewhere.
+    Skipped(&'static str, (u64, u64)),
 }
 
 /// Parses one file into its raw shape.
@@ -180,8 +185,8 @@ pub(super) fn parse_raw(path: &Path, text: &str) -> Result<Parsed, PolicyErrors>
         .map_err(|e| PolicyErrors(vec![yaml_error(path, &e)]))?;
     let mut errors = Vec::new();
     if let Some(kind) = &header.kind {
-        if kind.value == TRUST_STORE_KIND {
-            return Ok(Parsed::TrustStore(pos(kind)));
+        if let Some(skipped) = SKIPPED_KINDS.iter().find(|k| **k == kind.value) {
+            return Ok(Parsed::Skipped(skipped, pos(kind)));
         }
         if kind.value != KIND {
             errors.push(Located::new(

@@ -1,0 +1,4 @@
+//! Tests of the issuing policy.
+
+mod checks;
+mod placement;
