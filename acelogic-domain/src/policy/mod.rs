@@ -9,8 +9,8 @@
 //! all, collects every error with `file:line:column` and a code, and
 //! returns a complete [`PolicySet`] or nothing, so a daemon reloading them
 //! keeps its last good set when a new one is wrong. `kind: TrustStore`
-//! files live beside the policies and are skipped (listed in
-//! [`Loaded::skipped`]). The format is documented in `policies/README.md`
+//! and `kind: IssuingPolicy` (`crate::issuing`) files live beside the
+//! policies and are skipped (listed in [`Loaded::skipped`]). The format is documented in `policies/README.md`
 //! and described for editors by `policies/schema/capability-policy.schema.json`.
 //!
 //! Admission ([`Workload::admit`]) decides whether a verified artifact's

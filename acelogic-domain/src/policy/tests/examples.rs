@@ -230,3 +230,135 @@ fn the_fuzz_corpus_replays_without_panic() {
     }
     assert!(count >= 3, "the corpus holds the example policies at least");
 }
+
+fn issuing_schema() -> jsonschema::Validator {
+    let text = fs::read_to_string(repo_path("policies/schema/issuing-policy.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("schema: {e}"))
+}
+
+/// The example issuing policy parses, names workloads the capability
+/// policies define and the issuer and approver the trust store holds, and
+/// places the demo's requests where its comments say.
+#[test]
+fn the_example_issuing_policy_places_the_demo_requests() {
+    use crate::issuing::{Tier, load_file};
+    let path = repo_path("policies/issuing.yaml");
+    let p = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let set = load_dir(&repo_path("policies")).unwrap().set;
+    for rule in &p.rules {
+        for w in &rule.workloads {
+            assert!(w == "*" || set.workloads.contains_key(w), "{w}");
+        }
+    }
+    let trust = fs::read_to_string(repo_path("policies/trust.yaml")).unwrap();
+    assert!(trust.contains(&format!("name: {}", p.issuer)));
+    for members in p.groups.values() {
+        for m in members {
+            assert!(trust.contains(&format!("name: {m}")), "{m}");
+        }
+    }
+
+    let scale = caps(r#"[{"exec":{"path":"/usr/local/bin/scale"}}]"#);
+    let placed = p.place("scaling-agent", &scale, &no_dns).unwrap();
+    assert_eq!(
+        (placed.tier.name(), placed.max_uses, placed.max_ttl),
+        ("auto", Some(1), Some(Duration::from_secs(600)))
+    );
+    let prod = caps(
+        r#"[{"exec":{"path":"/usr/local/bin/kubectl"}},
+            {"connect":{"host":"10.30.0.7","ports":"6443","protocol":"tcp"}}]"#,
+    );
+    let placed = p.place("deploy-agent", &prod, &no_dns).unwrap();
+    let Tier::Approve(a) = &placed.tier else {
+        panic!("{placed:?}")
+    };
+    assert_eq!(a.count, 1);
+    assert_eq!(p.groups_of(a, "change-approver"), ["change-approvers"]);
+    let nsenter = caps(r#"[{"exec":{"path":"/usr/bin/nsenter"}}]"#);
+    for w in ["scaling-agent", "deploy-agent", "coding-agent"] {
+        assert_eq!(p.place(w, &nsenter, &no_dns).unwrap().tier, Tier::Never);
+    }
+    // The scaling agent gets no kubectl from the authority either.
+    let kubectl = caps(r#"[{"exec":{"path":"/usr/local/bin/kubectl"}}]"#);
+    let e = p.place("scaling-agent", &kubectl, &no_dns).unwrap_err();
+    assert_eq!(e.code, "not-issuable");
+    assert_eq!(p.rate_for("scaling-agent"), Some(20));
+    assert_eq!(p.rate_for("deploy-agent"), None);
+}
+
+#[test]
+fn the_issuing_example_matches_its_schema_and_both_refuse_bad_documents() {
+    let schema = issuing_schema();
+    let text = fs::read_to_string(repo_path("policies/issuing.yaml")).unwrap();
+    let base = yaml_value(&text);
+    let errors: Vec<String> = schema.iter_errors(&base).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    type Edit = (&'static str, fn(&mut Value));
+    let edits: [Edit; 10] = [
+        ("unknown spec field", |v| {
+            v["spec"]["tiers"] = Value::Array(vec![]);
+        }),
+        ("capability policy kind", |v| {
+            v["kind"] = "CapabilityPolicy".into();
+        }),
+        ("no rules", |v| {
+            v["spec"]["rules"] = Value::Array(vec![]);
+        }),
+        ("unknown tier", |v| {
+            v["spec"]["rules"][1]["tier"] = "sometimes".into();
+        }),
+        ("maxTtl on never", |v| {
+            v["spec"]["rules"][0]["maxTtl"] = "1m".into();
+        }),
+        ("auto without maxTtl", |v| {
+            v["spec"]["rules"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("maxTtl");
+        }),
+        ("approve without approvals", |v| {
+            v["spec"]["rules"][2]
+                .as_object_mut()
+                .unwrap()
+                .remove("approvals");
+        }),
+        ("approvals count 0", |v| {
+            v["spec"]["rules"][2]["approvals"]["count"] = 0.into();
+        }),
+        ("empty approver group", |v| {
+            v["spec"]["approverGroups"]["change-approvers"] = Value::Array(vec![]);
+        }),
+        ("* with a workload", |v| {
+            v["spec"]["rules"][0]["workloads"] = serde_json::json!(["*", "deploy-agent"]);
+        }),
+    ];
+    for (what, edit) in edits {
+        let mut v = base.clone();
+        edit(&mut v);
+        assert!(!schema.is_valid(&v), "the schema accepts: {what}");
+        let yaml = serde_json::to_string(&v).unwrap();
+        assert!(
+            crate::issuing::parse_file(Path::new("edited.yaml"), &yaml).is_err(),
+            "the parser accepts: {what}"
+        );
+    }
+}
+
+/// Every seed of the `issuing_policy` fuzz target goes through the parser
+/// without a panic.
+#[test]
+fn the_issuing_fuzz_corpus_replays_without_panic() {
+    let dir = repo_path("fuzz/corpus/issuing_policy");
+    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut count = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let bytes = fs::read(&path).unwrap();
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let _ = crate::issuing::parse_file(&path, text);
+        }
+        count += 1;
+    }
+    assert!(count >= 3, "the corpus holds the example at least");
+}
