@@ -16,7 +16,6 @@
 //! | `anchor.rs` | the store against signed heads kept outside it (`Verify` anchors) |
 //! | `checkpoint.rs` | signed checkpoints of chain heads |
 //! | `query.rs` | the `Query` service (tree, artifact, denials, verify, checkpoints, export) |
-//! | `nodes.rs` | the enrollment file of node keys |
 //! | `metrics.rs` | `/metrics` and `/healthz` |
 //! | `otlp.rs` | OTLP logs export from a persisted cursor |
 //! | `server.rs` | wiring: listeners, TLS, tasks, shutdown |
@@ -30,7 +29,8 @@ pub mod audit;
 pub mod checkpoint;
 pub mod ingest;
 pub mod metrics;
-pub mod nodes;
+/// The enrollment file of node keys (shared with the authority).
+pub use acelogic_lineage::enrollment as nodes;
 pub mod otlp;
 pub mod query;
 pub mod server;

@@ -67,7 +67,7 @@ impl Limits {
 pub const ENTRY_OVERHEAD: usize = 80;
 
 /// Longest node name accepted (a DNS name).
-pub const MAX_NODE_NAME: usize = 253;
+pub use acelogic_lineage::enrollment::MAX_NODE_NAME;
 
 /// A verified Hello: who is shipping which chain with which key.
 #[derive(Debug, Clone)]

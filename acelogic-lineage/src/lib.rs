@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod enrich;
+pub mod enrollment;
 pub mod journal;
 pub mod note;
 pub mod pump;

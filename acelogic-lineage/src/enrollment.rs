@@ -1,4 +1,5 @@
-//! The enrollment file (`--nodes`): which key each node signs with.
+//! The enrollment file (`--nodes` of the collector and the authority):
+//! which key each node signs with.
 //!
 //! ```yaml
 //! apiVersion: acelogic.dev/v1
@@ -22,6 +23,8 @@ use serde_saphyr::Spanned;
 use acelogic_domain::artifact::yaml;
 
 const KIND: &str = "NodeEnrollment";
+/// Longest node name (a DNS name's limit).
+pub const MAX_NODE_NAME: usize = 253;
 const API_VERSION: &str = "acelogic.dev/v1";
 
 #[derive(Deserialize)]
@@ -54,14 +57,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<(String, VerifyingKey)>, St
     let mut out = Vec::with_capacity(file.nodes.len());
     for e in file.nodes {
         let name = e.name.value;
-        if name.is_empty()
-            || name.len() > super::verify::MAX_NODE_NAME
-            || name.chars().any(char::is_control)
-        {
+        if name.is_empty() || name.len() > MAX_NODE_NAME || name.chars().any(char::is_control) {
             return Err(format!(
                 "{}: node name must be 1-{} bytes without control characters",
                 at(&e.name.referenced),
-                super::verify::MAX_NODE_NAME
+                MAX_NODE_NAME
             ));
         }
         if !seen.insert(name.clone()) {
@@ -95,7 +95,7 @@ pub fn load(path: &Path) -> Result<Vec<(String, VerifyingKey)>, String> {
 
 #[cfg(test)]
 mod tests {
-    use acelogic_lineage::wire::entry_yaml;
+    use crate::wire::entry_yaml;
 
     use super::*;
 
