@@ -1,5 +1,5 @@
-//! Generates the node API, the lineage record format and the collector
-//! API from `proto/` (protoc comes from the protoc-bin-vendored crate, so a
+//! Generates the node API, the authority API, the lineage record format
+//! and the collector API from `proto/` (protoc comes from the protoc-bin-vendored crate, so a
 //! fresh machine needs no system protobuf compiler).
 use anyhow::Context as _;
 
@@ -15,7 +15,11 @@ fn main() -> anyhow::Result<()> {
     // Fields left at their default are omitted, as in protobuf's own JSON
     // mapping (it keeps the stored rendering about half the size). Not on
     // `Record`, whose oneof `body` is an enum serde renders as is.
+    // The node API refers to the authority's types (a relayed request's
+    // evidence and state) by path; they are generated last, on their own,
+    // so the file the node API's run wrote for them is replaced.
     let mut lineage = tonic_prost_build::configure()
+        .extern_path(".acelogic.authority.v1", "crate::authority")
         .type_attribute(".acelogic.lineage.v1", "#[derive(serde::Serialize)]")
         .type_attribute(
             ".acelogic.lineage.v1",
@@ -33,6 +37,8 @@ fn main() -> anyhow::Result<()> {
         "Authorization",
         "Lifecycle",
         "Loss",
+        "Issuance",
+        "EvidenceDigest",
     ] {
         lineage = lineage.field_attribute(
             format!(".acelogic.lineage.v1.{message}"),
@@ -54,5 +60,9 @@ fn main() -> anyhow::Result<()> {
         .extern_path(".acelogic.lineage.v1", "crate::lineage")
         .compile_protos(&["proto/acelogic/collector/v1/collector.proto"], &["proto"])
         .context("generating the collector API")?;
+    tonic_prost_build::configure()
+        .compile_protos(&["proto/acelogic/authority/v1/authority.proto"], &["proto"])
+        .context("generating the authority API")?;
+
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! handler awaits the answer, so the event loop that drains the kernel's
 //! ring buffer keeps running meanwhile.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
 
@@ -16,6 +19,7 @@ use crate::{
     cluster::Cluster,
     node::{KernelGrants, Node},
     owner::{Gone, NodeHandle},
+    relay::Relay,
 };
 
 /// The gRPC service over the node state's owner.
@@ -25,6 +29,8 @@ pub struct Service {
     /// The cluster store, when configured: asked between the halves of a
     /// submission, on this task, so the owner serves other calls meanwhile.
     cluster: Option<Cluster>,
+    /// The authority requests are relayed to, when configured.
+    relay: Option<Arc<Relay>>,
 }
 
 impl From<Gone> for Status {
@@ -35,8 +41,50 @@ impl From<Gone> for Status {
 
 impl Service {
     #[must_use]
-    pub fn new(node: NodeHandle, cluster: Option<Cluster>) -> Self {
-        Self { node, cluster }
+    pub fn new(node: NodeHandle, cluster: Option<Cluster>, relay: Option<Arc<Relay>>) -> Self {
+        Self {
+            node,
+            cluster,
+            relay,
+        }
+    }
+
+    /// Decides on an envelope and installs its grants (both halves, the
+    /// cluster store asked between them): a submission, or an artifact the
+    /// authority issued on a relayed request.
+    async fn install(
+        &self,
+        envelope: Vec<u8>,
+        peer: Option<Peer>,
+    ) -> Result<pb::SubmitArtifactResponse, Status> {
+        let prepared = self
+            .node
+            .call(move |node| node.prepare(&envelope, peer))
+            .await?
+            .map_err(|r| status_of(&r))?;
+        let answer = match (&prepared.prepared.cluster, &self.cluster) {
+            (Some(claim), Some(cluster)) => Some(cluster.claim(claim).await),
+            _ => None,
+        };
+        let a = self
+            .node
+            .call(move |node| node.commit(prepared, answer))
+            .await?;
+        if let Some(c) = &self.cluster {
+            // A refusal may have queued an undo, an acceptance nothing.
+            c.kick();
+        }
+        let a = a.map_err(|r| status_of(&r))?;
+        Ok(pb::SubmitArtifactResponse {
+            artifact_id: a.artifact_id,
+            workload: a.workload,
+            expires_unix: a.expires_unix,
+            grant_id: a.grant_id,
+            capabilities: a.capabilities,
+            kernel_entries: u32::try_from(a.kernel_entries).unwrap_or(u32::MAX),
+            approvers: a.approvers,
+            fencing_token: a.fencing_token,
+        })
     }
 
     fn cluster(&self) -> Result<&Cluster, Status> {
@@ -110,34 +158,69 @@ impl pb::agent_server::Agent for Service {
     ) -> Result<Response<pb::SubmitArtifactResponse>, Status> {
         let peer = peer(&req);
         let envelope = req.into_inner().envelope;
-        let prepared = self
+        Ok(Response::new(self.install(envelope, peer).await?))
+    }
+
+    async fn request_artifact(
+        &self,
+        req: Request<pb::RequestArtifactRequest>,
+    ) -> Result<Response<pb::RequestArtifactResponse>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let relay = self.relay.clone().ok_or_else(|| {
+            status_of(&Refusal::new(
+                Reason::NoAuthority,
+                "this daemon relays requests to no authority (--authority)",
+            ))
+        })?;
+        let asked = r.workload.clone();
+        let (workload, exec_id, pid, uid) = self
             .node
-            .call(move |node| node.prepare(&envelope, peer))
+            .call(move |node| {
+                node.attest(peer, &asked).inspect_err(|refusal| {
+                    // A caller that asks as another workload is evidence.
+                    let _ = node.authz.note(&Record {
+                        detail: &refusal.why,
+                        peer,
+                        ..Record::new(Outcome::Refused, refusal.code)
+                    });
+                })
+            })
             .await?
             .map_err(|r| status_of(&r))?;
-        let answer = match (&prepared.prepared.cluster, &self.cluster) {
-            (Some(claim), Some(cluster)) => Some(cluster.claim(claim).await),
-            _ => None,
+        let id = acelogic_domain::artifact::ArtifactId::generate()
+            .map_err(|e| Status::internal(format!("no random request id: {e}")))?;
+        let request = acelogic_proto::authority::ArtifactRequest {
+            request_id: id.to_string(),
+            node: relay.node.clone(),
+            workload,
+            exec_id,
+            pid,
+            uid,
+            capabilities: r.capabilities,
+            operation_key: r.operation_key,
+            reason: r.reason,
+            ttl_seconds: r.ttl_seconds,
+            max_uses: r.max_uses,
+            evidence: r.evidence,
+            time_unix_nano: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            parent: r.parent,
         };
-        let a = self
-            .node
-            .call(move |node| node.commit(prepared, answer))
-            .await?;
-        if let Some(c) = &self.cluster {
-            // A refusal may have queued an undo, an acceptance nothing.
-            c.kick();
+        let wait = Duration::from_secs(u64::from(r.wait_seconds.min(3600)));
+        let state = relay.ask(&request, wait).await.map_err(|r| status_of(&r))?;
+        let mut out = pb::RequestArtifactResponse::default();
+        if state.state == "issued" {
+            // Installed before the call returns: the grant is live when
+            // the caller hears it was issued.
+            match self.install(state.envelope.clone(), peer).await {
+                Ok(g) => out.grant = Some(g),
+                Err(s) => s.message().clone_into(&mut out.install_error),
+            }
         }
-        let a = a.map_err(|r| status_of(&r))?;
-        Ok(Response::new(pb::SubmitArtifactResponse {
-            artifact_id: a.artifact_id,
-            workload: a.workload,
-            expires_unix: a.expires_unix,
-            grant_id: a.grant_id,
-            capabilities: a.capabilities,
-            kernel_entries: u32::try_from(a.kernel_entries).unwrap_or(u32::MAX),
-            approvers: a.approvers,
-            fencing_token: a.fencing_token,
-        }))
+        out.request = Some(state);
+        Ok(Response::new(out))
     }
 
     async fn revoke_artifact(

@@ -64,6 +64,10 @@ pub struct Config {
     /// that signed the collector's certificate; none keeps records local.
     pub collector: Option<String>,
     pub collector_ca: Option<PathBuf>,
+    /// The authority agents' requests are relayed to, and the CA that
+    /// signed its certificate; none: `RequestArtifact` is refused.
+    pub authority: Option<String>,
+    pub authority_ca: Option<PathBuf>,
     /// The cgroup v2 root workloads' cgroups are made and governed under;
     /// `None`: the first cgroup2 mount. A container names the host's
     /// hierarchy mounted in (see [`crate::node::cgroup_root`]).
@@ -145,6 +149,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 struct Started {
     node: Node,
     cluster: Option<Cluster>,
+    relay: Option<Arc<crate::relay::Relay>>,
     lineage: lineage::Lineage,
     records: Records,
     metrics: Arc<metrics::Metrics>,
@@ -270,19 +275,32 @@ fn start(config: &Config, cluster: Option<Cluster>) -> anyhow::Result<Started> {
         tracing::error!(error = %e, "could not record the daemon's start");
     }
 
+    // The node key signs lineage for the collector and requests for the
+    // authority.
+    let key = config.state_dir.join("node.key");
+    if config.collector.is_some() || config.authority.is_some() {
+        let (_, created) = acelogic_lineage::ship::load_or_create_key(&key, &config.settings.node)
+            .with_context(|| format!("the node key {}", key.display()))?;
+        if created {
+            println!(
+                "acelogic-agent: created the node key {}; the collector enrolls it on first \
+                 contact (--accept-new-nodes) or from its --nodes file, the authority from its \
+                 --nodes file",
+                key.display()
+            );
+        }
+    }
+    let relay = match &config.authority {
+        Some(url) => Some(Arc::new(crate::relay::Relay::new(
+            url,
+            config.authority_ca.as_deref(),
+            &key,
+            &config.settings.node,
+        )?)),
+        None => None,
+    };
     let shipping = match &config.collector {
         Some(url) => {
-            let key = config.state_dir.join("node.key");
-            let (_, created) =
-                acelogic_lineage::ship::load_or_create_key(&key, &config.settings.node)
-                    .with_context(|| format!("the node key {}", key.display()))?;
-            if created {
-                println!(
-                    "acelogic-agent: created the node key {}; the collector enrolls it on first \
-                     contact (--accept-new-nodes) or from its --nodes file",
-                    key.display()
-                );
-            }
             let mut ship = acelogic_lineage::ship::ShipConfig::new(url.clone(), key);
             ship.ca.clone_from(&config.collector_ca);
             // Fail at start on a bad URL or CA, not in the background.
@@ -364,6 +382,7 @@ fn start(config: &Config, cluster: Option<Cluster>) -> anyhow::Result<Started> {
         metrics_server,
         listener,
         epoch,
+        relay,
     })
 }
 
@@ -380,6 +399,7 @@ async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped>
         metrics_server,
         listener,
         epoch,
+        relay,
     } = started;
     let owner = Owner::spawn(node).context("starting the state owner")?;
     if let Some(c) = &cluster {
@@ -396,7 +416,7 @@ async fn serve(config: Arc<Config>, started: Started) -> anyhow::Result<Stopped>
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(api::Service::new(owner.handle(), cluster.clone()).server())
+            .add_service(api::Service::new(owner.handle(), cluster.clone(), relay).server())
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),

@@ -24,5 +24,6 @@ pub mod metrics;
 pub mod node;
 pub mod owner;
 pub mod privileges;
+pub mod relay;
 
 pub use journal_sink::{JournalSink, authorization_outcome};

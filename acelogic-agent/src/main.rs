@@ -65,6 +65,14 @@ struct Args {
     /// CA certificate (PEM) that signed the collector's certificate.
     #[arg(long, value_name = "FILE")]
     collector_ca: Option<PathBuf>,
+    /// The authority that agents' requests (`acelogicctl request`) are
+    /// relayed to, signed with the node key (`http://HOST:PORT`, or
+    /// `https://` with --authority-ca). Enroll the node key there.
+    #[arg(long, value_name = "URL")]
+    authority: Option<String>,
+    /// CA certificate (PEM) that signed the authority's certificate.
+    #[arg(long, value_name = "FILE", requires = "authority")]
+    authority_ca: Option<PathBuf>,
     /// Root of the host's cgroup v2 hierarchy, where policies' cgroups are
     /// made and governed [default: the first cgroup2 mount]. In a container
     /// (private cgroup namespace) mount the host's in and name it here.
@@ -160,6 +168,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         journal_cap: args.journal_cap,
         collector: args.collector,
         collector_ca: args.collector_ca,
+        authority: args.authority,
+        authority_ca: args.authority_ca,
         cgroup_root: args.cgroup_root,
         metrics_listen: args.metrics_listen,
         cluster: (!args.etcd_endpoints.is_empty()).then_some(acelogic_cluster::Config {

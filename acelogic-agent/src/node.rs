@@ -247,6 +247,77 @@ impl Node {
         governs(&self.cgroup_root, self.cgroups.values().flatten(), rel)
     }
 
+    /// Who is asking, attested from the caller's cgroup: its workload
+    /// (`asked` must be it, or empty), its exec id and uid. An ungoverned
+    /// caller (an operator) names the workload it asks for; a governed one
+    /// can only ask as itself.
+    pub fn attest(
+        &self,
+        peer: Option<acelogic_authz::state::Peer>,
+        asked: &str,
+    ) -> Result<(String, String, u32, u32), Refusal> {
+        let unknown = || {
+            Refusal::new(
+                Reason::IdentityMismatch,
+                "the caller's process cannot be identified",
+            )
+        };
+        let peer = peer.ok_or_else(unknown)?;
+        let pid = peer.pid.ok_or_else(unknown)?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|_| unknown())?;
+        let rel = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or_else(unknown)?;
+        let own = self
+            .cgroups
+            .iter()
+            .find(|(_, dirs)| governs(&self.cgroup_root, dirs.iter(), rel))
+            .map(|(w, _)| w.clone());
+        let workload = match (own, asked) {
+            (Some(own), "") => own,
+            (Some(own), asked) if own == asked => own,
+            (Some(own), asked) => {
+                return Err(Refusal::new(
+                    Reason::IdentityMismatch,
+                    format!(
+                        "the caller runs as workload {own:?} and cannot ask on behalf of {asked:?}"
+                    ),
+                ));
+            }
+            (None, _) if self.is_governed(pid) => {
+                // Governed, but in a cgroup no workload's list names
+                // (a namespace the daemon cannot see into): refuse.
+                return Err(unknown());
+            }
+            (None, "") => {
+                return Err(Refusal::new(
+                    Reason::BadRequest,
+                    "the caller is not governed: name the workload to ask for (--workload)",
+                ));
+            }
+            (None, asked) => {
+                if !self.policy.workloads.contains_key(asked) {
+                    return Err(Refusal::new(
+                        Reason::UnknownWorkload,
+                        format!("no loaded policy defines workload {asked:?}"),
+                    ));
+                }
+                asked.to_owned()
+            }
+        };
+        let pid_u = u32::try_from(pid).map_err(|_| unknown())?;
+        let exec_id = acelogic_lineage::chain::boot_id()
+            .ok()
+            .zip(acelogic_lineage::enrich::proc_stat(
+                Path::new("/proc"),
+                pid_u,
+            ))
+            .map(|(boot, st)| acelogic_lineage::chain::exec_id(&boot, st.start_ticks, pid_u))
+            .unwrap_or_default();
+        Ok((workload, exec_id, pid_u, peer.uid))
+    }
+
     /// Freezes or unfreezes a workload, durably.
     pub fn set_frozen(&mut self, workload: &str, frozen: bool, why: &str) -> Result<(), Refusal> {
         let Some(w) = self.policy.workloads.get(workload) else {

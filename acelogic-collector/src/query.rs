@@ -248,7 +248,17 @@ impl pb::query_server::Query for Query {
                 .map_err(|e| internal(&e))?;
                 let truncated = decisions.len() > max as usize;
                 decisions.truncate(max as usize);
-                if authorizations.is_empty() && decisions.is_empty() {
+                // The request's whole story: records of the same request
+                // id, from before the artifact id existed (requested) too.
+                let issuances = records(
+                    db,
+                    "r.kind = 'issuance' AND r.object IN (SELECT object FROM records \
+                     WHERE artifact_id = ?1 AND kind = 'issuance')",
+                    -1,
+                    [&id],
+                )
+                .map_err(|e| internal(&e))?;
+                if authorizations.is_empty() && decisions.is_empty() && issuances.is_empty() {
                     return Err(status_of(&refusal(
                         Reason::NotFound,
                         format!("no record of artifact {id:?}"),
@@ -258,6 +268,7 @@ impl pb::query_server::Query for Query {
                     authorizations,
                     decisions,
                     truncated,
+                    issuances,
                 })
             })
             .await?;

@@ -18,15 +18,19 @@
 //!         node TEXT, seq INTEGER,
 //!         hash BLOB, prev_hash BLOB, -- see lineage::chain::entry_hash
 //!         time_unix_nano INTEGER,    -- when it happened on the node
-//!         kind TEXT,                 -- decision exec fork exit authorization lifecycle loss none
-//!         exec_id TEXT,              -- the process (for authorization: the caller's)
+//!         kind TEXT,                 -- decision exec fork exit authorization lifecycle loss
+//!                                    -- issuance (the authority's) none
+//!         exec_id TEXT,              -- the process (authorization, issuance: the caller's)
 //!         parent_exec_id TEXT, pid INTEGER,
 //!         workload TEXT,
 //!         hook TEXT,                 -- decisions: exec, file-open, socket-connect, ...
-//!         verdict TEXT,              -- decisions: allow deny audit; authorization: its outcome
-//!         reason TEXT,               -- decision reason or authorization reason code
+//!         verdict TEXT,              -- decisions: allow deny audit; authorization: its outcome;
+//!                                    -- issuance: its event (requested, queued, issued, ...)
+//!         reason TEXT,               -- decision reason, authorization reason code; issuance:
+//!                                    -- its code, or its tier
 //!         artifact_id TEXT,
-//!         object TEXT,               -- decision object, exec filename, lifecycle event, loss kind
+//!         object TEXT,               -- decision object, exec filename, lifecycle event, loss kind,
+//!                                    -- issuance request id
 //!         record BLOB,               -- the encoded lineage Record, exactly as hashed
 //!         json TEXT)                 -- the same record as JSON (json_extract works on it)
 //! gaps(id INTEGER PRIMARY KEY, chain INTEGER, node TEXT,
@@ -116,6 +120,9 @@ CREATE INDEX IF NOT EXISTS records_parent ON records(parent_exec_id)
     WHERE parent_exec_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_artifact ON records(artifact_id)
     WHERE artifact_id IS NOT NULL;
+-- The authority's records of one request (its id is the object); only
+-- the authority's chain has any.
+CREATE INDEX IF NOT EXISTS records_request ON records(object) WHERE kind = 'issuance';
 CREATE INDEX IF NOT EXISTS records_denials ON records(workload, time_unix_nano)
     WHERE verdict = 'deny';
 CREATE TABLE IF NOT EXISTS gaps (
@@ -224,6 +231,16 @@ impl Columns {
             Some(Body::Loss(l)) => {
                 c.kind = "loss";
                 c.object = some(&l.what);
+            }
+            Some(Body::Issuance(i)) => {
+                c.kind = "issuance";
+                c.exec_id = some(&i.exec_id);
+                c.pid = (i.pid != 0).then_some(i.pid);
+                c.workload = some(&i.workload);
+                c.verdict = some(&i.event);
+                c.reason = some(if i.code.is_empty() { &i.tier } else { &i.code });
+                c.artifact_id = some(&i.artifact_id);
+                c.object = some(&i.request_id);
             }
             None => {}
         }

@@ -36,11 +36,13 @@ pub enum Group {
     Daemon,
     /// The lineage collector.
     Collector,
+    /// The authority: agents' requests, tiers and approvals.
+    Authority,
 }
 
 impl Group {
     /// Every group, in the order the documentation lists them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Artifact,
         Self::File,
         Self::Policy,
@@ -50,6 +52,7 @@ impl Group {
         Self::Outcome,
         Self::Daemon,
         Self::Collector,
+        Self::Authority,
     ];
 
     /// The heading of the group in the documentation.
@@ -65,6 +68,7 @@ impl Group {
             Self::Outcome => "Why an artifact was accepted or ended",
             Self::Daemon => "The daemon's own records",
             Self::Collector => "The lineage collector",
+            Self::Authority => "The authority: requests and approvals",
         }
     }
 }
@@ -230,6 +234,18 @@ reasons! {
     ShuttingDown = "shutting-down", Collector, "the collector is stopping";
     Gap = "gap", Collector, "`lineage verify`: the chain verifies but records are missing (a recorded gap)";
     VerifyFailed = "verify-failed", Collector, "`lineage verify`: a stored chain or checkpoint does not verify";
+    NeverAutomated = "never-automated", Authority, "the issuing policy's `never` tier: refused at once, no approver is asked";
+    RateLimited = "rate-limited", Authority, "the workload's issuing rate envelope for the last hour is spent";
+    IdentityMismatch = "identity-mismatch", Authority, "a request names a workload other than the caller's own";
+    RequestDenied = "request-denied", Authority, "an approver denied the request (the reason is theirs)";
+    RequestExpired = "request-expired", Authority, "a pending request was not approved before it expired";
+    UnknownRequest = "unknown-request", Authority, "the authority has no request with that id";
+    NotPending = "not-pending", Authority, "the request is no longer pending (issued, denied, expired or refused)";
+    NotApprover = "not-approver", Authority, "the key is not a current approver key in a group the request's rule names";
+    AlreadyApproved = "already-approved", Authority, "this approver, or another of the same group where groups must differ, already approved";
+    NoAuthority = "no-authority", Authority, "the daemon has no authority configured (`--authority`)";
+    AuthorityUnavailable = "authority-unavailable", Authority, "the authority could not be reached or answered with an error";
+    BadNodeSignature = "bad-node-signature", Authority, "a relayed request whose node signature does not verify against the enrolled node key";
 }
 
 impl Reason {
@@ -357,7 +373,19 @@ impl Reason {
             | Self::StoreFailed
             | Self::ShuttingDown
             | Self::Gap
-            | Self::VerifyFailed => 1,
+            | Self::VerifyFailed
+            | Self::NeverAutomated
+            | Self::RateLimited
+            | Self::IdentityMismatch
+            | Self::RequestDenied
+            | Self::RequestExpired
+            | Self::UnknownRequest
+            | Self::NotPending
+            | Self::NotApprover
+            | Self::AlreadyApproved
+            | Self::NoAuthority
+            | Self::AuthorityUnavailable
+            | Self::BadNodeSignature => 1,
         }
     }
 

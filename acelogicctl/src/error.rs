@@ -66,6 +66,7 @@ impl fmt::Display for CtlError {
 pub(crate) enum Peer {
     Daemon,
     Collector,
+    Authority,
 }
 
 /// Maps a gRPC error from the daemon or the collector: refusals carry
@@ -85,6 +86,7 @@ pub(crate) fn from_status(s: &tonic::Status, peer: Peer) -> CtlError {
                 match peer {
                     Peer::Daemon => "daemon",
                     Peer::Collector => "collector",
+                    Peer::Authority => "authority",
                 },
                 s.message()
             ),

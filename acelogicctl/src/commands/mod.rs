@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use crate::CtlResult;
 
+pub mod approvals;
 pub mod artifact;
 pub mod freeze;
 pub mod grants;
@@ -16,6 +17,7 @@ pub mod keygen;
 pub mod lineage;
 pub mod operations;
 pub mod policy;
+pub mod request;
 pub mod revoke;
 pub mod run;
 pub mod status;
@@ -49,6 +51,10 @@ pub enum Command {
     /// completions; an administrator's release.
     #[command(subcommand)]
     Operations(operations::Command),
+    /// Ask the authority for capabilities, through the node daemon (it attests who asks).
+    Request(request::Args),
+    /// The authority's approval queue: list, show, approve, deny.
+    Approvals(approvals::Args),
 }
 
 /// Runs `command`; `socket` is the daemon's API socket (`--socket`), for
@@ -66,5 +72,7 @@ pub fn exec(command: &Command, socket: &Path) -> CtlResult<String> {
         Command::Policy(cmd) => policy::exec(cmd),
         Command::Lineage(args) => lineage::exec(args),
         Command::Operations(cmd) => operations::exec(cmd, socket),
+        Command::Request(args) => request::exec(args, socket),
+        Command::Approvals(args) => approvals::exec(args),
     }
 }

@@ -1,5 +1,7 @@
-//! `acelogicctl lineage artifact ID`: who issued and approved an
-//! artifact, its authorization records and the decisions that used it.
+//! `acelogicctl lineage artifact ID`: the request it was issued for (the
+//! authority's records: evidence, tier, approvers), who issued and
+//! approved it, its authorization records on nodes and the decisions that
+//! used it.
 
 use std::fmt::Write as _;
 
@@ -35,6 +37,7 @@ pub async fn artifact(t: &Target, id: &str, json: bool) -> CtlResult<String> {
         .into_inner();
     if json {
         return Ok(serde_json::json!({
+            "issuances": r.issuances.iter().map(record_json).collect::<Vec<_>>(),
             "authorizations": r.authorizations.iter().map(record_json).collect::<Vec<_>>(),
             "decisions": r.decisions.iter().map(record_json).collect::<Vec<_>>(),
             "truncated": r.truncated,
@@ -64,6 +67,12 @@ pub async fn artifact(t: &Target, id: &str, json: bool) -> CtlResult<String> {
         );
         for cap in &a.capabilities {
             let _ = writeln!(out, "  grants {cap}");
+        }
+    }
+    if !r.issuances.is_empty() {
+        let _ = writeln!(out, "request at the authority ({}):", r.issuances.len());
+        for i in &r.issuances {
+            let _ = writeln!(out, "  {}", describe(i));
         }
     }
     let _ = writeln!(out, "authorization records ({}):", r.authorizations.len());

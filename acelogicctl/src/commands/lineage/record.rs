@@ -97,9 +97,54 @@ pub fn describe(r: &StoredRecord) -> String {
         }
         Some(Body::Lifecycle(l)) => format!("daemon {} {}", l.event, l.detail),
         Some(Body::Loss(l)) => format!("LOSS {} x{} {}", l.what, l.count, l.detail),
+        Some(Body::Issuance(i)) => issuance(i),
         None => "empty record".to_owned(),
     };
     format!("{t} {body}  [{} seq {}]", r.node, seq(r))
+}
+
+/// The authority's record of a request, in one line.
+fn issuance(i: &lpb::Issuance) -> String {
+    let mut s = format!("request {} {}", i.request_id, i.event.to_uppercase());
+    if !i.code.is_empty() {
+        let _ = write!(s, " [{}]", i.code);
+    }
+    match i.event.as_str() {
+        "requested" => {
+            let _ = write!(
+                s,
+                " by {} on {} (exec {}): {} for {:?}",
+                i.workload,
+                i.node,
+                i.exec_id,
+                i.capabilities.join("; "),
+                i.reason
+            );
+            if !i.operation_key.is_empty() {
+                let _ = write!(s, " operation {}", i.operation_key);
+            }
+            for e in &i.evidence {
+                let _ = write!(s, " evidence {} sha256:{}", e.name, e.sha256);
+            }
+        }
+        "approved" | "denied" if !i.approver.is_empty() => {
+            let _ = write!(s, " by {} ({})", i.approver, i.approver_groups.join(","));
+        }
+        _ => {}
+    }
+    if !i.tier.is_empty() && matches!(i.event.as_str(), "queued" | "issued" | "refused") {
+        let _ = write!(s, " tier {} rule {}", i.tier, i.rule);
+    }
+    if !i.artifact_id.is_empty() && i.event != "requested" {
+        let _ = write!(s, " artifact {}", i.artifact_id);
+    }
+    if !i.approvers.is_empty() {
+        let _ = write!(s, " approvers {}", i.approvers.join(","));
+    }
+    if !i.detail.is_empty() {
+        let _ = write!(s, ": {}", i.detail);
+    }
+    s
 }
 
 pub(super) fn process_of(rec: &lpb::Record) -> Option<&lpb::Process> {
