@@ -119,7 +119,11 @@ pub fn exec(a: &Args) -> CtlResult<String> {
                     .to_string());
                 }
                 if r.requests.is_empty() {
-                    return Ok(format!("no {state} requests"));
+                    return Ok(if state == "all" {
+                        "no requests".to_owned()
+                    } else {
+                        format!("no {state} requests")
+                    });
                 }
                 Ok(r.requests
                     .iter()

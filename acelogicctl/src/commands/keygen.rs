@@ -1,4 +1,5 @@
-//! `acelogicctl keygen`: a new Ed25519 key for an issuer or an approver.
+//! `acelogicctl keygen`: a new Ed25519 key for an issuer, an approver or
+//! a node (the key a daemon signs lineage and relayed requests with).
 
 use std::path::{Path, PathBuf};
 
@@ -22,12 +23,31 @@ pub struct Args {
 enum RoleArg {
     Issuer,
     Approver,
+    /// A node key: give it to the daemon as `<state-dir>/node.key` (or to
+    /// the authority as its `lineage.key`); prints its enrollment entry
+    /// for the collector's and the authority's `--nodes` files.
+    Node,
 }
 
 pub fn exec(args: &Args) -> CtlResult<String> {
     let role = match args.role {
         RoleArg::Issuer => Role::Issuer,
         RoleArg::Approver => Role::Approver,
+        RoleArg::Node => {
+            let key = SecretKey::generate(&args.name, Role::Lineage)
+                .map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?;
+            key.write_new(&args.out)
+                .map_err(|e| CtlError::input(format!("[{}] {e}", e.code())))?;
+            eprintln!(
+                "wrote {} (mode 0600); add this entry to the nodes of a NodeEnrollment file:",
+                args.out.display()
+            );
+            return Ok(
+                acelogic_lineage::wire::entry_yaml(&args.name, &key.public())
+                    .trim_end()
+                    .to_owned(),
+            );
+        }
     };
     let entry = keygen(&args.name, role, &args.out)?;
     eprintln!(

@@ -57,6 +57,10 @@ pub struct Args {
     /// Wait until the request is issued, denied or expired (at most this long; default 10m).
     #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "10m", value_parser = humantime::parse_duration)]
     wait: Option<Duration>,
+    /// Also write the issued envelope here (it can be submitted again, on
+    /// another node, or inspected).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -170,6 +174,7 @@ pub fn exec(a: &Args, socket: &std::path::Path) -> CtlResult<String> {
     };
     let json = a.json;
     let waited = a.wait.is_some();
+    let out = a.out.clone();
     connect::block(async move {
         let mut c = connect::daemon(socket).await?;
         let r = c
@@ -177,6 +182,12 @@ pub fn exec(a: &Args, socket: &std::path::Path) -> CtlResult<String> {
             .await
             .map_err(|s| from_status(&s, Peer::Daemon))?
             .into_inner();
+        if let (Some(path), Some(s)) = (&out, &r.request)
+            && !s.envelope.is_empty()
+        {
+            std::fs::write(path, &s.envelope)
+                .map_err(|e| CtlError::input(format!("--out {}: {e}", path.display())))?;
+        }
         report(&r, json, waited)
     })
 }
