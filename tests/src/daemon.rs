@@ -40,7 +40,7 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    fn of(out: &Output) -> Self {
+    pub fn of(out: &Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

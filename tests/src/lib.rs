@@ -7,6 +7,7 @@
 //! one `ACELOGIC-TEST <name> <PASS|FAIL|SKIP> <detail>` line per test and a
 //! final `ACELOGIC-SUMMARY <p> passed, <f> failed, <s> skipped` line.
 
+pub mod authority;
 pub mod authz_bench;
 pub mod bench;
 pub mod cases;

@@ -282,8 +282,16 @@ struct VmRun {
 fn in_vm(args: &BenchArgs, kernel: &kernels::Kernel, root: &Path, target: &Path) -> Result<VmRun> {
     cargo_build(&["-p", "acelogic-tests", "--bin", "acelogic-bench"])
         .map_err(|e| anyhow::anyhow!("building acelogic-bench: {e}"))?;
-    cargo_build(&["-p", "acelogic-agent", "-p", "acelogicctl", "--bins"])
-        .map_err(|e| anyhow::anyhow!("building acelogic-agent and acelogicctl: {e}"))?;
+    cargo_build(&[
+        "-p",
+        "acelogic-agent",
+        "-p",
+        "acelogicctl",
+        "-p",
+        "acelogic-authority",
+        "--bins",
+    ])
+    .map_err(|e| anyhow::anyhow!("building acelogic-agent, acelogicctl and acelogic-authority: {e}"))?;
     let parser = kernels::host_package("apparmor")?.join("sbin/apparmor_parser");
     if !parser.is_file() {
         bail!(
@@ -304,6 +312,10 @@ fn in_vm(args: &BenchArgs, kernel: &kernels::Kernel, root: &Path, target: &Path)
             (
                 release.join("acelogicctl"),
                 "/usr/bin/acelogicctl".to_owned(),
+            ),
+            (
+                release.join("acelogic-authority"),
+                "/usr/bin/acelogic-authority".to_owned(),
             ),
             (parser, "/usr/sbin/apparmor_parser".to_owned()),
         ],

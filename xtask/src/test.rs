@@ -213,6 +213,7 @@ const BPF_FREE: &[&str] = &[
     "acelogic-authz",
     "acelogic-lineage",
     "acelogic-collector",
+    "acelogic-authority",
     "acelogicctl",
     "acelogic-cluster",
 ];
@@ -375,6 +376,8 @@ pub(crate) const SERVICE_BINS: &[&str] = &[
     "-p",
     "acelogic-collector",
     "-p",
+    "acelogic-authority",
+    "-p",
     "acelogicctl",
     "--bins",
 ];
@@ -458,7 +461,8 @@ fn host_privileged(bin: Option<&Path>, args: &TestArgs) -> Result<Suite> {
 
 /// The privileged test binary and the workspace binaries it drives
 /// (`/usr/bin/acelogic-agent`, `/usr/bin/acelogicctl`,
-/// `/usr/bin/acelogic-collector`), and etcd (`/usr/bin/etcd`).
+/// `/usr/bin/acelogic-collector`, `/usr/bin/acelogic-authority`), and etcd
+/// (`/usr/bin/etcd`).
 fn guest_files(privtest: &Path) -> Vec<(PathBuf, String)> {
     let mut files = vec![(privtest.to_path_buf(), "/acelogic-privtest".to_owned())];
     // The cluster cases start their own etcd member in the guest.
@@ -467,7 +471,12 @@ fn guest_files(privtest: &Path) -> Vec<(PathBuf, String)> {
         files.push((etcd.to_path_buf(), "/usr/bin/etcd".to_owned()));
     }
     if let Some(dir) = privtest.parent() {
-        for name in ["acelogic-agent", "acelogicctl", "acelogic-collector"] {
+        for name in [
+            "acelogic-agent",
+            "acelogicctl",
+            "acelogic-collector",
+            "acelogic-authority",
+        ] {
             let p = dir.join(name);
             if p.is_file() {
                 files.push((p, format!("/usr/bin/{name}")));

@@ -20,6 +20,12 @@
 //! Baselines of the same run, interleaved with the measured iterations:
 //! a `Status` round trip on the same connection, and one governed exec
 //! allowed by baseline (the same program at its baseline path).
+//!
+//! Then request to grant live, the same way: a real `acelogic-authority`
+//! in the guest (TLS on loopback, the auto tier), and `RequestArtifact`
+//! with a wait, timed from the start of the call until the granted exec
+//! ran: the node's relay and signature, the authority's checks, its
+//! journal and SQLite commits, the issue, and the same install as above.
 
 use std::{
     ffi::CStr,
@@ -36,6 +42,7 @@ use anyhow::{Context as _, bail, ensure};
 
 use super::workload::EXEC_FAILED;
 use crate::{
+    authority::{Authority, node_key},
     daemon::{Daemon, sha256_of},
     fixtures::{Scratch, TestCgroup, c_path, reap, spawn_in_cgroup},
     summary::{Row, Unit, quantile},
@@ -68,6 +75,27 @@ spec:
         cg = cg.name(),
         shell = shell.display(),
         granted = granted.display(),
+    )
+}
+
+/// The authority issues exec of `granted` at once (one use).
+fn issuing(granted: &Path) -> String {
+    format!(
+        "apiVersion: acelogic.dev/v1
+kind: IssuingPolicy
+metadata: {{name: bench-submit}}
+spec:
+  issuer: ci
+  audience: test
+  rules:
+    - name: granted
+      workloads: [{WORKLOAD}]
+      exec: [{granted}]
+      tier: auto
+      maxTtl: 30m
+      maxUses: 1
+",
+        granted = granted.display()
     )
 }
 
@@ -144,6 +172,12 @@ fn nanos(d: Duration) -> f64 {
     d.as_secs_f64() * 1e9
 }
 
+/// The `q` quantile of `v` (sorted in place).
+fn quantile_sorted(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    quantile(v, q).unwrap_or(f64::NAN)
+}
+
 /// Median and p95 of `v` (sorted in place).
 fn stats(v: &mut [f64]) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -164,6 +198,9 @@ pub(super) fn run(iterations: usize, shell: &Path) -> anyhow::Result<serde_json:
     let mut d = Daemon::prepare("bench-submit", &policy(&cg, shell, &granted))?;
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/acelogic-bench-{}", std::process::id()));
     d.pin_dir = Some(pin_dir.clone());
+    let entry = node_key(&d)?;
+    let authority = Authority::start(&d, &issuing(&granted), &entry)?;
+    d.args.extend(authority.daemon_args());
     d.start()?;
     let result = measure(iterations, &d, &cg, shell, &granted);
     let stopped = d.stop();
@@ -264,6 +301,67 @@ fn measure(
         "after the last one-use grant was spent the exec must be refused EPERM, got exit {code}"
     );
 
+    // Request to grant live: the same rounds through the authority.
+    let capability = serde_json::json!({"exec": {"path": granted.display().to_string()}}).to_string();
+    let (mut request, mut live) = (Vec::new(), Vec::new());
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let r = rt
+            .block_on(api.request_artifact(pb::RequestArtifactRequest {
+                capabilities: vec![capability.clone()],
+                reason: "a benchmark of request latency".to_owned(),
+                workload: WORKLOAD.to_owned(),
+                wait_seconds: 30,
+                ..pb::RequestArtifactRequest::default()
+            }))
+            .map_err(|s| anyhow::anyhow!("RequestArtifact refused: {}", s.message()))?
+            .into_inner();
+        request.push(nanos(t.elapsed()));
+        ensure!(
+            r.grant.is_some(),
+            "the request was not issued and installed: {:?} {}",
+            r.request,
+            r.install_error
+        );
+        loop {
+            match exec_in(cg, &granted_c)? {
+                0 => break,
+                c if c == refused => denied += 1,
+                c => bail!("the granted exec failed: exit {c}"),
+            }
+            ensure!(
+                t.elapsed() < Duration::from_secs(10),
+                "the granted exec was still refused 10 s after the request:\n{}",
+                d.log_text()
+            );
+        }
+        live.push(nanos(t.elapsed()));
+        let t = Instant::now();
+        while !rt
+            .block_on(api.list_grants(pb::ListGrantsRequest {
+                workload: WORKLOAD.to_owned(),
+            }))
+            .context("ListGrants")?
+            .into_inner()
+            .grants
+            .is_empty()
+        {
+            ensure!(
+                t.elapsed() < Duration::from_secs(10),
+                "the used-up grant was not retired within 10 s:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let p99 = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        quantile(v, 0.99).unwrap_or(f64::NAN)
+    };
+    let enf_p99 = p99(&mut enforced.clone());
+    let (request_p50, request_p99) = (quantile_sorted(&mut request, 0.5), p99(&mut request));
+    let (live_p50, live_p99) = (quantile_sorted(&mut live, 0.5), p99(&mut live));
+
     let (status_p50, status_p95) = stats(&mut status);
     let (exec_p50, exec_p95) = stats(&mut base_exec);
     let (submit_p50, submit_p95) = stats(&mut submit);
@@ -310,6 +408,20 @@ fn measure(
             Unit::Nanos,
         )
         .against(both, status_p95 + exec_p95),
+        Row::new(
+            BENCHMARK,
+            "request to grant live (auto tier), p50",
+            live_p50,
+            Unit::Nanos,
+        )
+        .against("submit to enforced", enf_p50),
+        Row::new(
+            BENCHMARK,
+            "request to grant live (auto tier), p99",
+            live_p99,
+            Unit::Nanos,
+        )
+        .against("submit to enforced", enf_p99),
     ];
     let ms = |v: f64| format!("{:.2} ms", v / 1e6);
     println!("| submit to enforced ({iterations} one-use artifacts) | p50 | p95 |");
@@ -334,6 +446,11 @@ fn measure(
     ] {
         println!("| {name} | {} | {} |", ms(p50), ms(p95));
     }
+    println!("| request to grant live ({iterations} auto-tier requests) | p50 | p99 |");
+    println!("|---|---|---|");
+    println!("| RequestArtifact RPC (relay, authority, issue, install) | {} | {} |", ms(request_p50), ms(request_p99));
+    println!("| request to grant live: RPC start until the granted exec ran | {} | {} |", ms(live_p50), ms(live_p99));
+    println!("| submit to enforced, same run | {} | {} |", ms(enf_p50), ms(enf_p99));
     println!(
         "submit to enforced: {denied} exec attempts refused before the grant was in place; \
          p50 {:.2}x Status RPC + baseline exec",
@@ -345,7 +462,9 @@ fn measure(
         "status_rpc_ns": {"p50": status_p50, "p95": status_p95},
         "baseline_exec_ns": {"p50": exec_p50, "p95": exec_p95},
         "submit_rpc_ns": {"p50": submit_p50, "p95": submit_p95},
-        "submit_to_enforced_ns": {"p50": enf_p50, "p95": enf_p95},
+        "submit_to_enforced_ns": {"p50": enf_p50, "p95": enf_p95, "p99": enf_p99},
+        "request_rpc_ns": {"p50": request_p50, "p99": request_p99},
+        "request_to_live_ns": {"p50": live_p50, "p99": live_p99},
         "summary": crate::summary::rows_json(&rows),
     }))
 }

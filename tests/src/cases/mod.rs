@@ -17,6 +17,7 @@ mod narrowing;
 mod network;
 mod overlay;
 mod pinning;
+mod request;
 mod revocation;
 mod session;
 mod uring;
@@ -43,6 +44,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(escape::CASES);
     cases.extend_from_slice(authz::CASES);
     cases.extend_from_slice(revocation::CASES);
+    cases.extend_from_slice(request::CASES);
     cases.extend_from_slice(journal::CASES);
     cases.extend_from_slice(session::CASES);
     cases.extend_from_slice(deploy::CASES);
