@@ -48,9 +48,20 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "/demo/policies/deploy-agent.yaml",
         include_str!("../assets/demo/policies/deploy-agent.yaml"),
     ),
+    (
+        "issuing.yaml",
+        "/demo/policies/issuing.yaml",
+        include_str!("../assets/demo/policies/issuing.yaml"),
+    ),
 ];
-/// The daemon, the collector and the CLI, from the release build.
-const BINARIES: &[&str] = &["acelogic-agent", "acelogic-collector", "acelogicctl"];
+/// The daemon, the collector, the authority and the CLI, from the
+/// release build.
+const BINARIES: &[&str] = &[
+    "acelogic-agent",
+    "acelogic-collector",
+    "acelogic-authority",
+    "acelogicctl",
+];
 /// The line demo.sh prints when everything it showed worked.
 const DEMO_OK: &str = "ACELOGIC-DEMO-OK";
 

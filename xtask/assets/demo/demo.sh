@@ -2,12 +2,14 @@
 # The demo, run inside the VM as `sh /demo/demo.sh` (cargo xtask demo).
 #
 # Two AI agents disagree about one deployment, a third deploys to
-# production, its node fails and a replacement on a second node tries to
-# deploy again, and one of the agents tries to break out. Everything is real: the
-# node daemon loads BPF LSM programs into this kernel, the agents are
-# processes in governed cgroups running real commands, artifacts are
-# Ed25519-signed and verified by the daemon, and every decision is
-# journaled, shipped to the collector and read back from it.
+# production once a human approves, its node fails and a replacement on a
+# second node tries to deploy again, and one of the agents tries to break
+# out. Everything is real: the node daemon loads BPF LSM programs into
+# this kernel, the agents are processes in governed cgroups running real
+# commands, they ask the authority for artifacts through their daemon,
+# artifacts are Ed25519-signed by the authority and the approver and
+# verified by the daemon, and every decision is journaled, shipped to the
+# collector and read back from it.
 #
 # Each action prints what the agent ran, what it saw, and the decision the
 # kernel recorded with its reason code. The script stops with
@@ -17,10 +19,12 @@
 POLICIES=/etc/acelogic/policies
 KEYS=/root/keys
 WORK=/tmp/demo
-ARTIFACTS=/srv/artifacts
 DLOG=$WORK/daemon.log
 CLOG=$WORK/collector.log
 COLLECTOR=http://127.0.0.1:7400
+# The authority the daemons relay the agents' requests to.
+AUTHORITY=http://127.0.0.1:7500
+ALOG=$WORK/authority.log
 NODE=demo-node
 # The cluster store both nodes share, and the second node (its own
 # daemon, pinned programs, state, socket and cgroup tree in this VM).
@@ -83,9 +87,9 @@ start_agent() {
     say "agent $1 (pid $pid) runs in $(cut -d: -f3 /proc/$pid/cgroup), workload $2"
 }
 
-# ask AGENT COMMAND: hands the agent one command, waits for it to finish,
-# prints its output and sets $rc to its exit status.
-ask() {
+# tell AGENT COMMAND: hands the agent one command and returns at once
+# (`answer AGENT` waits for it).
+tell() {
     agent=$1
     shift
     eval "apid=\$PID_$agent"
@@ -96,9 +100,19 @@ ask() {
     mark
     say "$agent \$ $*"
     echo "$*" >"$WORK/$agent.inbox"
-    await "[ \$(grep -c '^@@done' $log) -gt $done_before ]" 600 || fail "agent $agent did not answer"
-    tail -n +"$((from + 1))" "$log" | grep -v '^@@' | sed "s/^/   $agent | /"
+}
+# answer AGENT: waits for the command last told to finish, prints its
+# output and sets $rc to its exit status.
+answer() {
+    log=$WORK/$1.log
+    await "[ \$(grep -c '^@@done' $log) -gt $done_before ]" 1200 || fail "agent $1 did not answer"
+    tail -n +"$((from + 1))" "$log" | grep -v '^@@' | sed "s/^/   $1 | /"
     rc=$(grep '^@@done' "$log" | tail -n 1 | cut -d' ' -f3)
+}
+# ask AGENT COMMAND: tell, then answer.
+ask() {
+    tell "$@"
+    answer "$1"
 }
 
 # decision HOOK VERDICT REASON: the daemon journaled this kernel decision
@@ -137,31 +151,14 @@ expect_file() {
     say "$1: $got"
 }
 
-# sign NAME WORKLOAD OPERATION_KEY REASON CAPABILITY...: the authority signs
-# a one-use artifact into $ARTIFACTS/NAME.json; sets $SIGNED to its id.
-sign() {
-    name=$1 workload=$2 key=$3 why=$4
-    shift 4
-    {
-        echo "issuer: release-authority"
-        echo "subject: {workload: $workload}"
-        echo "audience: demo"
-        echo "ttl: 5m"
-        echo "maxUses: 1"
-        echo "operationKey: $key"
-        echo "reason: \"$why\""
-        echo "capabilities:"
-        for c in "$@"; do echo "  - $c"; done
-    } >"$WORK/$name.request.yaml"
-    SIGNED=$(acelogicctl artifact sign --request "$WORK/$name.request.yaml" \
-        --key "$KEYS/issuer.key" --out "$ARTIFACTS/$name.json" 2>&1 >/dev/null) ||
-        fail "signing $name: $SIGNED"
-    SIGNED=${SIGNED#signed artifact }
-    say "authority: signed artifact $SIGNED ($ARTIFACTS/$name.json) for $workload,"
-    say "           operation key $key, one use, 5 minutes: $why"
+# issued AGENT: the artifact id the agent's last request printed.
+issued() {
+    tail -n +"$((from + 1))" "$WORK/$1.log" | sed -n 's/.*issued artifact \([0-9a-f]*\).*/\1/p' | head -n 1
 }
-digest() {
-    sha256sum "$1" | cut -d' ' -f1
+# pending: the id of the one request waiting in the authority's queue.
+pending() {
+    acelogicctl approvals --authority "$AUTHORITY" list --json | tr -d ' \n' |
+        sed -n 's/.*"requestId":"\([0-9a-f]*\)".*/\1/p'
 }
 # lineage_seq FIELD [SOCKET]: headSeq or ackedSeq of a node's journal,
 # from status.
@@ -172,7 +169,8 @@ lineage_seq() {
 # start_node_a: node A's daemon (its log appends to $DLOG_A).
 start_node_a() {
     acelogic-agent --policies "$POLICIES" --audience demo --node-name "$NODE" \
-        --collector "$COLLECTOR" --etcd-endpoints "$ETCD" >>"$DLOG_A" 2>&1 &
+        --collector "$COLLECTOR" --etcd-endpoints "$ETCD" --authority "$AUTHORITY" \
+        >>"$DLOG_A" 2>&1 &
     DAEMON=$!
     await "acelogicctl status" 600 || {
         cat "$DLOG_A"
@@ -180,7 +178,7 @@ start_node_a() {
     }
 }
 
-mkdir -p "$WORK" "$ARTIFACTS" "$POLICIES" "$KEYS"
+mkdir -p "$WORK" "$POLICIES" "$KEYS"
 
 step "0. The node: a BPF-LSM kernel, the lineage collector, the node daemon and its policies"
 acelogic-agent check-node | sed 's/^/   /'
@@ -199,6 +197,7 @@ acelogicctl policy check "$POLICIES" >/dev/null || fail "the policies do not che
 mkdir -p /srv/cluster/replicas /srv/cluster/production/checkout /srv/cluster/staging \
     /srv/agents/scaling /srv/agents/deploy
 echo 3 >/srv/cluster/replicas/checkout
+printf 'release 1.8.0: image shop/checkout:1.8.0, canary passed 30 min\n' >/srv/agents/deploy/plan.txt
 echo shop/checkout:1.7.2 >/srv/cluster/production/checkout/image
 say "cluster: checkout runs 3 replicas of shop/checkout:1.7.2"
 
@@ -219,6 +218,25 @@ await "wget -q -O - $ETCD/health | grep -q true" 600 || {
     fail "etcd did not start"
 }
 say "cluster store: etcd $(etcd --version | head -n 1 | cut -d' ' -f3) on $ETCD"
+# Each node's key signs its lineage and the requests it relays; the
+# authority knows them from its enrollment file.
+mkdir -p /var/lib/acelogic /var/lib/acelogic-node-b
+{
+    echo "apiVersion: acelogic.dev/v1"
+    echo "kind: NodeEnrollment"
+    echo "nodes:"
+    acelogicctl keygen --role node --name "$NODE" --out /var/lib/acelogic/node.key 2>/dev/null
+    acelogicctl keygen --role node --name "$NODE_B" --out /var/lib/acelogic-node-b/node.key 2>/dev/null
+} >"$WORK/nodes.yaml" || fail "keygen --role node"
+acelogic-authority --listen 127.0.0.1:7500 --state-dir /var/lib/acelogic-authority \
+    --issuer-key "$KEYS/issuer.key" --issuing-policy "$POLICIES/issuing.yaml" \
+    --policies "$POLICIES" --trust "$POLICIES/trust.yaml" --nodes "$WORK/nodes.yaml" \
+    --collector "$COLLECTOR" >"$ALOG" 2>&1 &
+await "grep -q 'listening on' $ALOG" 300 || {
+    cat "$ALOG"
+    fail "the authority did not start"
+}
+say "authority: issues as release-authority on $AUTHORITY; tiers from $POLICIES/issuing.yaml"
 : >"$DLOG_A"
 start_node_a
 grep 'acelogic-agent:' "$DLOG" | sed 's/^/   daemon | /'
@@ -236,16 +254,13 @@ expect_denied
 decision exec deny no-grant
 expect_file /srv/cluster/replicas/checkout 3
 
-step "2. The authority signs for the autoscaler (operation key scale/checkout); the cost agent's artifact for the same key is a conflict"
-SCALE="exec: {path: /usr/local/bin/scale, sha256: $(digest /usr/local/bin/scale)}"
-sign scale-up autoscaler scale/checkout "CPU 92%: checkout 3 -> 6" \
-    "$SCALE" "write: {path: /srv/cluster/replicas/checkout}"
-ask autoscaler acelogicctl artifact submit "$ARTIFACTS/scale-up.json"
+step "2. Both ask the authority through their node: scaling is routine (issued at once), but one operation key has one holder"
+SCALE="--exec /usr/local/bin/scale --write /srv/cluster/replicas/checkout --operation-key scale/checkout"
+ask autoscaler acelogicctl request $SCALE --reason "'CPU 92%: checkout 3 -> 6'" --wait
 expect_ok
+grep -q "auto tier" "$WORK/autoscaler.log" || fail "the autoscaler's request was not issued at once"
 authz accepted granted
-sign scale-down cost-agent scale/checkout "cost: checkout 3 -> 2" \
-    "$SCALE" "write: {path: /srv/cluster/replicas/checkout}"
-ask costagent acelogicctl artifact submit "$ARTIFACTS/scale-down.json"
+ask costagent acelogicctl request $SCALE --reason "'cost: checkout 3 -> 2'" --wait
 expect_denied
 authz refused operation-conflict
 ask autoscaler scale checkout 6
@@ -257,21 +272,28 @@ expect_denied
 decision exec deny no-grant
 expect_file /srv/cluster/replicas/checkout 6
 
-step "3. A production deploy needs an approver's signature"
+step "3. A production deploy waits for a human; what is never automated is refused at once"
 start_agent deployer deploy-agent
-sign deploy deploy-agent deploy/production/checkout "release 1.8.0 to production" \
-    "exec: {path: /usr/local/bin/kubectl, sha256: $(digest /usr/local/bin/kubectl)}" \
-    "write: {path: /srv/cluster/production/checkout/image}"
-DEPLOY_ID=$SIGNED
-say "the issuer alone:"
-ask deployer acelogicctl artifact submit "$ARTIFACTS/deploy.json"
-expect_denied
-authz refused approval-missing
-acelogicctl artifact cosign "$ARTIFACTS/deploy.json" --key "$KEYS/approver.key" \
-    --out "$ARTIFACTS/deploy.json" >/dev/null || fail "cosign"
-say "change-approver co-signs $ARTIFACTS/deploy.json (the same artifact, one more signature):"
-ask deployer acelogicctl artifact submit "$ARTIFACTS/deploy.json"
+DEPLOY="--exec /usr/local/bin/kubectl --write /srv/cluster/production/checkout/image --operation-key deploy/production/checkout"
+tell deployer acelogicctl request $DEPLOY --reason "'release 1.8.0 to production'" \
+    --evidence /srv/agents/deploy/plan.txt --out /srv/agents/deploy/deploy.json --wait
+await '[ -n "$(pending)" ]' 300 || fail "the deploy request is not in the approval queue"
+REQ=$(pending)
+say "the request waits in the authority's queue; the change approver looks at it:"
+say "\$ acelogicctl approvals list"
+acelogicctl approvals --authority "$AUTHORITY" list | sed 's/^/   /'
+say "\$ acelogicctl approvals show $REQ --collector $COLLECTOR"
+acelogicctl approvals --authority "$AUTHORITY" show "$REQ" --collector "$COLLECTOR" >"$WORK/show.txt" ||
+    fail "approvals show"
+sed 's/^/   /' "$WORK/show.txt"
+grep -q "evidence: plan.txt sha256:" "$WORK/show.txt" || fail "the approver does not see the evidence"
+say "\$ acelogicctl approvals approve $REQ --key approver.key   # signs the payload here, with the approver's own key"
+acelogicctl approvals --authority "$AUTHORITY" approve "$REQ" --key "$KEYS/approver.key" | sed 's/^/   /'
+answer deployer
 expect_ok
+grep -q "approved by change-approver" "$WORK/deployer.log" || fail "the deploy was not approved by change-approver"
+DEPLOY_ID=$(issued deployer)
+[ -n "$DEPLOY_ID" ] || fail "no artifact id in the deploy agent's output"
 authz accepted granted
 say "the deploy agent reads its fencing token (the API it deploys through could refuse a stale one):"
 ask deployer acelogicctl operations show deploy/production/checkout
@@ -282,6 +304,12 @@ ask deployer kubectl -n production set image deployment/checkout shop/checkout:1
 expect_ok
 decision exec allow grant
 expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
+say "the deploy agent asks for nsenter, which the issuing policy never automates:"
+ask deployer acelogicctl request --exec /usr/bin/nsenter --reason "'debug the node'" --wait
+expect_denied
+grep -q "\[never-automated\]" "$WORK/deployer.log" || fail "nsenter was not refused as never-automated"
+[ -z "$(pending)" ] || fail "the nsenter request reached the approval queue"
+say "=> REFUSED [never-automated]: nobody was asked"
 
 step "4. Node $NODE fails after the deploy; a replacement deploy agent on $NODE_B tries to deploy again"
 await "grep -q 'authz #[0-9]* consumed \[consumed\] artifact=$DEPLOY_ID' $DLOG" 100 || {
@@ -303,7 +331,8 @@ for f in /demo/policies/*.yaml; do
 done
 acelogic-agent --policies "$POLICIES-b" --audience demo --node-name "$NODE_B" \
     --pin-dir /sys/fs/bpf/acelogic-node-b --state-dir /var/lib/acelogic-node-b \
-    --socket "$SOCK_B" --collector "$COLLECTOR" --etcd-endpoints "$ETCD" >"$DLOG_B" 2>&1 &
+    --socket "$SOCK_B" --collector "$COLLECTOR" --etcd-endpoints "$ETCD" \
+    --authority "$AUTHORITY" >"$DLOG_B" 2>&1 &
 DAEMON_B=$!
 await "acelogicctl --socket $SOCK_B status" 600 || {
     cat "$DLOG_B"
@@ -318,17 +347,18 @@ start_agent replacement deploy-agent "$SOCK_B"
 ask replacement kubectl -n production set image deployment/checkout shop/checkout:1.8.1
 expect_denied
 decision exec deny no-grant
-say "the authority signs a fresh artifact for the same operation; the approver co-signs:"
-sign redeploy deploy-agent deploy/production/checkout "the deploy agent restarted: release 1.8.1" \
-    "exec: {path: /usr/local/bin/kubectl, sha256: $(digest /usr/local/bin/kubectl)}" \
-    "write: {path: /srv/cluster/production/checkout/image}"
-acelogicctl artifact cosign "$ARTIFACTS/redeploy.json" --key "$KEYS/approver.key" \
-    --out "$ARTIFACTS/redeploy.json" >/dev/null || fail "cosign"
-ask replacement acelogicctl --socket "$SOCK_B" artifact submit "$ARTIFACTS/redeploy.json"
+say "the replacement asks for the same operation again; the approver, not knowing, approves:"
+tell replacement acelogicctl --socket "$SOCK_B" request $DEPLOY \
+    --reason "'the deploy agent restarted: release 1.8.1'" --wait
+await '[ -n "$(pending)" ]' 300 || fail "the replacement's request is not in the approval queue"
+acelogicctl approvals --authority "$AUTHORITY" approve "$(pending)" --key "$KEYS/approver.key" |
+    sed 's/^/   /'
+answer replacement
 expect_denied
 authz refused operation-completed
 grep -q "on node $NODE" "$WORK/replacement.log" || fail "the refusal does not name node $NODE"
-ask replacement acelogicctl --socket "$SOCK_B" artifact submit "$ARTIFACTS/deploy.json"
+say "and presents the first deploy's artifact, already used:"
+ask replacement acelogicctl --socket "$SOCK_B" artifact submit /srv/agents/deploy/deploy.json
 expect_denied
 authz refused replayed
 expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
@@ -351,6 +381,10 @@ say "freeze its rival through the daemon's API:"
 ask autoscaler acelogicctl freeze cost-agent
 expect_denied
 authz refused governed-caller
+say "ask the authority in its rival's name:"
+ask autoscaler acelogicctl request --workload cost-agent $SCALE --reason "'as the cost agent'"
+expect_denied
+authz refused identity-mismatch
 
 step "6. The collector's lineage of the session, and its verification"
 await "acelogicctl status --json | tr -d ' \n' | grep -q '\"connected\":true'" 300 ||
@@ -376,7 +410,9 @@ say "\$ acelogicctl lineage artifact $DEPLOY_ID   # the production deploy's arti
 acelogicctl lineage artifact "$DEPLOY_ID" --collector "$COLLECTOR" >"$WORK/artifact.txt" ||
     fail "lineage artifact"
 sed 's/^/   /' "$WORK/artifact.txt"
-for want in approval-missing consumed replayed "\[$NODE seq" "\[$NODE_B seq"; do
+for want in REQUESTED "evidence plan.txt" QUEUED "APPROVED by change-approver" ISSUED DELIVERED \
+    "accepted (granted)" "kubectl.*allow (grant)" consumed replayed "\[$NODE seq" \
+    "\[$NODE_B seq" "\[authority seq"; do
     grep -q "$want" "$WORK/artifact.txt" || fail "the artifact's lineage lacks $want"
 done
 echo
@@ -384,6 +420,10 @@ say "\$ acelogicctl lineage verify --node $NODE"
 acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" | sed 's/^/   /'
 acelogicctl lineage verify --node "$NODE" --collector "$COLLECTOR" >/dev/null ||
     fail "lineage verify"
+say "\$ acelogicctl lineage verify --node authority   # the authority's own chain"
+acelogicctl lineage verify --node authority --collector "$COLLECTOR" | sed 's/^/   /'
+acelogicctl lineage verify --node authority --collector "$COLLECTOR" >/dev/null ||
+    fail "lineage verify --node authority"
 echo
 say "\$ acelogicctl lineage head > node.head   # on the node: the newest head the collector acknowledged, signed by the node key"
 acelogicctl lineage head >"$WORK/node.head" || fail "lineage head"
