@@ -605,3 +605,57 @@ async fn the_collector_verifies_the_authoritys_chain() {
     drop(a);
     collector.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_issuing_policy_applies_and_a_bad_one_keeps_the_last_good() {
+    let s = Setup::new("reload");
+    let a = Authority::start(&s, &[]);
+    let scale = || request("scaler", &["/usr/local/bin/scale"], "scale");
+    assert_eq!(
+        ask(&a, &s.ca, &s.node_key, &scale(), 0)
+            .await
+            .unwrap()
+            .state,
+        "issued"
+    );
+
+    // Scaling moves to the never tier.
+    let never = ISSUING.replace(
+        "    - name: scale\n      workloads: [scaler]\n      exec: [/usr/local/bin/**]\n      tier: auto\n      maxTtl: 10m\n      maxUses: 1\n",
+        "    - name: scale\n      workloads: [scaler]\n      exec: [/usr/local/bin/**]\n      tier: never\n",
+    );
+    assert_ne!(never, ISSUING);
+    std::fs::write(s.dir.path("issuing.yaml"), &never).unwrap();
+    let refused = |st: &pb::RequestState| st.state == "refused" && st.code == "never-automated";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = ask(&a, &s.ca, &s.node_key, &scale(), 0).await.unwrap();
+        if refused(&st) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new policy did not apply: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A broken file is refused; the policy in force stays.
+    std::fs::write(
+        s.dir.path("issuing.yaml"),
+        "apiVersion: acelogic.dev/v1\nkind: IssuingPolicy\nspec: [",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let st = ask(&a, &s.ca, &s.node_key, &scale(), 0).await.unwrap();
+    assert!(refused(&st), "the last good policy is not in force: {st:?}");
+    let st = ask(
+        &a,
+        &s.ca,
+        &s.node_key,
+        &request("deployer", &["/usr/local/bin/kubectl"], "deploy"),
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st.state, "pending", "{st:?}");
+}
