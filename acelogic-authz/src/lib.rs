@@ -536,9 +536,9 @@ impl Authorizer {
                     why: format!("removing orphan grant {grant_id}: {e}"),
                 })?;
                 let detail = format!(
-                    "grant {grant_id} in scope {:#x}: {removed} kernel entries no artifact in the \
+                    "grant {grant_id} in scope {}: {removed} kernel entries no artifact in the \
                      state accounts for were removed",
-                    u.scope_id
+                    acelogic_domain::policy::scope_text(u.scope_id)
                 );
                 self.note(&Record {
                     detail: &detail,

@@ -79,7 +79,9 @@ pub(crate) use error::at_text;
 pub use error::{Located, PolicyErrors, Problem};
 pub(crate) use load::read_limited;
 pub use load::{InputsError, load_dir, load_inputs, parse_file};
-pub use model::{Baseline, GrantRule, Loaded, Mode, Never, PolicySet, Workload, scope_id};
+pub use model::{
+    Baseline, GrantRule, Loaded, Mode, Never, PolicySet, Workload, scope_id, scope_text,
+};
 pub(crate) use parse::Header;
 pub use parse::MAX_POLICY_BYTES;
 pub(crate) use parse::{ISSUING_KIND, options as yaml_options, pos, yaml_error};

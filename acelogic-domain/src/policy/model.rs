@@ -152,6 +152,13 @@ pub fn scope_id(name: &str) -> u32 {
     u32::from_be_bytes(first) | 0x8000_0000
 }
 
+/// A scope id as every text output writes it: `0x` and 8 hex digits
+/// (JSON keeps the number).
+#[must_use]
+pub fn scope_text(scope_id: u32) -> String {
+    format!("{scope_id:#010x}")
+}
+
 /// The policy hash of a set of (file name, contents), already sorted.
 pub(super) fn set_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> [u8; 32] {
     let mut h = Sha256::new();

@@ -44,9 +44,9 @@ pub fn policy_check(dir: &Path, trust: Option<&Path>) -> CtlResult<String> {
     }
     for w in loaded.set.workloads.values() {
         s.push_str(&format!(
-            "workload {} (scope {:#010x}, {:?}) from {}: {} cgroup pattern(s), {} grantable rule(s)\n",
+            "workload {} (scope {}, {:?}) from {}: {} cgroup pattern(s), {} grantable rule(s)\n",
             w.name,
-            w.scope_id,
+            policy::scope_text(w.scope_id),
             w.mode,
             w.source.display(),
             w.cgroups.len(),

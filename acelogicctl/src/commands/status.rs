@@ -75,9 +75,9 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
     ));
     for w in &s.workloads {
         out.push_str(&format!(
-            "workload {} scope={:#010x} mode={}{} cgroups=[{}]\n",
+            "workload {} scope={} mode={}{} cgroups=[{}]\n",
             w.name,
-            w.scope_id,
+            acelogic_domain::policy::scope_text(w.scope_id),
             w.mode,
             if w.frozen { " FROZEN" } else { "" },
             w.cgroups.join(", ")
