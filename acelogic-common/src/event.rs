@@ -36,6 +36,57 @@ pub const FILENAME_LEN: usize = 256;
 /// the last component of other files.
 pub const NAME_LEN: usize = 128;
 
+/// Bytes of a path walked in the kernel ([`KPath`]).
+pub const PATH_LEN: usize = 512;
+/// Most components a path walk records; deeper paths are truncated.
+pub const PATH_DEPTH: u32 = 24;
+/// Bytes of the argument vector kept in an exec record.
+pub const ARGV_LEN: usize = 512;
+
+/// [`KPath::flags`] and [`ProcessExec::argv_flags`].
+pub mod path_flag {
+    /// The walk stopped before the root (too deep or too long): the
+    /// components recorded are the innermost ones.
+    pub const TRUNCATED: u16 = 1;
+    /// The hook gives a dentry without its mount: the path runs from the
+    /// root of the file's own filesystem, not from `/`.
+    pub const NO_MOUNT: u16 = 2;
+    /// A kernel read failed during the walk; what was read is kept.
+    pub const UNREADABLE: u16 = 4;
+    /// The dentry was unlinked (`d_parent` is no longer its directory):
+    /// the name is kept, the path above it is not known.
+    pub const UNLINKED: u16 = 8;
+}
+
+/// A path as the kernel resolved it, walked from the object up through
+/// its parents and the mounts they sit on. The components are stored
+/// leaf first, each NUL-terminated (`depth` of them in `len` bytes), so
+/// the kernel never needs to move a byte; userspace reverses them. Empty
+/// (`len` 0) when not walked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KPath {
+    pub len: u16,
+    pub depth: u16,
+    /// [`path_flag`] bits.
+    pub flags: u16,
+    pub _pad: u16,
+    pub bytes: [u8; PATH_LEN],
+}
+
+const _: () = assert!(size_of::<KPath>() == 520);
+
+impl KPath {
+    /// Not walked.
+    pub const EMPTY: Self = Self {
+        len: 0,
+        depth: 0,
+        flags: 0,
+        _pad: 0,
+        bytes: [0; PATH_LEN],
+    };
+}
+
 /// First bytes of every record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,9 +168,28 @@ pub struct FileDecision {
     /// Path passed to exec, or the last component of the file's name;
     /// NUL-terminated, truncated.
     pub name: [u8; NAME_LEN],
+    /// The file's full path as the kernel resolved it (for exec: the
+    /// binary, symlinks followed).
+    pub path: KPath,
 }
 
-const _: () = assert!(size_of::<FileDecision>() == 248);
+const _: () = assert!(size_of::<FileDecision>() == 768);
+
+/// [`FileDecision`] as builds before kernel paths wrote it (248 bytes, no
+/// `path`); it decodes with the path unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileDecisionV1 {
+    pub header: EventHeader,
+    pub decision: Decision,
+    pub file: FileId,
+    pub other: FileId,
+    pub detail: u32,
+    pub name_len: u32,
+    pub name: [u8; NAME_LEN],
+}
+
+const _: () = assert!(size_of::<FileDecisionV1>() == 248);
 
 /// Record of [`kind::NET_DECISION`].
 #[repr(C)]
@@ -195,9 +265,36 @@ pub struct ProcessExec {
     pub comm: [u8; COMM_LEN],
     /// The file name passed to exec, NUL-terminated, truncated.
     pub filename: [u8; FILENAME_LEN],
+    /// Bytes of `argv` used: the new image's arguments, each
+    /// NUL-terminated, as the process's memory holds them.
+    pub argv_len: u16,
+    /// [`path_flag::TRUNCATED`] when the arguments were longer than
+    /// [`ARGV_LEN`], [`path_flag::UNREADABLE`] when they could not be read.
+    pub argv_flags: u16,
+    pub _pad: u32,
+    pub argv: [u8; ARGV_LEN],
+    /// The executable the process now runs (`mm->exe_file`), resolved.
+    pub exe: KPath,
+    /// The working directory (`fs->pwd`).
+    pub cwd: KPath,
 }
 
-const _: () = assert!(size_of::<ProcessExec>() == 328);
+const _: () = assert!(size_of::<ProcessExec>() == 1888);
+
+/// [`ProcessExec`] as builds before kernel-side identity wrote it (328
+/// bytes: no argv, exe or cwd); it decodes with those unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessExecV2 {
+    pub header: EventHeader,
+    pub parent_tgid: u32,
+    pub filename_len: u32,
+    pub parent_start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_LEN],
+}
+
+const _: () = assert!(size_of::<ProcessExecV2>() == 328);
 
 /// [`ProcessExec`] as builds before the parent fields wrote it (320 bytes:
 /// a padding word where `parent_tgid` is, no `parent_start_ns`). A daemon

@@ -32,9 +32,12 @@ pub const MAP_WRITERS: &str = "WRITERS";
 /// the agent after each change; a remembered write of an older
 /// generation is decided again.
 pub const MAP_RULES_GEN: &str = "RULES_GEN";
+/// Per-CPU scratch of the kernel's path walks (see `kpath.rs`): never
+/// read by userspace.
+pub const MAP_PATH_WALK: &str = "PATH_WALK";
 
 /// Every map name, for checks, pinning and uninstall.
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 13] = [
     MAP_SCOPES,
     MAP_SCOPE_STATE,
     MAP_SCOPE_CACHE,
@@ -47,6 +50,7 @@ pub const ALL_MAPS: [&str; 12] = [
     MAP_COUNTERS,
     MAP_WRITERS,
     MAP_RULES_GEN,
+    MAP_PATH_WALK,
 ];
 
 /// An LSM program and the hook it attaches to.

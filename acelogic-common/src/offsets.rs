@@ -61,6 +61,22 @@ pub struct KernelOffsets {
     pub task_real_cred: u32,
     /// `flags` (`PF_*`), an `unsigned int`.
     pub task_flags: u32,
+    /// Path walks: `file->f_path.mnt`, `path->mnt`, `vfsmount->mnt_root`,
+    /// and in `struct mount` (which embeds the `vfsmount` as `mnt`):
+    /// `mnt`, `mnt_parent`, `mnt_mountpoint`.
+    pub file_f_path_mnt: u32,
+    pub path_mnt: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    /// The working directory: `task->fs`, `fs_struct->pwd` (a `struct path`).
+    pub task_fs: u32,
+    pub fs_struct_pwd: u32,
+    /// The argument area of the process's memory: `mm->arg_start`,
+    /// `mm->arg_end` (`unsigned long`).
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 156);
+const _: () = assert!(size_of::<KernelOffsets>() == 196);

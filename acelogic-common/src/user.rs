@@ -5,8 +5,9 @@ use core::{fmt, mem::size_of};
 use crate::{
     codes::{hook, reason, verdict},
     event::{
-        self, Decision, EventHeader, FileDecision, FileId, NetDecision, ProcessExec, ProcessExecV1,
-        ProcessExit, ProcessFork, SystemDecision, TaskDecision,
+        self, Decision, EventHeader, FileDecision, FileDecisionV1, FileId, KPath, NetDecision,
+        ProcessExec, ProcessExecV1, ProcessExecV2, ProcessExit, ProcessFork, SystemDecision,
+        TaskDecision, path_flag,
     },
     offsets::KernelOffsets,
     rules::{FileKey, FileRule, Grant, NetKey, NetRule},
@@ -159,6 +160,11 @@ pub enum DecodeError {
 /// A decoded record. The match in [`Event::decode`] is exhaustive over
 /// kinds, so adding a kind does not compile until it is handled here.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "no_std, no allocator: records are decoded by value, one at a time, and the large \
+              variants (paths, arguments) are the common ones"
+)]
 pub enum Event {
     File(FileDecisionEvent),
     Net(NetDecisionEvent),
@@ -196,6 +202,56 @@ impl TryFrom<Decision> for DecisionInfo {
     }
 }
 
+/// A path the kernel walked ([`KPath`]), checked: its components, leaf
+/// first, and what the walk says about itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KernelPath {
+    raw: KPath,
+}
+
+impl fmt::Debug for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelPath")
+            .field("depth", &self.raw.depth)
+            .field("flags", &self.raw.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KernelPath {
+    /// `None` for a path the kernel did not walk.
+    #[must_use]
+    pub fn of(raw: KPath) -> Option<Self> {
+        (raw.len != 0 || raw.flags != 0).then_some(Self { raw })
+    }
+
+    /// The components, leaf first (the innermost at most [`event::PATH_DEPTH`]).
+    pub fn components_leaf_first(&self) -> impl Iterator<Item = &[u8]> {
+        let used = usize::from(self.raw.len).min(event::PATH_LEN);
+        self.raw.bytes[..used]
+            .split(|b| *b == 0)
+            .take(usize::from(self.raw.depth))
+    }
+
+    /// The walk stopped before the root: the leading components are missing.
+    #[must_use]
+    pub const fn truncated(&self) -> bool {
+        self.raw.flags & (path_flag::TRUNCATED | path_flag::UNREADABLE | path_flag::UNLINKED) != 0
+    }
+
+    /// The hook gave no mount: the path is from the file's filesystem root.
+    #[must_use]
+    pub const fn without_mount(&self) -> bool {
+        self.raw.flags & path_flag::NO_MOUNT != 0
+    }
+
+    /// The raw [`path_flag`] bits.
+    #[must_use]
+    pub const fn flags(&self) -> u16 {
+        self.raw.flags
+    }
+}
+
 /// A checked file decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDecisionEvent {
@@ -206,6 +262,9 @@ pub struct FileDecisionEvent {
     pub detail: u32,
     name: [u8; event::NAME_LEN],
     name_len: usize,
+    /// The full path the kernel resolved; `None` from builds before it
+    /// was recorded.
+    pub path: Option<KernelPath>,
 }
 
 impl FileDecisionEvent {
@@ -276,6 +335,43 @@ pub struct ProcessExecEvent {
     pub comm: [u8; event::COMM_LEN],
     filename: [u8; event::FILENAME_LEN],
     filename_len: usize,
+    /// What the kernel recorded of the new image; `None` from builds
+    /// before it did.
+    pub identity: Option<ExecIdentity>,
+}
+
+/// A process's identity at exec, read by the kernel in the exec itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecIdentity {
+    argv: [u8; event::ARGV_LEN],
+    argv_len: usize,
+    /// [`path_flag`] bits of the arguments.
+    pub argv_flags: u16,
+    /// The executable, resolved.
+    pub exe: Option<KernelPath>,
+    /// The working directory.
+    pub cwd: Option<KernelPath>,
+}
+
+impl ExecIdentity {
+    /// The arguments, each without its NUL.
+    pub fn argv(&self) -> impl Iterator<Item = &[u8]> {
+        let bytes = &self.argv[..self.argv_len];
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        bytes.split(|b| *b == 0).filter(move |_| !bytes.is_empty())
+    }
+
+    /// The arguments were cut at [`event::ARGV_LEN`] bytes.
+    #[must_use]
+    pub const fn argv_truncated(&self) -> bool {
+        self.argv_flags & path_flag::TRUNCATED != 0
+    }
+
+    /// The arguments could not be read.
+    #[must_use]
+    pub const fn argv_unreadable(&self) -> bool {
+        self.argv_flags & path_flag::UNREADABLE != 0
+    }
 }
 
 impl ProcessExecEvent {
@@ -426,6 +522,22 @@ impl Event {
         }
         let header: EventHeader = read(0, bytes)?;
         match header.kind {
+            event::kind::FILE_DECISION
+                if bytes.len() < size_of::<FileDecision>()
+                    && usize::from(header.size) == size_of::<FileDecisionV1>() =>
+            {
+                let r: FileDecisionV1 = read(header.kind, bytes)?;
+                Ok(Self::File(FileDecisionEvent {
+                    header,
+                    decision: r.decision.try_into()?,
+                    file: r.file,
+                    other: r.other,
+                    detail: r.detail,
+                    name: r.name,
+                    name_len: used(&r.name, r.name_len),
+                    path: None,
+                }))
+            }
             event::kind::FILE_DECISION => {
                 let r: FileDecision = read(header.kind, bytes)?;
                 Ok(Self::File(FileDecisionEvent {
@@ -436,6 +548,7 @@ impl Event {
                     detail: r.detail,
                     name: r.name,
                     name_len: used(&r.name, r.name_len),
+                    path: KernelPath::of(r.path),
                 }))
             }
             event::kind::NET_DECISION => {
@@ -481,6 +594,22 @@ impl Event {
                     comm: r.comm,
                     filename: r.filename,
                     filename_len: used(&r.filename, r.filename_len),
+                    identity: None,
+                }))
+            }
+            event::kind::PROCESS_EXEC
+                if bytes.len() < size_of::<ProcessExec>()
+                    && usize::from(header.size) == size_of::<ProcessExecV2>() =>
+            {
+                let r: ProcessExecV2 = read(header.kind, bytes)?;
+                Ok(Self::ProcessExec(ProcessExecEvent {
+                    header,
+                    parent_tgid: r.parent_tgid,
+                    parent_start_ns: r.parent_start_ns,
+                    comm: r.comm,
+                    filename: r.filename,
+                    filename_len: used(&r.filename, r.filename_len),
+                    identity: None,
                 }))
             }
             event::kind::PROCESS_EXEC => {
@@ -492,6 +621,13 @@ impl Event {
                     comm: r.comm,
                     filename: r.filename,
                     filename_len: used(&r.filename, r.filename_len),
+                    identity: Some(ExecIdentity {
+                        argv: r.argv,
+                        argv_len: usize::from(r.argv_len).min(event::ARGV_LEN),
+                        argv_flags: r.argv_flags,
+                        exe: KernelPath::of(r.exe),
+                        cwd: KernelPath::of(r.cwd),
+                    }),
                 }))
             }
             event::kind::PROCESS_FORK => {
@@ -571,6 +707,13 @@ mod tests {
     fn an_exec_record_names_its_parent_and_the_old_layout_still_decodes() {
         let mut filename = [0; event::FILENAME_LEN];
         filename[..4].copy_from_slice(b"/x/y");
+        let empty = KPath {
+            len: 0,
+            depth: 0,
+            flags: 0,
+            _pad: 0,
+            bytes: [0; event::PATH_LEN],
+        };
         let rec = ProcessExec {
             header: header(size_of::<ProcessExec>()),
             parent_tgid: 7,
@@ -578,6 +721,12 @@ mod tests {
             parent_start_ns: 12_345_678_901,
             comm: [b'a'; event::COMM_LEN],
             filename,
+            argv_len: 0,
+            argv_flags: 0,
+            _pad: 0,
+            argv: [0; event::ARGV_LEN],
+            exe: empty,
+            cwd: empty,
         };
         let Ok(Event::ProcessExec(e)) = Event::decode(&bytes_of(&rec)) else {
             panic!("not an exec");
@@ -611,7 +760,59 @@ mod tests {
         short.truncate(size_of::<ProcessExecV1>());
         assert!(matches!(
             Event::decode(&short),
-            Err(DecodeError::Size { need: 328, .. })
+            Err(DecodeError::Size { need: 1888, .. })
         ));
+
+        let v2 = ProcessExecV2 {
+            header: header(size_of::<ProcessExecV2>()),
+            parent_tgid: 7,
+            filename_len: 4,
+            parent_start_ns: 12_345_678_901,
+            comm: [b'c'; event::COMM_LEN],
+            filename,
+        };
+        let Ok(Event::ProcessExec(e)) = Event::decode(&bytes_of(&v2)) else {
+            panic!("not an exec");
+        };
+        assert_eq!((e.parent(), e.filename()), (Some((7, 1_234)), &b"/x/y"[..]));
+        assert!(e.identity.is_none(), "the old layout carries no identity");
+    }
+
+    #[test]
+    fn kernel_paths_and_arguments_decode() {
+        let mut bytes = [0; event::PATH_LEN];
+        bytes[..11].copy_from_slice(b"file\0c\0srv\0");
+        let path = KPath {
+            len: 11,
+            depth: 3,
+            flags: path_flag::TRUNCATED,
+            _pad: 0,
+            bytes,
+        };
+        let p = KernelPath::of(path).unwrap();
+        let parts: Vec<&[u8]> = p.components_leaf_first().collect();
+        assert_eq!(parts, [&b"file"[..], b"c", b"srv"]);
+        assert!(p.truncated() && !p.without_mount());
+        let none = KPath {
+            len: 0,
+            depth: 0,
+            flags: 0,
+            ..path
+        };
+        assert!(KernelPath::of(none).is_none(), "not walked");
+
+        let mut argv = [0; event::ARGV_LEN];
+        argv[..12].copy_from_slice(b"ls\0-l\0/tmp\0\0");
+        let id = ExecIdentity {
+            argv,
+            argv_len: 11,
+            argv_flags: 0,
+            exe: None,
+            cwd: None,
+        };
+        let args: Vec<&[u8]> = id.argv().collect();
+        assert_eq!(args, [&b"ls"[..], b"-l", b"/tmp"]);
+        let empty = ExecIdentity { argv_len: 0, ..id };
+        assert_eq!(empty.argv().count(), 0);
     }
 }

@@ -60,6 +60,7 @@ fn exec_decision(verdict: u16, reason: u16) -> FileDecision {
         detail: 0,
         name_len: 7,
         name,
+        path: event::KPath::EMPTY,
     }
 }
 
@@ -164,6 +165,12 @@ fn process_exec_filename_is_bounded_by_len_and_nul() {
         parent_start_ns: 0,
         comm: [0; event::COMM_LEN],
         filename,
+        argv_len: 0,
+        argv_flags: 0,
+        _pad: 0,
+        argv: [0; event::ARGV_LEN],
+        exe: event::KPath::EMPTY,
+        cwd: event::KPath::EMPTY,
     };
     let Event::ProcessExec(e) = Event::decode(&bytes_of(&rec)).unwrap() else {
         panic!("wrong kind");

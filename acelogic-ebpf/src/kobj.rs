@@ -52,6 +52,16 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_cred: 0,
     task_real_cred: 0,
     task_flags: 0,
+    file_f_path_mnt: 0,
+    path_mnt: 0,
+    vfsmount_mnt_root: 0,
+    mount_mnt: 0,
+    mount_mnt_parent: 0,
+    mount_mnt_mountpoint: 0,
+    task_fs: 0,
+    fs_struct_pwd: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
 };
 
 /// The offset of one member, read so the compiler cannot fold the zero the
@@ -299,6 +309,78 @@ pub(crate) fn kernfs_id(kn: Kptr) -> Result<u64, Error> {
 #[inline(always)]
 pub(crate) fn kernfs_parent(kn: Kptr) -> Result<Kptr, Error> {
     read(kn, off!(kernfs_node_parent))
+}
+
+/// `file->f_path.mnt`.
+#[inline(always)]
+pub(crate) fn file_mnt(file: Kptr) -> Result<Kptr, Error> {
+    read_ptr(file, off!(file_f_path_mnt))
+}
+
+/// `path->mnt`.
+#[inline(always)]
+pub(crate) fn path_mnt(path: Kptr) -> Result<Kptr, Error> {
+    read_ptr(path, off!(path_mnt))
+}
+
+/// `vfsmount->mnt_root`.
+#[inline(always)]
+pub(crate) fn vfsmount_root(mnt: Kptr) -> Result<Kptr, Error> {
+    read_ptr(mnt, off!(vfsmount_mnt_root))
+}
+
+/// The `struct mount` that embeds `mnt` (the kernel's `real_mount`).
+#[inline(always)]
+pub(crate) fn real_mount(mnt: Kptr) -> Kptr {
+    mnt.wrapping_sub(off!(mount_mnt) as usize)
+}
+
+/// The `vfsmount` embedded in `mount`.
+#[inline(always)]
+pub(crate) fn mount_vfsmount(mount: Kptr) -> Kptr {
+    mount.wrapping_add(off!(mount_mnt) as usize)
+}
+
+/// `mount->mnt_parent`: itself at the root of the mount tree.
+#[inline(always)]
+pub(crate) fn mount_parent(mount: Kptr) -> Result<Kptr, Error> {
+    read_ptr(mount, off!(mount_mnt_parent))
+}
+
+/// `mount->mnt_mountpoint`: the dentry it is mounted on, in its parent.
+#[inline(always)]
+pub(crate) fn mount_mountpoint(mount: Kptr) -> Result<Kptr, Error> {
+    read_ptr(mount, off!(mount_mnt_mountpoint))
+}
+
+/// The task's working directory: (`fs->pwd.mnt`, `fs->pwd.dentry`).
+#[inline(always)]
+pub(crate) fn task_pwd(task: Kptr) -> Result<(Kptr, Kptr), Error> {
+    let fs = read_ptr(task, off!(task_fs))?;
+    let pwd = fs.wrapping_add(off!(fs_struct_pwd) as usize);
+    Ok((path_mnt(pwd)?, path_dentry(pwd)?))
+}
+
+/// The task's executable: (`mm->exe_file->f_path.mnt`, its dentry).
+#[inline(always)]
+pub(crate) fn task_exe_path(task: Kptr) -> Result<(Kptr, Kptr), Error> {
+    let mm = read_ptr(task, off!(task_mm))?;
+    let file = read_ptr(mm, off!(mm_exe_file))?;
+    Ok((file_mnt(file)?, file_dentry(file)?))
+}
+
+/// The task's argument area: (`mm->arg_start`, `mm->arg_end`), user
+/// addresses.
+#[inline(always)]
+pub(crate) fn task_args(task: Kptr) -> Result<(u64, u64), Error> {
+    let mm = read_ptr(task, off!(task_mm))?;
+    Ok((read(mm, off!(mm_arg_start))?, read(mm, off!(mm_arg_end))?))
+}
+
+/// The address of `dentry->d_name.name`, or null.
+#[inline(always)]
+pub(crate) fn dentry_name_ptr(dentry: Kptr) -> Kptr {
+    read(dentry, off!(dentry_d_name_name)).unwrap_or(core::ptr::null())
 }
 
 /// Reads a `T` from a kernel buffer the hook received (a socket address).

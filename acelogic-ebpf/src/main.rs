@@ -26,6 +26,7 @@
 mod gate;
 mod hooks;
 mod kobj;
+mod kpath;
 mod maps;
 mod net;
 mod objects;

@@ -69,6 +69,14 @@ pub(crate) static WRITERS: LruHashMap<u64, Writer> = LruHashMap::with_max_entrie
 #[map]
 pub(crate) static RULES_GEN: Array<u64> = Array::with_max_entries(1, 0);
 
+/// The cursor of a path walk (`kpath.rs`), one per CPU. Kept in a map, not
+/// in registers, so the verifier sees the same state at the top of every
+/// iteration whichever way the last one went, and prunes, instead of
+/// following each combination of names and mount crossings.
+#[map]
+pub(crate) static PATH_WALK: PerCpuArray<crate::kpath::Cursor> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU counters, indexed by `acelogic_common::codes::counter`.
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

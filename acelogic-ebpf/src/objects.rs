@@ -13,6 +13,7 @@ use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use crate::{
     gate,
     kobj::{self, Kptr},
+    kpath,
     maps::{RULES_GEN, WRITERS},
     rules::{self, Use},
     scope::{self, Governed},
@@ -30,23 +31,38 @@ fn dentry_id(dentry: Kptr) -> Result<FileId, Error> {
     kobj::inode_id(inode)
 }
 
-/// Writes the object at `dentry` into the record: identity and name.
+/// Writes the object at `dentry` (on the mount `mnt`, null when the hook
+/// gives none) into the record: identity, name and full path.
 #[inline(always)]
-fn describe(rec: *mut FileDecision, dentry: Kptr) -> Result<(), Error> {
+fn describe(rec: *mut FileDecision, mnt: Kptr, dentry: Kptr) -> Result<(), Error> {
     let id = dentry_id(dentry)?;
     // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
     unsafe {
         (*rec).file = id;
         (*rec).name_len = kobj::dentry_name(dentry, &mut (*rec).name);
+        kpath::walk(&raw mut (*rec).path, mnt, dentry);
     }
     Ok(())
 }
 
 /// A write to (or creation, removal or attribute change of) the object at
 /// `dentry`: allowed when the object or a directory above it is writable.
+/// For hooks that give no mount: the path is recorded from the root of
+/// the file's filesystem ([`write_at`] when the hook has one).
 #[inline(always)]
 pub(crate) fn write(g: &Governed, rec: *mut FileDecision, dentry: Kptr) -> Result<Verdict, Error> {
-    describe(rec, dentry)?;
+    write_at(g, rec, core::ptr::null(), dentry)
+}
+
+/// [`write`] for a dentry on the mount `mnt`.
+#[inline(always)]
+pub(crate) fn write_at(
+    g: &Governed,
+    rec: *mut FileDecision,
+    mnt: Kptr,
+    dentry: Kptr,
+) -> Result<Verdict, Error> {
+    describe(rec, mnt, dentry)?;
     rules::subtree(g, dentry, rights::WRITE, Use::Consume)
 }
 
@@ -57,10 +73,11 @@ pub(crate) fn write(g: &Governed, rec: *mut FileDecision, dentry: Kptr) -> Resul
 pub(crate) fn write_pair(
     g: &Governed,
     rec: *mut FileDecision,
+    mnt: Kptr,
     from: Kptr,
     to: Kptr,
 ) -> Result<Verdict, Error> {
-    describe(rec, from)?;
+    describe(rec, mnt, from)?;
     let to_id = dentry_id(to)?;
     // SAFETY: as in `describe`.
     unsafe { (*rec).other = to_id };
@@ -168,7 +185,11 @@ pub(crate) fn write_through(
     detail: u32,
 ) -> Result<Verdict, Error> {
     let dentry = kobj::file_dentry(file)?;
-    describe(rec, dentry)?;
+    describe(
+        rec,
+        kobj::file_mnt(file).unwrap_or(core::ptr::null()),
+        dentry,
+    )?;
     // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
     unsafe { (*rec).detail = detail };
     let generation = rules_generation();
@@ -244,6 +265,11 @@ pub(crate) fn mapping(
             (*rec).detail = prot as u32;
         }
         (*rec).name_len = kobj::dentry_name(dentry, &mut (*rec).name);
+        kpath::walk(
+            &raw mut (*rec).path,
+            kobj::file_mnt(file).unwrap_or(core::ptr::null()),
+            dentry,
+        );
     }
     g.open()?;
     if kobj::task_exe_inode(scope::current_task()).is_ok_and(|exe| exe == inode) {

@@ -55,6 +55,10 @@ pub(crate) struct Prefix {
 /// memory from earlier records, so the gate clears it first ([`zero`]).
 pub(crate) trait Body: Sized {
     const KIND: u16;
+    /// Bytes [`zero`] clears: the whole body, or for a body that ends in
+    /// a path buffer, everything before the buffer (its used length is
+    /// cleared, so stale bytes past it are never read).
+    const CLEAR: usize = size_of::<Self>();
 }
 
 /// Clears a reserved record, word by word. Not `rec.write(B::EMPTY)`:
@@ -64,10 +68,15 @@ pub(crate) trait Body: Sized {
 /// memset"). Volatile stores are never merged into a `memset`.
 #[inline(always)]
 pub(crate) fn zero<B: Body>(rec: *mut B) {
-    const { assert!(size_of::<B>().is_multiple_of(8), "records are whole words") };
+    const {
+        assert!(
+            B::CLEAR.is_multiple_of(8) && B::CLEAR <= size_of::<B>(),
+            "whole words"
+        );
+    };
     let words = rec.cast::<u64>();
     let mut i = 0;
-    while i < size_of::<B>() / 8 {
+    while i < B::CLEAR / 8 {
         // SAFETY: `rec` is an exclusively owned, reserved ring-buffer slot
         // of `size_of::<B>()` bytes, 8-aligned.
         unsafe { words.add(i).write_volatile(0) };
@@ -77,6 +86,7 @@ pub(crate) fn zero<B: Body>(rec: *mut B) {
 
 impl Body for FileDecision {
     const KIND: u16 = event::kind::FILE_DECISION;
+    const CLEAR: usize = size_of::<FileDecision>() - event::PATH_LEN;
 }
 
 impl Body for NetDecision {

@@ -110,6 +110,17 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         task_cred: member(btf, "task_struct", &["cred"], PTR)?,
         task_real_cred: member(btf, "task_struct", &["real_cred"], PTR)?,
         task_flags: member(btf, "task_struct", &["flags"], Some(4))?,
+        file_f_path_mnt: member(btf, "file", &["f_path.mnt"], PTR)?,
+        path_mnt: member(btf, "path", &["mnt"], PTR)?,
+        vfsmount_mnt_root: member(btf, "vfsmount", &["mnt_root"], PTR)?,
+        // `struct mount` is private to fs/ but described in the BTF.
+        mount_mnt: member(btf, "mount", &["mnt"], None)?,
+        mount_mnt_parent: member(btf, "mount", &["mnt_parent"], PTR)?,
+        mount_mnt_mountpoint: member(btf, "mount", &["mnt_mountpoint"], PTR)?,
+        task_fs: member(btf, "task_struct", &["fs"], PTR)?,
+        fs_struct_pwd: member(btf, "fs_struct", &["pwd"], Some(16))?,
+        mm_arg_start: member(btf, "mm_struct", &["arg_start"], Some(8))?,
+        mm_arg_end: member(btf, "mm_struct", &["arg_end"], Some(8))?,
     })
 }
 
@@ -132,5 +143,9 @@ mod tests {
         assert_ne!(o.task_pid, o.task_tgid);
         assert!(o.task_group_leader > 0 && o.task_start_boottime > 0 && o.task_exit_code > 0);
         assert_ne!(o.task_cred, o.task_real_cred);
+        assert_eq!(o.path_mnt, 0, "struct path is {{ mnt, dentry }}");
+        assert!(o.mount_mnt > 0 && o.mount_mnt_parent > 0 && o.mount_mnt_mountpoint > 0);
+        assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
+        assert_eq!(o.file_f_path_mnt + 8, o.file_f_path_dentry);
     }
 }

@@ -89,7 +89,7 @@ impl Builder {
             argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             exe: filename.to_owned(),
             cwd: "/work/repo".to_owned(),
-            enrichment: String::new(),
+            ..ProcessExec::default()
         }))
     }
 

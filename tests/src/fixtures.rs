@@ -304,6 +304,16 @@ impl Setup {
         .collect())
     }
 
+    /// Every record since the last call: decisions of any scope and the
+    /// lifecycle records (exec, fork, exit).
+    pub fn events(&mut self) -> anyhow::Result<Vec<Event>> {
+        collect(
+            &mut self.records,
+            Duration::from_millis(300),
+            Duration::from_secs(10),
+        )
+    }
+
     /// Runs `f` governed and ungoverned; the ungoverned run must succeed
     /// (return 0). Returns the governed result.
     pub fn governed_and_free(&self, f: impl Fn() -> i32) -> anyhow::Result<i32> {

@@ -17,6 +17,11 @@ use crate::{
 pub(crate) fn chown_gate(ctx: LsmContext) -> i32 {
     let path: Kptr = ctx.arg(0);
     gate::run::<FileDecision>(ctx.arg(3), hook::PATH_CHOWN, |g, rec| {
-        objects::write(g, rec, kobj::path_dentry(path)?)
+        objects::write_at(
+            g,
+            rec,
+            kobj::path_mnt(path).unwrap_or(core::ptr::null()),
+            kobj::path_dentry(path)?,
+        )
     })
 }

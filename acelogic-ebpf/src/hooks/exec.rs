@@ -16,6 +16,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use crate::{
     gate,
     kobj::{self, Kptr},
+    kpath,
     rules::{self, Use},
 };
 
@@ -23,11 +24,18 @@ use crate::{
 pub(crate) fn exec_gate(ctx: LsmContext) -> i32 {
     let bprm: Kptr = ctx.arg(0);
     gate::run::<FileDecision>(ctx.arg(1), hook::EXEC, |g, rec| {
-        let id = kobj::inode_id(kobj::file_inode(kobj::binprm_file(bprm)?)?)?;
+        let file = kobj::binprm_file(bprm)?;
+        let id = kobj::inode_id(kobj::file_inode(file)?)?;
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe {
             (*rec).file = id;
+            // The name it was called by, and the binary's resolved path.
             (*rec).name_len = kobj::binprm_filename(bprm, &mut (*rec).name);
+            kpath::walk(
+                &raw mut (*rec).path,
+                kobj::file_mnt(file).unwrap_or(core::ptr::null()),
+                kobj::file_dentry(file).unwrap_or(core::ptr::null()),
+            );
         }
         rules::file(g, id, rights::EXEC, Use::Consume)
     })

@@ -8,13 +8,24 @@
 use acelogic_common::{codes::hook, event::FileDecision};
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 
-use crate::{gate, kobj::Kptr, objects};
+use crate::{
+    gate,
+    kobj::{self, Kptr},
+    objects,
+};
 
 #[lsm(hook = "path_link")]
 pub(crate) fn link_gate(ctx: LsmContext) -> i32 {
     let from: Kptr = ctx.arg(0);
+    let dir: Kptr = ctx.arg(1);
     let to: Kptr = ctx.arg(2);
     gate::run::<FileDecision>(ctx.arg(3), hook::PATH_LINK, |g, rec| {
-        objects::write_pair(g, rec, from, to)
+        objects::write_pair(
+            g,
+            rec,
+            kobj::path_mnt(dir).unwrap_or(core::ptr::null()),
+            from,
+            to,
+        )
     })
 }

@@ -28,7 +28,12 @@ pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = mode };
         let generation = objects::rules_generation();
-        let verdict = objects::write(g, rec, kobj::file_dentry(file)?)?;
+        let verdict = objects::write_at(
+            g,
+            rec,
+            kobj::file_mnt(file).unwrap_or(core::ptr::null()),
+            kobj::file_dentry(file)?,
+        )?;
         // Writes through this open file are decided here, not per write,
         // while the rules that allowed it stand (see `write_decided`).
         if verdict.allows() {

@@ -11,18 +11,27 @@
 //! under RCU, so the parent's `task_struct` cannot be freed under us).
 //! Userspace derives the parent's exec id from these alone; procfs, read
 //! later, may already show the parent's pid owned by someone else.
+//!
+//! It also carries the new image's identity, read in the exec itself, so
+//! lineage needs no `CAP_SYS_PTRACE` and loses nothing to a process that
+//! exits at once: the arguments (from the new memory's argument area,
+//! bounded, never the environment after it), the executable's resolved
+//! path (`mm->exe_file`) and the working directory (`fs->pwd`).
 
 use acelogic_common::{
     codes::counter,
-    event::{self, ProcessExec, record_size},
+    event::{self, ARGV_LEN, ProcessExec, path_flag, record_size},
 };
 use aya_ebpf::{
-    EbpfContext as _, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint,
+    EbpfContext as _,
+    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
+    macros::tracepoint,
     programs::TracePointContext,
 };
 
 use crate::{
-    kobj,
+    kobj::{self, Kptr},
+    kpath,
     maps::{EVENTS, count},
     record, scope,
 };
@@ -77,7 +86,9 @@ fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
         (*rec).parent_start_ns = parent_start_ns;
         (*rec).filename_len = 0;
         (*rec).filename[0] = 0;
+        (*rec)._pad = 0;
     }
+    identity(rec, scope::current_task());
 
     // SAFETY: reading a global the loader may have rewritten; volatile so the
     // compiler does not fold the initial zero.
@@ -102,4 +113,62 @@ fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
     }
     entry.submit(0);
     Ok(())
+}
+
+/// The new image's arguments, executable and working directory.
+#[inline(always)]
+fn identity(rec: *mut ProcessExec, task: Kptr) {
+    // `rec` is the caller's reserved, exclusively owned ring-buffer slot;
+    // the raw field pointers below stay inside it.
+    let (exe, cwd) = (
+        // SAFETY: as above.
+        unsafe { &raw mut (*rec).exe },
+        // SAFETY: as above.
+        unsafe { &raw mut (*rec).cwd },
+    );
+    match kobj::task_exe_path(task) {
+        Ok((mnt, dentry)) => kpath::walk(exe, mnt, dentry),
+        Err(_) => kpath::unreadable(exe),
+    }
+    match kobj::task_pwd(task) {
+        Ok((mnt, dentry)) => kpath::walk(cwd, mnt, dentry),
+        Err(_) => kpath::unreadable(cwd),
+    }
+    let (mut len, mut flags) = (0usize, 0u16);
+    match kobj::task_args(task) {
+        Ok((start, end)) if end > start => {
+            let want = end - start;
+            if want >= ARGV_LEN as u64 {
+                flags |= path_flag::TRUNCATED;
+            }
+            // Masked so the verifier sees the copy inside the buffer; at
+            // most ARGV_LEN - 1 bytes, never past `arg_end` (the
+            // environment follows the arguments in memory).
+            #[expect(clippy::cast_possible_truncation, reason = "masked below ARGV_LEN")]
+            let n = kpath::bounded(want.min(ARGV_LEN as u64 - 1) as usize, ARGV_LEN - 1);
+            if n > 0 {
+                // SAFETY: the slice lies inside `argv`; the helper faults
+                // safely on a bad user address.
+                let read = unsafe {
+                    let dst = core::slice::from_raw_parts_mut((*rec).argv.as_mut_ptr(), n);
+                    bpf_probe_read_user_buf(start as *const u8, dst)
+                };
+                if read.is_ok() {
+                    len = n;
+                } else {
+                    flags |= path_flag::UNREADABLE;
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(_) => flags |= path_flag::UNREADABLE,
+    }
+    // SAFETY: as above.
+    unsafe {
+        #[expect(clippy::cast_possible_truncation, reason = "len < ARGV_LEN")]
+        {
+            (*rec).argv_len = len as u16;
+        }
+        (*rec).argv_flags = flags;
+    }
 }

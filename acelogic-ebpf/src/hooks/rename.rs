@@ -10,22 +10,38 @@
 use acelogic_common::{codes::hook, event::FileDecision};
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 
-use crate::{gate, kobj::Kptr, objects};
+use crate::{
+    gate,
+    kobj::{self, Kptr},
+    objects,
+};
 
 // Each program has its own closure: one closure shared by two programs is
 // outlined as a BPF subprogram, which the verifier refuses here.
 #[lsm(hook = "path_rename")]
 pub(crate) fn rename_gate(ctx: LsmContext) -> i32 {
-    let (from, to): (Kptr, Kptr) = (ctx.arg(1), ctx.arg(3));
+    let (dir, from, to): (Kptr, Kptr, Kptr) = (ctx.arg(0), ctx.arg(1), ctx.arg(3));
     gate::run::<FileDecision>(ctx.arg(5), hook::PATH_RENAME, |g, rec| {
-        objects::write_pair(g, rec, from, to)
+        objects::write_pair(
+            g,
+            rec,
+            kobj::path_mnt(dir).unwrap_or(core::ptr::null()),
+            from,
+            to,
+        )
     })
 }
 
 #[lsm(hook = "path_rename")]
 pub(crate) fn rename_gate_4(ctx: LsmContext) -> i32 {
-    let (from, to): (Kptr, Kptr) = (ctx.arg(1), ctx.arg(3));
+    let (dir, from, to): (Kptr, Kptr, Kptr) = (ctx.arg(0), ctx.arg(1), ctx.arg(3));
     gate::run::<FileDecision>(ctx.arg(4), hook::PATH_RENAME, |g, rec| {
-        objects::write_pair(g, rec, from, to)
+        objects::write_pair(
+            g,
+            rec,
+            kobj::path_mnt(dir).unwrap_or(core::ptr::null()),
+            from,
+            to,
+        )
     })
 }

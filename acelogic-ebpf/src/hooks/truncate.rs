@@ -28,6 +28,11 @@ pub(crate) fn truncate_gate(ctx: LsmContext) -> i32 {
         return prev;
     }
     gate::run::<FileDecision>(prev, hook::PATH_TRUNCATE, |g, rec| {
-        objects::write(g, rec, kobj::path_dentry(path)?)
+        objects::write_at(
+            g,
+            rec,
+            kobj::path_mnt(path).unwrap_or(core::ptr::null()),
+            kobj::path_dentry(path)?,
+        )
     })
 }

@@ -7,12 +7,22 @@
 use acelogic_common::{codes::hook, event::FileDecision};
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 
-use crate::{gate, kobj::Kptr, objects};
+use crate::{
+    gate,
+    kobj::{self, Kptr},
+    objects,
+};
 
 #[lsm(hook = "path_unlink")]
 pub(crate) fn unlink_gate(ctx: LsmContext) -> i32 {
+    let dir: Kptr = ctx.arg(0);
     let dentry: Kptr = ctx.arg(1);
     gate::run::<FileDecision>(ctx.arg(2), hook::PATH_UNLINK, |g, rec| {
-        objects::write(g, rec, dentry)
+        objects::write_at(
+            g,
+            rec,
+            kobj::path_mnt(dir).unwrap_or(core::ptr::null()),
+            dentry,
+        )
     })
 }

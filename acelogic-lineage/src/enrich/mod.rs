@@ -1,7 +1,7 @@
 //! Kernel records become lineage records: process identity (`exec_id`,
 //! `parent_exec_id`), the workload a scope belongs to, the artifact behind
-//! a grant, wall-clock time, and for an exec what procfs still knows
-//! (command line, executable, working directory).
+//! a grant, wall-clock time, and the paths and exec identity the kernel
+//! recorded (for records of older builds, what procfs still knows).
 //!
 //! Identity never depends on procfs when the kernel supplied it: the
 //! record carries the process start time, so `exec_id` is computed from
@@ -27,8 +27,11 @@ use std::{
 };
 
 use acelogic_common::{
-    event::{EventHeader, FileId},
-    user::{DecisionInfo, Event, ProcessExecEvent, c_str_bytes, start_ticks},
+    event::{EventHeader, FileId, path_flag},
+    user::{
+        DecisionInfo, Event, ExecIdentity, FileDecisionEvent, Hook, KernelPath, ProcessExecEvent,
+        c_str_bytes, start_ticks,
+    },
 };
 
 use super::{
@@ -109,13 +112,91 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn file_obj(file: &FileId, name: &[u8], other: Option<&FileId>) -> pb::FileObject {
+/// A kernel path as text: `/a/b/c`, or `.../b/c` when its leading
+/// components are missing; and what to know about it (see the proto's
+/// `path_note`).
+#[must_use]
+pub fn path_text(p: &KernelPath) -> (String, bool, &'static str) {
+    let mut parts: Vec<String> = p.components_leaf_first().map(lossy).collect();
+    parts.reverse();
+    let truncated = p.truncated();
+    let mut text = if truncated {
+        "...".to_owned()
+    } else {
+        String::new()
+    };
+    for part in &parts {
+        text.push('/');
+        text.push_str(part);
+    }
+    if text.is_empty() {
+        text.push('/');
+    }
+    let note = if p.flags() & path_flag::UNREADABLE != 0 {
+        "unreadable"
+    } else if p.flags() & path_flag::UNLINKED != 0 {
+        "unlinked"
+    } else if p.without_mount() {
+        "filesystem-relative"
+    } else {
+        ""
+    };
+    (text, truncated, note)
+}
+
+fn file_obj(e: &FileDecisionEvent, other: Option<&FileId>) -> pb::FileObject {
+    let (path, path_truncated, note) = e
+        .path
+        .as_ref()
+        .map_or((String::new(), false, ""), path_text);
     pb::FileObject {
-        dev: file.dev,
-        ino: file.ino,
-        name: lossy(name),
+        dev: e.file.dev,
+        ino: e.file.ino,
+        name: lossy(e.name()),
         other_dev: other.map_or(0, |o| o.dev),
         other_ino: other.map_or(0, |o| o.ino),
+        path,
+        path_truncated,
+        path_note: note.to_owned(),
+    }
+}
+
+/// An exec record from what the kernel read in the exec: nothing from
+/// procfs. What is missing says why.
+fn exec_from_kernel(
+    process: pb::Process,
+    e: &ProcessExecEvent,
+    id: &ExecIdentity,
+) -> pb::ProcessExec {
+    let mut missing = Vec::new();
+    let mut path = |p: Option<&KernelPath>, what: &str| match p {
+        Some(p)
+            if p.flags() & path_flag::UNREADABLE == 0
+                || p.components_leaf_first().next().is_some() =>
+        {
+            let (text, truncated, _) = path_text(p);
+            (text, truncated)
+        }
+        _ => {
+            missing.push(format!("{what}-unreadable"));
+            (String::new(), false)
+        }
+    };
+    let (exe, exe_truncated) = path(id.exe.as_ref(), "exe");
+    let (cwd, cwd_truncated) = path(id.cwd.as_ref(), "cwd");
+    if id.argv_unreadable() {
+        missing.push("argv-unreadable".to_owned());
+    }
+    pb::ProcessExec {
+        process: Some(process),
+        filename: lossy(e.filename()),
+        argv: id.argv().map(lossy).collect(),
+        exe,
+        cwd,
+        enrichment: missing.join(","),
+        argv_truncated: id.argv_truncated(),
+        exe_truncated,
+        cwd_truncated,
     }
 }
 
@@ -391,14 +472,23 @@ impl Enricher {
             Event::File(e) => {
                 let mut d = self.decision(&h, &e.decision);
                 let other = (e.other.ino != 0).then_some(&e.other);
+                let file = file_obj(e, other);
+                // The resolved path when the kernel recorded one; for an
+                // exec also the name it was called by, when that differs.
+                let shown = if file.path.is_empty() {
+                    file.name.clone()
+                } else if e.decision.hook == Hook::Exec && file.name != file.path {
+                    format!("{} (as {})", file.path, file.name)
+                } else {
+                    file.path.clone()
+                };
                 d.object = format!(
-                    "{} ({}:{}:{})",
-                    lossy(e.name()),
+                    "{shown} ({}:{}:{})",
                     e.file.dev >> 20,
                     e.file.dev & 0xfffff,
                     e.file.ino
                 );
-                d.file = Some(file_obj(&e.file, e.name(), other));
+                d.file = Some(file);
                 d.detail = u64::from(e.detail);
                 Body::Decision(d)
             }
@@ -448,15 +538,22 @@ impl Enricher {
                 let scope = self.scope_of(&h);
                 self.learn_exec_parent(&h, e);
                 let process = self.process(&h, 0, scope, &e.comm);
-                let (argv, exe, cwd, enrichment) = self.exec_details(h.tgid, process.start_ticks);
-                Body::Exec(pb::ProcessExec {
-                    process: Some(process),
-                    filename: lossy(e.filename()),
-                    argv,
-                    exe,
-                    cwd,
-                    enrichment,
-                })
+                match &e.identity {
+                    Some(id) => Body::Exec(exec_from_kernel(process, e, id)),
+                    None => {
+                        let (argv, exe, cwd, enrichment) =
+                            self.exec_details(h.tgid, process.start_ticks);
+                        Body::Exec(pb::ProcessExec {
+                            process: Some(process),
+                            filename: lossy(e.filename()),
+                            argv,
+                            exe,
+                            cwd,
+                            enrichment,
+                            ..pb::ProcessExec::default()
+                        })
+                    }
+                }
             }
             Event::ProcessFork(e) => {
                 let scope = self.scope_of(&h);

@@ -9,8 +9,8 @@ use std::{
 use acelogic_common::{
     codes::{hook, reason, verdict},
     event::{
-        self, Decision, EventHeader, FileDecision, ProcessExec, ProcessExecV1, ProcessExit,
-        ProcessFork, record_size,
+        self, Decision, EventHeader, FileDecision, KPath, ProcessExec, ProcessExecV1,
+        ProcessExecV2, ProcessExit, ProcessFork, path_flag, record_size,
     },
     user::Event,
 };
@@ -72,10 +72,13 @@ fn exec(tgid: u32, start_ns: u64) -> Event {
 fn exec_under(tgid: u32, start_ns: u64, parent_tgid: u32, parent_start_ns: u64) -> Event {
     let mut filename = [0u8; event::FILENAME_LEN];
     filename[..7].copy_from_slice(b"/bin/sh");
-    let raw = ProcessExec {
+    // The layout of builds before the kernel read the identity: these
+    // tests are about what procfs gives (`kernel_identity_*` below about
+    // the kernel's).
+    let raw = ProcessExecV2 {
         header: header(
             event::kind::PROCESS_EXEC,
-            record_size::<ProcessExec>(),
+            record_size::<ProcessExecV2>(),
             tgid,
             start_ns,
         ),
@@ -141,8 +144,84 @@ fn exec_decision(tgid: u32, start_ns: u64, ppid: u32) -> Event {
         detail: 0,
         name_len: 0,
         name: [0; event::NAME_LEN],
+        path: KPath::EMPTY,
     };
     Event::decode(&bytes_of(&raw)).unwrap()
+}
+
+/// A kernel path of `components` (root first), stored leaf first.
+fn kpath(components: &[&str], flags: u16) -> KPath {
+    let mut p = KPath::EMPTY;
+    let mut pos = 0;
+    for c in components.iter().rev() {
+        p.bytes[pos..pos + c.len()].copy_from_slice(c.as_bytes());
+        pos += c.len() + 1;
+    }
+    p.len = u16::try_from(pos).unwrap();
+    p.depth = u16::try_from(components.len()).unwrap();
+    p.flags = flags;
+    p
+}
+
+#[test]
+fn kernel_paths_read_root_first() {
+    use acelogic_common::user::KernelPath;
+    let p = |c: &[&str], f| KernelPath::of(kpath(c, f));
+    let full = p(&["srv", "a", "b", "c", "file"], 0).unwrap();
+    assert_eq!(path_text(&full), ("/srv/a/b/c/file".to_owned(), false, ""));
+    let cut = p(&["c", "file"], path_flag::TRUNCATED).unwrap();
+    assert_eq!(path_text(&cut), (".../c/file".to_owned(), true, ""));
+    let fs = p(&["x"], path_flag::NO_MOUNT).unwrap();
+    assert_eq!(
+        path_text(&fs),
+        ("/x".to_owned(), false, "filesystem-relative")
+    );
+    assert!(p(&[], 0).is_none(), "an empty walk is no path");
+    let root = p(&[], path_flag::UNLINKED).unwrap();
+    assert_eq!(path_text(&root), ("...".to_owned(), true, "unlinked"));
+}
+
+#[test]
+fn kernel_identity_is_used_without_procfs() {
+    // procfs says something else: the record must not be read from it.
+    let start_ns = 555 * 10_000_000;
+    let tree = fake_proc("ident", 77, 1, 555);
+    let mut e = Enricher::with_proc("n", 1, [3; 16], tree.path().to_path_buf());
+    let mut argv = [0u8; event::ARGV_LEN];
+    argv[..17].copy_from_slice(b"true\0alpha\0beta\0\0");
+    let mut filename = [0u8; event::FILENAME_LEN];
+    filename[..9].copy_from_slice(b"/tmp/tool");
+    let raw = ProcessExec {
+        header: header(
+            event::kind::PROCESS_EXEC,
+            record_size::<ProcessExec>(),
+            77,
+            start_ns,
+        ),
+        parent_tgid: 0,
+        filename_len: 9,
+        parent_start_ns: 0,
+        comm: [0; event::COMM_LEN],
+        filename,
+        argv_len: 16,
+        argv_flags: path_flag::TRUNCATED,
+        _pad: 0,
+        argv,
+        exe: kpath(&["usr", "bin", "busybox"], 0),
+        cwd: KPath::EMPTY,
+    };
+    let r = e.record(&Event::decode(&bytes_of(&raw)).unwrap());
+    let Some(Body::Exec(x)) = r.body else {
+        panic!("{r:?}")
+    };
+    assert_eq!(x.argv, ["true", "alpha", "beta"]);
+    assert!(x.argv_truncated);
+    assert_eq!(x.exe, "/usr/bin/busybox");
+    assert_eq!(x.filename, "/tmp/tool");
+    assert_eq!(
+        (x.cwd.as_str(), x.enrichment.as_str()),
+        ("", "cwd-unreadable")
+    );
 }
 
 /// The process a record is about.

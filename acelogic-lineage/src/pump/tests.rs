@@ -61,6 +61,7 @@ fn exec_denied(tgid: u32) -> Vec<u8> {
         detail: 0,
         name_len: 9,
         name,
+        path: event::KPath::EMPTY,
     })
 }
 
@@ -366,6 +367,12 @@ fn exec_record(tgid: u32) -> Vec<u8> {
         parent_start_ns: 0,
         comm: [0; event::COMM_LEN],
         filename: [0; event::FILENAME_LEN],
+        argv_len: 0,
+        argv_flags: 0,
+        _pad: 0,
+        argv: [0; event::ARGV_LEN],
+        exe: event::KPath::EMPTY,
+        cwd: event::KPath::EMPTY,
     })
 }
 

@@ -16,6 +16,7 @@ mod metrics;
 mod narrowing;
 mod network;
 mod overlay;
+mod paths;
 mod pinning;
 mod request;
 mod revocation;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(coredump::CASES);
     cases.extend_from_slice(metadata::CASES);
     cases.extend_from_slice(lineage::CASES);
+    cases.extend_from_slice(paths::CASES);
     cases.extend_from_slice(pinning::CASES);
     cases.extend_from_slice(network::CASES);
     cases.extend_from_slice(escape::CASES);

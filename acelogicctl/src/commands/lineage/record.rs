@@ -64,8 +64,19 @@ pub fn describe(r: &StoredRecord) -> String {
         }
         Some(Body::Exec(e)) => {
             let mut s = format!("exec {}", e.filename);
+            if !e.exe.is_empty() && e.exe != e.filename {
+                let _ = write!(s, " exe {}", e.exe);
+            }
+            if !e.cwd.is_empty() {
+                let _ = write!(s, " cwd {}", e.cwd);
+            }
             if !e.argv.is_empty() {
-                let _ = write!(s, " argv {:?}", e.argv);
+                let _ = write!(
+                    s,
+                    " argv {:?}{}",
+                    e.argv,
+                    if e.argv_truncated { " (truncated)" } else { "" }
+                );
             }
             if !e.enrichment.is_empty() {
                 let _ = write!(s, " ({})", e.enrichment);
@@ -76,7 +87,7 @@ pub fn describe(r: &StoredRecord) -> String {
             "fork from {}",
             f.process.as_ref().map_or("", |p| p.parent_exec_id.as_str())
         ),
-        Some(Body::Exit(x)) => format!("exit status {:#x}", x.exit_code),
+        Some(Body::Exit(x)) => format!("exit: {}", acelogic_lineage::wait_status(x.exit_code)),
         Some(Body::Authorization(a)) => {
             // A refusal before the artifact was read (a governed caller,
             // an unreadable envelope) has no artifact or workload.
