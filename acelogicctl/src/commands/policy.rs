@@ -77,12 +77,18 @@ fn issuing_check(path: &Path, set: &policy::PolicySet, trust: &TrustStore) -> Ct
         Err(e) => {
             return Err(CtlError {
                 exit: CtlError::REFUSED,
-                message: format!("invalid issuing policy; an authority would keep its current one:\n{e}"),
+                message: format!(
+                    "invalid issuing policy; an authority would keep its current one:\n{e}"
+                ),
             });
         }
     };
     let mut s = String::new();
-    let named = |name: &str, role: Role| trust.keys().any(|k| k.name.as_str() == name && k.role == role);
+    let named = |name: &str, role: Role| {
+        trust
+            .keys()
+            .any(|k| k.name.as_str() == name && k.role == role)
+    };
     if !named(&p.issuer, Role::Issuer) {
         s.push_str(&format!(
             "warning: {}: issuer {:?} has no issuer key in the trust store; nodes would refuse what it issues\n",
