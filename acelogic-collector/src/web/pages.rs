@@ -78,7 +78,10 @@ fn show(r: &pb::StoredRecord) -> Shown {
         Some(Body::Authorization(a)) => {
             s.exec_id.clone_from(&a.peer_exec_id);
             s.artifact_id = nonempty(&a.artifact_id);
-            let mut t = format!("authorization {} ({})", a.outcome, a.reason);
+            let mut t = format!("authorization {}", a.outcome);
+            if !a.reason.is_empty() {
+                let _ = write!(t, " ({})", a.reason);
+            }
             if !a.issuer.is_empty() {
                 let _ = write!(t, ", issuer {}", a.issuer);
             }
