@@ -505,21 +505,46 @@ fn container_build_copies_what_exists_and_installs_the_binaries_the_manifests_ru
         ".dockerignore must keep target/ out of the build context"
     );
     // The image has every binary the manifests run.
-    for (kind, name, c) in [
-        ("DaemonSet", "acelogic-agent", "agent"),
-        ("Deployment", "acelogic-collector", "collector"),
+    let authority = authority_resource("Deployment", "acelogic-authority");
+    for (workload, c) in [
+        (find("DaemonSet", "acelogic-agent"), "agent"),
+        (find("Deployment", "acelogic-collector"), "collector"),
+        (authority.clone(), "authority"),
+        (authority, "issuer-key"),
     ] {
-        let command = container(&find(kind, name), c)["command"][0].clone();
-        let command = command.as_str().expect("command").to_owned();
-        assert!(
-            installed.contains(&command),
-            "{command} is not in the image: {installed:?}"
-        );
+        let containers = ["containers", "initContainers"]
+            .iter()
+            .flat_map(|k| {
+                workload["spec"]["template"]["spec"][k]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>();
+        let c = containers
+            .iter()
+            .find(|x| x["name"] == c)
+            .unwrap_or_else(|| panic!("no container {c}"));
+        let command = c["command"][0].as_str().expect("command").to_owned();
+        if command.starts_with("/usr/local/bin/") {
+            assert!(
+                installed.contains(&command),
+                "{command} is not in the image: {installed:?}"
+            );
+        } else {
+            // What the base image has (the init container's install).
+            assert!(command.starts_with("/usr/bin/"), "{command}");
+        }
     }
 }
 
 /// The packages whose binaries the image ships.
-const SERVICES: [&str; 3] = ["acelogic-agent", "acelogic-collector", "acelogicctl"];
+const SERVICES: [&str; 4] = [
+    "acelogic-agent",
+    "acelogic-collector",
+    "acelogicctl",
+    "acelogic-authority",
+];
 
 /// The binary targets of [`SERVICES`], as cargo resolves them.
 fn service_bins() -> BTreeSet<String> {
@@ -658,6 +683,257 @@ fn collector_unit_runs_without_capabilities_on_its_state_directory() {
     ] {
         assert!(exec.contains(path), "{exec} lacks {path}");
     }
+}
+
+/// A resource of the authority overlay's own manifest.
+fn authority_resource(kind: &str, name: &str) -> Value {
+    serde_saphyr::from_multiple::<Value>(&read("deploy/authority/authority.yaml"))
+        .unwrap()
+        .into_iter()
+        .find(|r| r["kind"] == kind && r["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/authority/authority.yaml"))
+}
+
+/// The init container `name` of `workload`.
+fn init_container(workload: &Value, name: &str) -> Value {
+    workload["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .expect("initContainers")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no init container {name}"))
+        .clone()
+}
+
+/// The authority overlay: one recreated replica on its volume, every input
+/// mounted where its flag says (the issuer key owner-only, the TLS key from
+/// its Secret), a Service on its port, probes on it; and every daemon
+/// pointed at that Service over https with the CA alone mounted.
+#[test]
+fn authority_overlay_runs_the_authority_and_points_every_daemon_at_it() {
+    let kustomization: Value =
+        serde_saphyr::from_str(&read("deploy/authority/kustomization.yaml")).unwrap();
+    let listed = strings(&kustomization["resources"]);
+    assert!(listed.contains("../kubernetes") && listed.contains("authority.yaml"));
+    for r in serde_saphyr::from_multiple::<Value>(&read("deploy/authority/authority.yaml")).unwrap()
+    {
+        assert_eq!(r["metadata"]["namespace"], "acelogic", "{}", r["metadata"]);
+    }
+
+    let dep = authority_resource("Deployment", "acelogic-authority");
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert_eq!(dep["spec"]["strategy"]["type"], "Recreate");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // The kubelet's recursive pass would make lineage.key group-readable.
+    assert_eq!(
+        pod["securityContext"]["fsGroupChangePolicy"],
+        "OnRootMismatch"
+    );
+    let c = container(&dep, "authority");
+    let f = flags(&c);
+
+    // State on the claim, writable.
+    let claim = authority_resource("PersistentVolumeClaim", "acelogic-authority");
+    let (volume, mount) = mount_at(&dep, &c, &flag(&f, "--state-dir"));
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"],
+        claim["metadata"]["name"]
+    );
+    assert_ne!(mount["readOnly"], true);
+
+    // The issuer key: the init container copies it from the Secret, mode
+    // 0400, to the memory volume the authority reads it from.
+    let key = flag(&f, "--issuer-key");
+    let key_dir = Path::new(&key).parent().unwrap().to_str().unwrap();
+    let (volume, mount) = mount_at(&dep, &c, key_dir);
+    assert_eq!(volume["emptyDir"]["medium"], "Memory");
+    assert_eq!(mount["readOnly"], true);
+    let init = init_container(&dep, "issuer-key");
+    let args: Vec<&str> = init["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(&args[..3], ["/usr/bin/install", "-m", "0400"], "{args:?}");
+    assert_eq!(args[4], key, "the copy is the file --issuer-key names");
+    let (copy_volume, copy_mount) = mount_at(&dep, &init, key_dir);
+    assert_eq!(copy_volume["name"], volume["name"]);
+    assert_ne!(copy_mount["readOnly"], true);
+    let from = Path::new(args[3]);
+    let (secret, secret_mount) = mount_at(&dep, &init, from.parent().unwrap().to_str().unwrap());
+    assert_eq!(secret["secret"]["secretName"], "acelogic-authority-issuer");
+    assert_eq!(secret_mount["readOnly"], true);
+    assert!(
+        !c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == secret["name"]),
+        "the authority reads the copy, not the Secret"
+    );
+
+    // Inputs from the policies ConfigMap, the nodes ConfigMap, the TLS Secret.
+    for (flag_name, source) in [
+        ("--issuing-policy", "acelogic-policies"),
+        ("--trust", "acelogic-policies"),
+        ("--nodes", "acelogic-authority-nodes"),
+        ("--tls-cert", "acelogic-authority-tls"),
+        ("--tls-key", "acelogic-authority-tls"),
+    ] {
+        let file = flag(&f, flag_name);
+        let (volume, mount) = mount_at(
+            &dep,
+            &c,
+            Path::new(&file).parent().unwrap().to_str().unwrap(),
+        );
+        let name = if volume["configMap"].is_object() {
+            &volume["configMap"]["name"]
+        } else {
+            &volume["secret"]["secretName"]
+        };
+        assert_eq!(name, source, "{flag_name}");
+        assert_eq!(mount["readOnly"], true, "{flag_name}");
+    }
+    let (volume, _) = mount_at(&dep, &c, &flag(&f, "--policies"));
+    assert_eq!(volume["configMap"]["name"], "acelogic-policies");
+    // issuing.yaml is in that ConfigMap (the authority refuses to start
+    // without it).
+    let cm = find("ConfigMap", "acelogic-policies");
+    let issuing = Path::new(&flag(&f, "--issuing-policy"))
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cm["data"][&issuing].is_string(),
+        "{issuing} is not in acelogic-policies"
+    );
+
+    // Ships to the collector's Service, as the daemons do.
+    let ds = find("DaemonSet", "acelogic-agent");
+    assert_eq!(
+        flag(&f, "--collector"),
+        flag(&flags(&container(&ds, "agent")), "--collector")
+    );
+
+    // Listens on its port; the Service and the probes reach it.
+    let port = port_of(&flag(&f, "--listen"));
+    assert_eq!(port, container_port(&c, "grpc"));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["tcpSocket"]["port"], "grpc", "{probe}");
+    }
+    let sc = &c["securityContext"];
+    assert_eq!(
+        strings(&sc["capabilities"]["drop"]),
+        BTreeSet::from(["ALL".to_owned()])
+    );
+    assert!(sc["capabilities"]["add"].is_null());
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    let svc = authority_resource("Service", "acelogic-authority");
+    let labels = &dep["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&labels[k], v, "selector {k}");
+    }
+    let svc_port = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "grpc")
+        .expect("grpc port")
+        .clone();
+    container_port(
+        &c,
+        svc_port["targetPort"].as_str().expect("named targetPort"),
+    );
+
+    // The daemons: https to that Service, the CA from its ConfigMap.
+    let patch: Vec<Value> =
+        serde_saphyr::from_str(&read("deploy/authority/agent-authority.yaml")).unwrap();
+    let added = |path: &str| -> Vec<Value> {
+        patch
+            .iter()
+            .filter(|op| op["op"] == "add" && op["path"] == path)
+            .map(|op| op["value"].clone())
+            .collect()
+    };
+    let args: BTreeMap<String, String> = added("/spec/template/spec/containers/0/args/-")
+        .iter()
+        .map(|a| {
+            let (k, v) = a.as_str().unwrap().split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        flag(&args, "--authority"),
+        format!(
+            "https://{}.{}.svc:{}",
+            svc["metadata"]["name"].as_str().unwrap(),
+            svc["metadata"]["namespace"].as_str().unwrap(),
+            svc_port["port"]
+        )
+    );
+    let mount = &added("/spec/template/spec/containers/0/volumeMounts/-")[0];
+    let volume = &added("/spec/template/spec/volumes/-")[0];
+    assert_eq!(mount["name"], volume["name"]);
+    assert_eq!(mount["readOnly"], true);
+    assert_eq!(volume["configMap"]["name"], "acelogic-authority-ca");
+    let items = volume["configMap"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "the CA alone");
+    assert_eq!(
+        flag(&args, "--authority-ca"),
+        format!(
+            "{}/{}",
+            mount["mountPath"].as_str().unwrap(),
+            items[0]["path"].as_str().unwrap()
+        )
+    );
+}
+
+#[test]
+fn authority_unit_runs_without_capabilities_and_reads_its_key_owner_only() {
+    let s = service_section(&read("deploy/systemd/acelogic-authority.service"));
+    assert_eq!(one(&s, "CapabilityBoundingSet"), "");
+    assert_eq!(one(&s, "DynamicUser"), "yes");
+    assert_eq!(one(&s, "NoNewPrivileges"), "yes");
+    assert_eq!(one(&s, "ProtectSystem"), "strict");
+    // --state-dir's default.
+    assert_eq!(one(&s, "StateDirectory"), "acelogic-authority");
+    assert_eq!(one(&s, "RuntimeDirectory"), "acelogic-authority");
+    let exec = one(&s, "ExecStart");
+    assert!(
+        exec.starts_with("/usr/local/bin/acelogic-authority "),
+        "{exec}"
+    );
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let value = |flag: &str| -> &str {
+        let i = words
+            .iter()
+            .position(|w| *w == flag)
+            .unwrap_or_else(|| panic!("{exec} lacks {flag}"));
+        words[i + 1]
+    };
+    assert_eq!(value("--state-dir"), "/var/lib/acelogic-authority");
+    // The issuer key: a credential, copied owner-only into the runtime
+    // directory before the authority starts.
+    let key = value("--issuer-key");
+    assert!(key.starts_with("/run/acelogic-authority/"), "{key}");
+    let credentials = &s["LoadCredential"];
+    let issuer = credentials
+        .iter()
+        .find_map(|c| c.strip_prefix("issuer.key:"))
+        .expect("LoadCredential=issuer.key:PATH");
+    assert!(issuer.starts_with('/'), "{issuer}");
+    assert_eq!(
+        one(&s, "ExecStartPre"),
+        format!("/usr/bin/install -m 0400 %d/issuer.key {key}")
+    );
+    assert_eq!(value("--tls-key"), "%d/tls.key");
+    assert!(credentials.iter().any(|c| c.starts_with("tls.key:/")));
 }
 
 /// The cluster-store overlay: the daemons reach the dedicated etcd's

@@ -291,7 +291,9 @@ fn in_vm(args: &BenchArgs, kernel: &kernels::Kernel, root: &Path, target: &Path)
         "acelogic-authority",
         "--bins",
     ])
-    .map_err(|e| anyhow::anyhow!("building acelogic-agent, acelogicctl and acelogic-authority: {e}"))?;
+    .map_err(|e| {
+        anyhow::anyhow!("building acelogic-agent, acelogicctl and acelogic-authority: {e}")
+    })?;
     let parser = kernels::host_package("apparmor")?.join("sbin/apparmor_parser");
     if !parser.is_file() {
         bail!(

@@ -2,10 +2,11 @@
 //! the deploy suite of `cargo xtask test`, the validator it needs (a setup
 //! step), and `cargo xtask policies-configmap`.
 //!
-//! The suite validates every Kubernetes manifest against the API schemas
-//! bundled in `kubernetes-validate` (strict: unknown fields are errors), for
-//! the oldest Kubernetes the manifests support and the newest the validator
-//! knows; builds the kustomization when `kubectl` is there; runs
+//! The suite validates every Kubernetes manifest (those of `deploy/kubernetes`
+//! and the overlays' own) against the API schemas bundled in
+//! `kubernetes-validate` (strict: unknown fields are errors), for the oldest
+//! Kubernetes the manifests support and the newest the validator knows;
+//! builds the kustomizations when `kubectl` is there; runs
 //! `systemd-analyze verify` on the units; and runs the semantic checks of
 //! `tests/tests/deploy.rs` (what no schema can say: capabilities, host
 //! paths, probes, the policies ConfigMap against `policies/`).
@@ -33,6 +34,14 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 const MANIFESTS: &str = "deploy/kubernetes";
 /// The overlay that adds the cluster store (a dedicated etcd) to them.
 const CLUSTER_STORE: &str = "deploy/cluster-store";
+/// The overlay that adds the authority and points the daemons at it.
+const AUTHORITY: &str = "deploy/authority";
+/// The overlays' own resources (their patches are not manifests): validated
+/// on their own too, so they are checked where kubectl is not installed.
+const OVERLAY_MANIFESTS: [&str; 2] = [
+    "deploy/cluster-store/etcd.yaml",
+    "deploy/authority/authority.yaml",
+];
 const CONFIGMAP: &str = "deploy/kubernetes/policies-configmap.yaml";
 const POLICIES: &str = "policies";
 
@@ -216,6 +225,7 @@ fn schema_checks(suite: &mut Suite, root: &Path) -> Result<()> {
     if files.is_empty() {
         bail!("no manifests in {}", dir.display());
     }
+    files.extend(OVERLAY_MANIFESTS.iter().map(|f| root.join(f)));
     for version in KUBERNETES_VERSIONS {
         for file in &files {
             let rel = file.strip_prefix(root).unwrap_or(file);
@@ -244,8 +254,9 @@ fn kustomize_check(suite: &mut Suite, root: &Path, scratch: &Path) -> Result<()>
         suite.skipped += 1;
         return Ok(());
     }
-    // The base, and the overlay that adds the cluster store.
-    for dir in [MANIFESTS, CLUSTER_STORE] {
+    // The base, and the overlays that add the cluster store and the
+    // authority.
+    for dir in [MANIFESTS, CLUSTER_STORE, AUTHORITY] {
         let (ok, text) = output_of(Command::new("kubectl").arg("kustomize").arg(root.join(dir)))?;
         if !ok {
             suite.fail(format!("kubectl kustomize {dir}: {text}"));
@@ -277,10 +288,17 @@ fn systemd_checks(suite: &mut Suite, root: &Path, target_dir: &Path, scratch: &P
     units.retain(|p| p.extension().is_some_and(|x| x == "service"));
     units.sort();
     let release = target_dir.join("release");
-    let bins = ["acelogic-agent", "acelogic-collector"];
+    let bins = ["acelogic-agent", "acelogic-collector", "acelogic-authority"];
     if bins.iter().any(|b| !release.join(b).is_file())
-        && let Err(why) =
-            cargo_build(&["-p", "acelogic-agent", "-p", "acelogic-collector", "--bins"])
+        && let Err(why) = cargo_build(&[
+            "-p",
+            "acelogic-agent",
+            "-p",
+            "acelogic-collector",
+            "-p",
+            "acelogic-authority",
+            "--bins",
+        ])
     {
         suite.fail(format!("systemd units not verified: {why}"));
         return Ok(());

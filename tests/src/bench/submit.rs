@@ -302,7 +302,8 @@ fn measure(
     );
 
     // Request to grant live: the same rounds through the authority.
-    let capability = serde_json::json!({"exec": {"path": granted.display().to_string()}}).to_string();
+    let capability =
+        serde_json::json!({"exec": {"path": granted.display().to_string()}}).to_string();
     let (mut request, mut live) = (Vec::new(), Vec::new());
     for _ in 0..iterations {
         let t = Instant::now();
@@ -448,9 +449,21 @@ fn measure(
     }
     println!("| request to grant live ({iterations} auto-tier requests) | p50 | p99 |");
     println!("|---|---|---|");
-    println!("| RequestArtifact RPC (relay, authority, issue, install) | {} | {} |", ms(request_p50), ms(request_p99));
-    println!("| request to grant live: RPC start until the granted exec ran | {} | {} |", ms(live_p50), ms(live_p99));
-    println!("| submit to enforced, same run | {} | {} |", ms(enf_p50), ms(enf_p99));
+    println!(
+        "| RequestArtifact RPC (relay, authority, issue, install) | {} | {} |",
+        ms(request_p50),
+        ms(request_p99)
+    );
+    println!(
+        "| request to grant live: RPC start until the granted exec ran | {} | {} |",
+        ms(live_p50),
+        ms(live_p99)
+    );
+    println!(
+        "| submit to enforced, same run | {} | {} |",
+        ms(enf_p50),
+        ms(enf_p99)
+    );
     println!(
         "submit to enforced: {denied} exec attempts refused before the grant was in place; \
          p50 {:.2}x Status RPC + baseline exec",

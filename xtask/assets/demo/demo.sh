@@ -357,14 +357,19 @@ answer replacement
 expect_denied
 authz refused operation-completed
 grep -q "on node $NODE" "$WORK/replacement.log" || fail "the refusal does not name node $NODE"
-say "and presents the first deploy's artifact, already used:"
+say "and presents the first deploy's artifact, which the authority pinned to node $NODE:"
 ask replacement acelogicctl --socket "$SOCK_B" artifact submit /srv/agents/deploy/deploy.json
+expect_denied
+authz refused wrong-node
+expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
+say "node $NODE comes back; a deploy agent there presents the used artifact again:"
+DLOG=$DLOG_A
+start_node_a
+start_agent redeployer deploy-agent
+ask redeployer acelogicctl artifact submit /srv/agents/deploy/deploy.json
 expect_denied
 authz refused replayed
 expect_file /srv/cluster/production/checkout/image shop/checkout:1.8.0
-say "node $NODE comes back:"
-DLOG=$DLOG_A
-start_node_a
 
 step "5. A governed agent tries to escape"
 say "kill the node daemon (pid $DAEMON):"
@@ -411,7 +416,7 @@ acelogicctl lineage artifact "$DEPLOY_ID" --collector "$COLLECTOR" >"$WORK/artif
     fail "lineage artifact"
 sed 's/^/   /' "$WORK/artifact.txt"
 for want in REQUESTED "evidence plan.txt" QUEUED "APPROVED by change-approver" ISSUED DELIVERED \
-    "accepted (granted)" "kubectl.*allow (grant)" consumed replayed "\[$NODE seq" \
+    "accepted (granted)" "kubectl.*allow (grant)" consumed replayed wrong-node "\[$NODE seq" \
     "\[$NODE_B seq" "\[authority seq"; do
     grep -q "$want" "$WORK/artifact.txt" || fail "the artifact's lineage lacks $want"
 done
@@ -443,6 +448,6 @@ expect_denied
 say "=> DENIED: the programs stay pinned in the kernel; the record waits in the ring buffer"
 expect_file /srv/cluster/replicas/checkout 6
 
-kill -9 "$PID_autoscaler" "$PID_costagent" "$PID_replacement" "$DAEMON_B" 2>/dev/null
+kill -9 "$PID_autoscaler" "$PID_costagent" "$PID_replacement" "$PID_redeployer" "$DAEMON_B" 2>/dev/null
 echo
 echo "ACELOGIC-DEMO-OK"
