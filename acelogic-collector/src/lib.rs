@@ -2,7 +2,9 @@
 //! to it over gRPC (`proto/acelogic/collector/v1/collector.proto`); it
 //! verifies every batch, stores records in SQLite (see [`store`] for the
 //! schema), signs checkpoints of each chain's head, answers forensic
-//! queries, serves Prometheus metrics and exports records as OTLP logs.
+//! queries and serves them as web pages (behind client certificates and
+//! roles, every query audited), serves Prometheus metrics and exports
+//! records as OTLP logs.
 //!
 //! One file per responsibility:
 //!
@@ -16,6 +18,10 @@
 //! | `anchor.rs` | the store against signed heads kept outside it (`Verify` anchors) |
 //! | `checkpoint.rs` | signed checkpoints of chain heads |
 //! | `query.rs` | the `Query` service (tree, artifact, denials, verify, checkpoints, export) |
+//! | `access.rs` | client certificates and roles: who may ask what |
+//! | `audit_log.rs` | admission and the audit record of every query (`queries`) |
+//! | `web/` | the web view: HTML pages beside gRPC, behind the same access control |
+//! | `tls.rs` | the TLS acceptor (HTTP/2 and HTTP/1.1, client certificates) |
 //! | `metrics.rs` | `/metrics` and `/healthz` |
 //! | `otlp.rs` | OTLP logs export from a persisted cursor |
 //! | `server.rs` | wiring: listeners, TLS, tasks, shutdown |
@@ -24,8 +30,10 @@
 //! `"<code>: <why>"` and whose `acelogic-reason` metadata holds the code,
 //! as the node daemon's API does.
 
+pub mod access;
 pub mod anchor;
 pub mod audit;
+pub mod audit_log;
 pub mod checkpoint;
 pub mod ingest;
 pub mod metrics;
@@ -35,10 +43,12 @@ pub mod otlp;
 pub mod query;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod verify;
+pub mod web;
 pub mod writer;
 
-pub use server::{Config, Running, run, start};
+pub use server::{Config, Running, run, start, start_with_client_ca};
 
 pub use acelogic_lineage::wire::now_unix_nano;
 /// The collector's API (`proto/acelogic/collector/v1/collector.proto`).

@@ -7,7 +7,8 @@ use clap::Parser;
 /// ACELOGIC lineage collector: receives each node's hash-chained journal
 /// over gRPC, verifies every batch (chain, hashes, node signature) before
 /// storing it in SQLite, records gaps and alarms, signs checkpoints of
-/// every chain head, answers `acelogicctl lineage` queries, serves
+/// every chain head, answers `acelogicctl lineage` queries and serves a
+/// web view (both behind client certificates with --client-ca), serves
 /// Prometheus metrics and exports records as OTLP logs.
 ///
 /// Prints `acelogic-collector: listening on URL` once ready. SIGTERM or
@@ -44,6 +45,11 @@ struct Args {
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that signs client certificates: queries and the
+    /// web view then need a client certificate whose role allows them
+    /// (acelogicctl certs). Without it queries are open. Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
     /// How often chain heads that moved are checkpointed.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     checkpoint_interval: Duration,
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(collector::run(config)) {
+    match runtime.block_on(collector::run(config, a.client_ca)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("acelogic-collector: {e:#}");

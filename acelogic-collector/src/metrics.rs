@@ -14,6 +14,8 @@
 //! | `acelogic_collector_checkpoints_total` | | checkpoints signed |
 //! | `acelogic_collector_otlp_exported_total` | | records exported as OTLP logs |
 //! | `acelogic_collector_otlp_failures_total` | | failed OTLP export attempts |
+//! | `acelogic_collector_queries_total` | method | queries and web page views admitted |
+//! | `acelogic_collector_queries_refused_total` | reason | queries and web page views refused by access control (`unauthenticated-client`, `role-forbids`) |
 
 use std::{
     collections::HashMap,
@@ -40,6 +42,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -59,6 +66,8 @@ pub struct Metrics {
     checkpoints: Counter,
     otlp_exported: Counter,
     otlp_failures: Counter,
+    queries: Family<MethodLabel, Counter>,
+    queries_refused: Family<ReasonLabel, Counter>,
     newest: Mutex<HashMap<String, u64>>,
 }
 
@@ -84,6 +93,8 @@ impl Metrics {
             checkpoints: Counter::default(),
             otlp_exported: Counter::default(),
             otlp_failures: Counter::default(),
+            queries: Family::default(),
+            queries_refused: Family::default(),
             newest: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -121,6 +132,16 @@ impl Metrics {
             "otlp_failures",
             "Failed OTLP export attempts",
             m.otlp_failures.clone(),
+        );
+        registry.register(
+            "queries",
+            "Queries and web page views admitted, by method",
+            m.queries.clone(),
+        );
+        registry.register(
+            "queries_refused",
+            "Queries and web page views refused by access control, by reason code",
+            m.queries_refused.clone(),
         );
         Self { registry, ..m }
     }
@@ -189,6 +210,22 @@ impl Metrics {
 
     pub fn otlp_exported(&self, n: u64) {
         self.otlp_exported.inc_by(n);
+    }
+
+    pub fn query(&self, method: &str) {
+        self.queries
+            .get_or_create(&MethodLabel {
+                method: method.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn query_refused(&self, reason: &str) {
+        self.queries_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     pub fn otlp_failed(&self) {

@@ -16,7 +16,9 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{
+    access::Method,
     anchor, audit,
+    audit_log::Gate,
     pb::{self, StoredRecord},
     refusal, status_of, store, to_i64, to_u64,
 };
@@ -37,6 +39,8 @@ pub struct Query {
     /// The collector's checkpoint key (public half) and its id.
     pub key: VerifyingKey,
     pub key_id: String,
+    /// Who may ask what; every query's audit record.
+    pub gate: Gate,
 }
 
 impl Query {
@@ -202,84 +206,182 @@ impl pb::query_server::Query for Query {
         &self,
         req: Request<pb::TreeRequest>,
     ) -> Result<Response<pb::TreeResponse>, Status> {
-        let exec_id = req.into_inner().exec_id;
-        if exec_id.is_empty() || exec_id.len() > 128 {
-            return Err(bad("exec_id must be 1-128 characters"));
-        }
-        let answer = self
-            .with_db(move |db| {
-                let t = tree(db, &exec_id).map_err(|e| internal(&e))?;
-                if t.processes.iter().all(|p| p.records.is_empty()) {
-                    return Err(status_of(&refusal(
-                        Reason::NotFound,
-                        format!("no record of exec id {exec_id:?}"),
-                    )));
-                }
-                Ok(t)
-            })
-            .await?;
-        Ok(Response::new(answer))
+        let args = serde_json::json!({"exec_id": req.get_ref().exec_id});
+        self.guarded(req, Method::Tree, &args, |r| self.answer_tree(r.exec_id))
+            .await
     }
 
     async fn artifact(
         &self,
         req: Request<pb::ArtifactRequest>,
     ) -> Result<Response<pb::ArtifactResponse>, Status> {
-        let id = req.into_inner().artifact_id.to_ascii_lowercase();
-        if id.is_empty() || id.len() > 128 {
-            return Err(bad("artifact_id must be 1-128 characters"));
-        }
-        let answer = self
-            .with_db(move |db| {
-                let authorizations = records(
-                    db,
-                    "r.artifact_id = ?1 AND r.kind = 'authorization'",
-                    -1,
-                    [&id],
-                )
-                .map_err(|e| internal(&e))?;
-                let max = limit(0);
-                let mut decisions = records(
-                    db,
-                    "r.artifact_id = ?1 AND r.kind = 'decision'",
-                    i64::from(max) + 1,
-                    [&id],
-                )
-                .map_err(|e| internal(&e))?;
-                let truncated = decisions.len() > max as usize;
-                decisions.truncate(max as usize);
-                // The request's whole story: records of the same request
-                // id, from before the artifact id existed (requested) too.
-                let issuances = records(
-                    db,
-                    "r.kind = 'issuance' AND r.object IN (SELECT object FROM records \
-                     WHERE artifact_id = ?1 AND kind = 'issuance')",
-                    -1,
-                    [&id],
-                )
-                .map_err(|e| internal(&e))?;
-                if authorizations.is_empty() && decisions.is_empty() && issuances.is_empty() {
-                    return Err(status_of(&refusal(
-                        Reason::NotFound,
-                        format!("no record of artifact {id:?}"),
-                    )));
-                }
-                Ok(pb::ArtifactResponse {
-                    authorizations,
-                    decisions,
-                    truncated,
-                    issuances,
-                })
-            })
-            .await?;
-        Ok(Response::new(answer))
+        let args = serde_json::json!({"artifact_id": req.get_ref().artifact_id});
+        self.guarded(req, Method::Artifact, &args, |r| {
+            self.answer_artifact(r.artifact_id)
+        })
+        .await
     }
 
     async fn denials(
         &self,
         req: Request<pb::DenialsRequest>,
     ) -> Result<Response<pb::DenialsResponse>, Status> {
-        let r = req.into_inner();
+        let r = req.get_ref();
+        let args = serde_json::json!({
+            "workload": r.workload, "since_unix_nano": r.since_unix_nano,
+            "until_unix_nano": r.until_unix_nano, "limit": r.limit,
+        });
+        self.guarded(req, Method::Denials, &args, |r| self.answer_denials(r))
+            .await
+    }
+
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let r = req.get_ref();
+        let args = serde_json::json!({"node": r.node, "anchors": r.anchors.len()});
+        self.guarded(req, Method::Verify, &args, |r| {
+            self.answer_verify(r.node, r.anchors)
+        })
+        .await
+    }
+
+    async fn checkpoints(
+        &self,
+        req: Request<pb::CheckpointsRequest>,
+    ) -> Result<Response<pb::CheckpointsResponse>, Status> {
+        let args = serde_json::json!({"node": req.get_ref().node});
+        self.guarded(req, Method::Checkpoints, &args, |r| {
+            self.answer_checkpoints(r.node)
+        })
+        .await
+    }
+
+    type ExportStream = Pin<Box<dyn Stream<Item = Result<StoredRecord, Status>> + Send>>;
+
+    async fn export(
+        &self,
+        req: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let r = req.get_ref();
+        let args = serde_json::json!({"node": r.node, "since_unix_nano": r.since_unix_nano});
+        // The row is written when the stream starts: what it holds follows
+        // from the arguments.
+        self.guarded(req, Method::Export, &args, |r| async move {
+            Ok(self.answer_export(r))
+        })
+        .await
+    }
+}
+
+impl Query {
+    /// Admits the caller (or refuses, counted and audited), answers with
+    /// `f`, and audits how it ended before the answer leaves.
+    async fn guarded<T, R, Fut>(
+        &self,
+        req: Request<T>,
+        method: Method,
+        args: &serde_json::Value,
+        f: impl FnOnce(T) -> Fut,
+    ) -> Result<Response<R>, Status>
+    where
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        let args = args.to_string();
+        let certs = req.peer_certs();
+        let caller = self
+            .gate
+            .admit(
+                certs.as_deref().map(Vec::as_slice),
+                req.remote_addr(),
+                method,
+                &args,
+            )
+            .await
+            .map_err(|r| status_of(&r))?;
+        let result = f(req.into_inner()).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(s) => acelogic_proto::reason_of(s).unwrap_or_else(|| format!("{:?}", s.code())),
+        };
+        self.gate
+            .record(&caller, method, &args, &outcome)
+            .await
+            .map_err(|r| status_of(&r))?;
+        result.map(Response::new)
+    }
+
+    pub async fn answer_tree(&self, exec_id: String) -> Result<pb::TreeResponse, Status> {
+        if exec_id.is_empty() || exec_id.len() > 128 {
+            return Err(bad("exec_id must be 1-128 characters"));
+        }
+        self.with_db(move |db| {
+            let t = tree(db, &exec_id).map_err(|e| internal(&e))?;
+            if t.processes.iter().all(|p| p.records.is_empty()) {
+                return Err(status_of(&refusal(
+                    Reason::NotFound,
+                    format!("no record of exec id {exec_id:?}"),
+                )));
+            }
+            Ok(t)
+        })
+        .await
+    }
+
+    pub async fn answer_artifact(&self, id: String) -> Result<pb::ArtifactResponse, Status> {
+        let id = id.to_ascii_lowercase();
+        if id.is_empty() || id.len() > 128 {
+            return Err(bad("artifact_id must be 1-128 characters"));
+        }
+        self.with_db(move |db| {
+            let authorizations = records(
+                db,
+                "r.artifact_id = ?1 AND r.kind = 'authorization'",
+                -1,
+                [&id],
+            )
+            .map_err(|e| internal(&e))?;
+            let max = limit(0);
+            let mut decisions = records(
+                db,
+                "r.artifact_id = ?1 AND r.kind = 'decision'",
+                i64::from(max) + 1,
+                [&id],
+            )
+            .map_err(|e| internal(&e))?;
+            let truncated = decisions.len() > max as usize;
+            decisions.truncate(max as usize);
+            // The request's whole story: records of the same request
+            // id, from before the artifact id existed (requested) too.
+            let issuances = records(
+                db,
+                "r.kind = 'issuance' AND r.object IN (SELECT object FROM records \
+                 WHERE artifact_id = ?1 AND kind = 'issuance')",
+                -1,
+                [&id],
+            )
+            .map_err(|e| internal(&e))?;
+            if authorizations.is_empty() && decisions.is_empty() && issuances.is_empty() {
+                return Err(status_of(&refusal(
+                    Reason::NotFound,
+                    format!("no record of artifact {id:?}"),
+                )));
+            }
+            Ok(pb::ArtifactResponse {
+                authorizations,
+                decisions,
+                truncated,
+                issuances,
+            })
+        })
+        .await
+    }
+
+    pub async fn answer_denials(
+        &self,
+        r: pb::DenialsRequest,
+    ) -> Result<pb::DenialsResponse, Status> {
         if r.workload.is_empty() {
             return Err(bad("workload is required"));
         }
@@ -289,29 +391,27 @@ impl pb::query_server::Query for Query {
             r.until_unix_nano
         };
         let max = limit(r.limit);
-        let answer = self
-            .with_db(move |db| {
-                let mut records = records(
-                    db,
-                    "r.verdict = 'deny' AND r.workload = ?1 AND r.time_unix_nano >= ?2 \
-                     AND r.time_unix_nano <= ?3",
-                    i64::from(max) + 1,
-                    params![r.workload, to_i64(r.since_unix_nano), to_i64(until)],
-                )
-                .map_err(|e| internal(&e))?;
-                let truncated = records.len() > max as usize;
-                records.truncate(max as usize);
-                Ok(pb::DenialsResponse { records, truncated })
-            })
-            .await?;
-        Ok(Response::new(answer))
+        self.with_db(move |db| {
+            let mut records = records(
+                db,
+                "r.verdict = 'deny' AND r.workload = ?1 AND r.time_unix_nano >= ?2 \
+                 AND r.time_unix_nano <= ?3",
+                i64::from(max) + 1,
+                params![r.workload, to_i64(r.since_unix_nano), to_i64(until)],
+            )
+            .map_err(|e| internal(&e))?;
+            let truncated = records.len() > max as usize;
+            records.truncate(max as usize);
+            Ok(pb::DenialsResponse { records, truncated })
+        })
+        .await
     }
 
-    async fn verify(
+    pub async fn answer_verify(
         &self,
-        req: Request<pb::VerifyRequest>,
-    ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let pb::VerifyRequest { node, anchors } = req.into_inner();
+        node: String,
+        anchors: Vec<String>,
+    ) -> Result<pb::VerifyResponse, Status> {
         if node.is_empty() {
             return Err(bad("node is required"));
         }
@@ -323,52 +423,51 @@ impl pb::query_server::Query for Query {
             )));
         }
         let (key, key_id) = (self.key, self.key_id.clone());
-        let answer = self
-            .with_db(move |db| {
-                let v = audit::verify_node(db, &node, &key, &key_id, &anchors)
-                    .map_err(|e| internal(&e))?;
-                if v.chains.is_empty() {
-                    return Err(status_of(&refusal(
-                        Reason::NotFound,
-                        format!("the collector holds no chain of node {node:?}"),
-                    )));
-                }
-                Ok(v)
-            })
-            .await?;
-        Ok(Response::new(answer))
+        self.with_db(move |db| {
+            let v =
+                audit::verify_node(db, &node, &key, &key_id, &anchors).map_err(|e| internal(&e))?;
+            if v.chains.is_empty() {
+                return Err(status_of(&refusal(
+                    Reason::NotFound,
+                    format!("the collector holds no chain of node {node:?}"),
+                )));
+            }
+            Ok(v)
+        })
+        .await
     }
 
-    async fn checkpoints(
-        &self,
-        req: Request<pb::CheckpointsRequest>,
-    ) -> Result<Response<pb::CheckpointsResponse>, Status> {
-        let node = req.into_inner().node;
+    /// Every node that has a chain, by name.
+    pub async fn nodes(&self) -> Result<Vec<String>, Status> {
+        self.with_db(|db| {
+            db.prepare("SELECT DISTINCT node FROM chains ORDER BY node")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .map_err(|e| internal(&e))
+        })
+        .await
+    }
+
+    async fn answer_checkpoints(&self, node: String) -> Result<pb::CheckpointsResponse, Status> {
         if node.is_empty() {
             return Err(bad("node is required"));
         }
-        let answer = self
-            .with_db(move |db| {
-                let notes = newest_checkpoints(db, &node).map_err(|e| internal(&e))?;
-                if notes.is_empty() {
-                    return Err(status_of(&refusal(
-                        Reason::NotFound,
-                        format!("the collector holds no checkpoint of node {node:?}"),
-                    )));
-                }
-                Ok(pb::CheckpointsResponse { notes })
-            })
-            .await?;
-        Ok(Response::new(answer))
+        self.with_db(move |db| {
+            let notes = newest_checkpoints(db, &node).map_err(|e| internal(&e))?;
+            if notes.is_empty() {
+                return Err(status_of(&refusal(
+                    Reason::NotFound,
+                    format!("the collector holds no checkpoint of node {node:?}"),
+                )));
+            }
+            Ok(pb::CheckpointsResponse { notes })
+        })
+        .await
     }
 
-    type ExportStream = Pin<Box<dyn Stream<Item = Result<StoredRecord, Status>> + Send>>;
-
-    async fn export(
+    fn answer_export(
         &self,
-        req: Request<pb::ExportRequest>,
-    ) -> Result<Response<Self::ExportStream>, Status> {
-        let r = req.into_inner();
+        r: pb::ExportRequest,
+    ) -> <Self as pb::query_server::Query>::ExportStream {
         let (tx, rx) = mpsc::channel(256);
         let path = self.db.clone();
         tokio::task::spawn_blocking(move || {
@@ -392,6 +491,6 @@ impl pb::query_server::Query for Query {
                 let _ = tx.blocking_send(Err(internal(&e)));
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
     }
 }

@@ -1,5 +1,6 @@
-//! Wiring: open the store and keys, start the writer, serve `Ingest` and
-//! `Query` on one listener (plaintext or TLS), metrics on another, sign
+//! Wiring: open the store and keys, start the writer, serve `Ingest`,
+//! `Query` and the web view on one listener (plaintext or TLS, with client
+//! certificates when `--client-ca` is set), metrics on another, sign
 //! checkpoints on a timer, export OTLP; on SIGTERM or SIGINT stop taking
 //! sessions, sign a last checkpoint and close the store.
 
@@ -14,11 +15,11 @@ use tokio::{
     sync::watch,
 };
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{service::Routes, transport::Server};
 
 use super::{
-    checkpoint, ingest::Ingest, metrics::Metrics, nodes, now_unix_nano, otlp, query::Query,
-    store::Store, verify::Limits, writer::Writer,
+    access::Access, audit_log::Gate, checkpoint, ingest::Ingest, metrics::Metrics, nodes,
+    now_unix_nano, otlp, query::Query, store::Store, tls, verify::Limits, web, writer::Writer,
 };
 
 /// What the collector runs with.
@@ -92,10 +93,11 @@ impl Running {
 }
 
 /// Runs the collector until SIGTERM or SIGINT; prints
-/// `acelogic-collector: listening on URL` when ready.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `acelogic-collector: listening on URL` when ready. `client_ca` as in
+/// [`start_with_client_ca`].
+pub async fn run(config: Config, client_ca: Option<PathBuf>) -> anyhow::Result<()> {
     let tls = config.tls.is_some();
-    let mut running = start(config).await?;
+    let mut running = start_with_client_ca(config, client_ca).await?;
     let scheme = if tls { "https" } else { "http" };
     println!(
         "acelogic-collector: listening on {scheme}://{}",
@@ -118,8 +120,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     running.stop().await
 }
 
-/// Starts the collector: store, writer, listeners and background tasks.
+/// Starts the collector: store, writer, listeners and background tasks;
+/// queries and the web view are open (a warning says so).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_client_ca(config, None).await
+}
+
+/// [`start`], with `client_ca`: the PEM CA of client certificates, which
+/// queries and the web view then need (see `access.rs`); needs TLS.
+/// (Beside [`Config`] rather than in it, so that code that builds a
+/// `Config` today keeps building.)
+pub async fn start_with_client_ca(
+    config: Config,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Running> {
     if config.checkpoint_interval.is_zero() {
         bail!("--checkpoint-interval must be more than zero");
     }
@@ -154,14 +168,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             "no node is enrolled and --accept-new-nodes is off: every session will be refused"
         );
     }
-    let tls = match &config.tls {
-        Some((cert, tls_key)) => {
-            let cert = std::fs::read(cert)
-                .with_context(|| format!("TLS certificate {}", cert.display()))?;
-            let tls_key =
-                std::fs::read(tls_key).with_context(|| format!("TLS key {}", tls_key.display()))?;
-            Some(ServerTlsConfig::new().identity(Identity::from_pem(cert, tls_key)))
+    let access = match &client_ca {
+        Some(ca) => {
+            if config.tls.is_none() {
+                bail!("--client-ca needs TLS (--tls-cert and --tls-key)");
+            }
+            Access::from_ca_file(ca).context("--client-ca")?
         }
+        None => {
+            tracing::warn!(
+                "queries and the web view are open to anyone who reaches the listener: \
+                 run with --tls-cert, --tls-key and --client-ca to require client certificates"
+            );
+            Access::open()
+        }
+    };
+    let tls = match &config.tls {
+        Some((cert, tls_key)) => Some(tls::server_config(
+            cert,
+            tls_key,
+            access.handshake_verifier(),
+        )?),
         None => None,
     };
     let mut store = Store::open(&config.db)
@@ -200,22 +227,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         db: config.db.clone(),
         key: key.public(),
         key_id: key.key_id().to_string(),
+        gate: Gate::new(access, writer.clone(), Arc::clone(&metrics)),
     };
+    // gRPC and the web pages on one listener: HTTP/1.1 is accepted for
+    // browsers; paths that are no gRPC method go to the pages.
+    let mut routes = Routes::new(ingest.server()).add_service(query.clone().server());
+    let grpc_router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = grpc_router.merge(web::router(query));
     let mut builder = Server::builder()
+        .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).context("TLS configuration")?;
-    }
     let mut grpc_stop = stop.clone();
-    let grpc = tokio::spawn(
-        builder
-            .add_service(ingest.server())
-            .add_service(query.server())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
-            }),
-    );
+    let shutdown = async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    };
+    let grpc = match tls {
+        Some(tls) => tokio::spawn(
+            builder
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(tls::incoming(listener, tls, stop.clone()), shutdown),
+        ),
+        None => tokio::spawn(
+            builder
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
+        ),
+    };
     let mut tasks = Vec::new();
     let metrics_addr = metrics_listener
         .as_ref()
@@ -257,7 +295,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }));
     }
-    tracing::info!(%addr, tls = config.tls.is_some(), key_id = %key.key_id(), "collector ready");
+    tracing::info!(
+        %addr,
+        tls = config.tls.is_some(),
+        client_certificates = client_ca.is_some(),
+        key_id = %key.key_id(),
+        "collector ready"
+    );
     let stop_rx = stop.clone();
     let stop_all = Arc::clone(&stop_tx);
     let done = tokio::spawn(async move {

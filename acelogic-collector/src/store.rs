@@ -48,6 +48,18 @@
 //!             log_index INTEGER,     -- 1, 2, ... per chain; NULL on v1 rows
 //!             note TEXT)             -- the signed note (lineage::note); NULL on v1 rows
 //! meta(key TEXT PRIMARY KEY, value)  -- otlp_cursor: last records.id exported
+//! queries(id INTEGER PRIMARY KEY,    -- one row per query and web page view, answered or refused
+//!         time_unix_nano INTEGER,    -- when the collector decided
+//!         who TEXT,                  -- the client certificate's common name; 'anonymous'
+//!         role TEXT,                 -- reader, auditor, node (its certificate's role); none;
+//!                                    -- open (the collector runs without --client-ca)
+//!         method TEXT,               -- Tree Artifact Denials Verify Checkpoints Export,
+//!                                    -- or 'web /tree' ... for the web view
+//!         args TEXT,                 -- the request's arguments as a JSON object
+//!         outcome TEXT,              -- ok, or the reason code it ended with
+//!                                    -- (unauthenticated-client, role-forbids, not-found, ...)
+//!         peer TEXT,                 -- the client's address
+//!         cert_sha256 TEXT)          -- SHA-256 of the certificate presented (DER), hex
 //! ```
 //!
 //! Empty strings in records are stored as NULL. Columns other than
@@ -68,7 +80,11 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{refusal, to_i64, to_u64, verify::CheckedBatch};
+use super::{
+    audit_log::{self, QueryRow},
+    refusal, to_i64, to_u64,
+    verify::CheckedBatch,
+};
 use acelogic_domain::Refusal;
 use acelogic_domain::artifact::SecretKey;
 use acelogic_lineage::{
@@ -154,6 +170,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 CREATE INDEX IF NOT EXISTS checkpoints_chain ON checkpoints(chain, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS queries (
+    id INTEGER PRIMARY KEY,
+    time_unix_nano INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    role TEXT NOT NULL,
+    method TEXT NOT NULL,
+    args TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    peer TEXT,
+    cert_sha256 TEXT
+);
 ";
 
 /// The columns derived from a record (see the schema).
@@ -635,6 +662,13 @@ impl Store {
         }
         tx.commit()?;
         Ok(due.len())
+    }
+
+    /// Stores audit rows of queries in one transaction.
+    pub fn record_queries(&mut self, rows: &[QueryRow]) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        audit_log::insert(&tx, rows)?;
+        tx.commit()
     }
 
     pub fn set_meta(&mut self, key: &str, value: i64) -> rusqlite::Result<()> {

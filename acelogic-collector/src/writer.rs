@@ -11,6 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
+    audit_log::QueryRow,
     now_unix_nano, refusal,
     store::{self, Committed, Enrollment, Store, WriteError},
     verify::CheckedBatch,
@@ -51,6 +52,11 @@ enum Op {
         value: i64,
         reply: Reply<Result<(), String>>,
     },
+    /// Audit rows of queries (`audit_log.rs`).
+    Queries {
+        rows: Vec<QueryRow>,
+        reply: Reply<Result<(), String>>,
+    },
     Shutdown,
 }
 
@@ -79,6 +85,7 @@ impl std::fmt::Debug for Op {
             Self::Commit { .. } => "Commit",
             Self::Checkpoint { .. } => "Checkpoint",
             Self::SetMeta { .. } => "SetMeta",
+            Self::Queries { .. } => "Queries",
             Self::Shutdown => "Shutdown",
         })
     }
@@ -180,6 +187,16 @@ impl Writer {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Op::SetMeta { key, value, reply })
+            .await
+            .map_err(|_| "the writer has stopped".to_owned())?;
+        rx.await.map_err(|_| "the writer has stopped".to_owned())?
+    }
+
+    /// Stores audit rows of queries; answers once they are committed.
+    pub async fn record_queries(&self, rows: Vec<QueryRow>) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Queries { rows, reply })
             .await
             .map_err(|_| "the writer has stopped".to_owned())?;
         rx.await.map_err(|_| "the writer has stopped".to_owned())?
@@ -293,13 +310,46 @@ fn run(mut store: Store, key: &SecretKey, mut rx: mpsc::Receiver<Op>, stored: &w
             } => {
                 let _ = reply.send(store.set_meta(k, value).map_err(|e| e.to_string()));
             }
+            Op::Queries { rows, reply } => {
+                // Rows queued behind these go in the same transaction.
+                let mut rows = rows;
+                let mut replies = vec![reply];
+                while replies.len() < GROUP_BATCHES {
+                    match rx.try_recv() {
+                        Ok(Op::Queries { rows: more, reply }) => {
+                            rows.extend(more);
+                            replies.push(reply);
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let result = store.record_queries(&rows).map_err(|e| e.to_string());
+                for reply in replies {
+                    let _ = reply.send(result.clone());
+                }
+            }
             Op::Shutdown => {
                 rx.close();
                 // Batches still queued are refused, not stored: they were
                 // never acknowledged, so their nodes send them again.
                 while let Ok(op) = rx.try_recv() {
-                    if let Op::Commit { reply, .. } = op {
-                        let _ = reply.send(Err(gone()));
+                    match op {
+                        Op::Commit { reply, .. } => {
+                            let _ = reply.send(Err(gone()));
+                        }
+                        Op::Queries { rows, reply } => {
+                            // Audit rows are still stored: the queries were answered.
+                            let _ =
+                                reply.send(store.record_queries(&rows).map_err(|e| e.to_string()));
+                        }
+                        Op::Identify { .. }
+                        | Op::Checkpoint { .. }
+                        | Op::SetMeta { .. }
+                        | Op::Shutdown => {}
                     }
                 }
                 return;

@@ -234,6 +234,8 @@ reasons! {
     ShuttingDown = "shutting-down", Collector, "the collector is stopping";
     Gap = "gap", Collector, "`lineage verify`: the chain verifies but records are missing (a recorded gap)";
     VerifyFailed = "verify-failed", Collector, "`lineage verify`: a stored chain or checkpoint does not verify";
+    UnauthenticatedClient = "unauthenticated-client", Collector, "a query or web page without a client certificate signed by the collector's client CA (`--client-ca`), or with one that is expired or not yet valid";
+    RoleForbids = "role-forbids", Collector, "the client certificate's role does not allow the query: `reader` asks tree, artifact and denials; `auditor` also verify, checkpoints and export; `node` only ships";
     NeverAutomated = "never-automated", Authority, "the issuing policy's `never` tier: refused at once, no approver is asked";
     RateLimited = "rate-limited", Authority, "the workload's issuing rate envelope for the last hour is spent";
     IdentityMismatch = "identity-mismatch", Authority, "a request names a workload other than the caller's own";
@@ -374,6 +376,8 @@ impl Reason {
             | Self::ShuttingDown
             | Self::Gap
             | Self::VerifyFailed
+            | Self::UnauthenticatedClient
+            | Self::RoleForbids
             | Self::NeverAutomated
             | Self::RateLimited
             | Self::IdentityMismatch

@@ -96,7 +96,9 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         Reason::Altered | Reason::BrokenChain | Reason::Gap | Reason::VerifyFailed => {
             Code::DataLoss
         }
-        Reason::StaleHello | Reason::BadNodeSignature => Code::Unauthenticated,
+        Reason::StaleHello | Reason::BadNodeSignature | Reason::UnauthenticatedClient => {
+            Code::Unauthenticated
+        }
         Reason::RateLimited => Code::ResourceExhausted,
         Reason::TooLarge
         | Reason::BadEncoding
@@ -197,7 +199,8 @@ pub const fn grpc_code(r: Reason) -> tonic::Code {
         | Reason::IdentityMismatch
         | Reason::RequestDenied
         | Reason::RequestExpired
-        | Reason::NotApprover => Code::PermissionDenied,
+        | Reason::NotApprover
+        | Reason::RoleForbids => Code::PermissionDenied,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::{CtlError, CtlResult};
 use acelogic_lineage::ship;
@@ -18,6 +18,8 @@ pub struct Target {
     pub url: String,
     /// CA certificate for an `https://` collector.
     pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) to present.
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Default collector URL.
@@ -36,7 +38,23 @@ pub(crate) async fn daemon(socket: &Path) -> CtlResult<AgentClient<Channel>> {
 
 /// Connects to the collector's `Query` service.
 pub(crate) async fn collector(t: &Target) -> CtlResult<QueryClient<Channel>> {
-    let ep = ship::endpoint(&t.url, t.ca.as_deref()).map_err(CtlError::input)?;
+    let mut ep = ship::endpoint(&t.url, t.ca.as_deref()).map_err(CtlError::input)?;
+    if let Some((cert, key)) = &t.identity {
+        let (Some(ca), true) = (&t.ca, t.url.starts_with("https://")) else {
+            return Err(CtlError::input(
+                "--collector-cert needs an https:// --collector and its --collector-ca",
+            ));
+        };
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| CtlError::input(format!("{}: {e}", p.display())))
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca)?))
+            .identity(Identity::from_pem(read(cert)?, read(key)?));
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| CtlError::input(format!("client certificate: {e}")))?;
+    }
     let channel = ep.connect().await.map_err(|e| CtlError {
         exit: CtlError::UNREACHABLE,
         message: format!(

@@ -28,6 +28,11 @@ const RELEASE_PACKAGES: [&str; 5] = [
     "xz-utils",
     "zstd",
 ];
+/// The collector's web view test drives a real browser: Debian's
+/// `chromium` (headless; never a browser downloaded by a test tool), with
+/// the client certificate in an NSS database made by `certutil` and
+/// `pk12util` (`libnss3-tools`) from a PKCS#12 file `openssl` writes.
+const BROWSER_PACKAGES: [&str; 3] = ["chromium", "libnss3-tools", "openssl"];
 const NIGHTLY_HINT: &str = "install the nightly toolchain: `rustup toolchain install nightly`";
 
 /// What setup found: the kernel matrix.
@@ -260,6 +265,11 @@ fn package_version(name: &str) -> String {
 fn packages() -> Result<()> {
     install(&PACKAGES, true)?;
     install(&RELEASE_PACKAGES, false)?;
+    println!(
+        "setup: chromium (headless), libnss3-tools and openssl: for the collector's web view \
+         browser test (acelogic-collector/tests/collector/web.rs)"
+    );
+    install(&BROWSER_PACKAGES, false)?;
     let busybox = Path::new("/bin/busybox");
     if !busybox.is_file() || elf_is_dynamic(busybox)? {
         bail!(

@@ -154,6 +154,7 @@ pub fn exec(a: &Args) -> CtlResult<String> {
                         let t = connect::Target {
                             url: url.clone(),
                             ca: collector_ca.clone(),
+                            identity: None,
                         };
                         Some(
                             super::lineage::tree::tree(&t, &exec_id, *json)

@@ -11,6 +11,7 @@ use crate::CtlResult;
 
 pub mod approvals;
 pub mod artifact;
+pub mod certs;
 pub mod freeze;
 pub mod grants;
 pub mod keygen;
@@ -47,6 +48,11 @@ pub enum Command {
     Policy(policy::Command),
     /// Execution lineage, asked of the collector.
     Lineage(lineage::Args),
+    /// Certificates for the collector: a CA for client certificates, and
+    /// client certificates with a role (reader, auditor, node) or the
+    /// collector's own server certificate.
+    #[command(subcommand)]
+    Certs(certs::Command),
     /// Operation keys in the cluster store: holders, fencing tokens,
     /// completions; an administrator's release.
     #[command(subcommand)]
@@ -71,6 +77,7 @@ pub fn exec(command: &Command, socket: &Path) -> CtlResult<String> {
         Command::Run(args) => run::exec(args, socket),
         Command::Policy(cmd) => policy::exec(cmd),
         Command::Lineage(args) => lineage::exec(args),
+        Command::Certs(cmd) => certs::exec(cmd),
         Command::Operations(cmd) => operations::exec(cmd, socket),
         Command::Request(args) => request::exec(args, socket),
         Command::Approvals(args) => approvals::exec(args),

@@ -37,6 +37,13 @@ pub struct Args {
     /// CA certificate (PEM) of an https collector.
     #[arg(long, global = true, value_name = "FILE")]
     collector_ca: Option<PathBuf>,
+    /// Client certificate (PEM) to present to an https collector that
+    /// requires one (--client-ca); see `acelogicctl certs issue`.
+    #[arg(long, global = true, value_name = "FILE", requires = "collector_key")]
+    collector_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "collector_cert")]
+    collector_key: Option<PathBuf>,
     /// JSON output (export always prints JSON lines).
     #[arg(long, global = true)]
     json: bool,
@@ -74,6 +81,7 @@ pub fn exec(args: &Args) -> CtlResult<String> {
     let t = Target {
         url: args.collector.clone(),
         ca: args.collector_ca.clone(),
+        identity: args.collector_cert.clone().zip(args.collector_key.clone()),
     };
     let json = args.json;
     match &args.command {
