@@ -50,6 +50,12 @@ pub enum Command {
         collector: Option<String>,
         #[arg(long, value_name = "FILE", requires = "collector")]
         collector_ca: Option<PathBuf>,
+        /// A client certificate (PEM) for a collector that requires one
+        /// (`acelogicctl certs issue --role reader`), and its key.
+        #[arg(long, value_name = "FILE", requires_all = ["collector", "collector_key"])]
+        collector_cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "collector_cert")]
+        collector_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -135,6 +141,8 @@ pub fn exec(a: &Args) -> CtlResult<String> {
                 id,
                 collector,
                 collector_ca,
+                collector_cert,
+                collector_key,
                 json,
             } => {
                 let s = c
@@ -154,7 +162,7 @@ pub fn exec(a: &Args) -> CtlResult<String> {
                         let t = connect::Target {
                             url: url.clone(),
                             ca: collector_ca.clone(),
-                            identity: None,
+                            identity: collector_cert.clone().zip(collector_key.clone()),
                         };
                         Some(
                             super::lineage::tree::tree(&t, &exec_id, *json)
