@@ -50,10 +50,14 @@ pub(crate) static NET_BASELINE: LpmTrie<NetKey, NetRule> = LpmTrie::with_max_ent
 #[map]
 pub(crate) static NET_GRANTS: LpmTrie<NetKey, Grant> = LpmTrie::with_max_entries(16384, 0);
 
-/// All records to userspace. Sized for bursts of several thousand records;
-/// when it is full, governed decisions are denied (see `gate.rs`).
+/// All records to userspace. Sized for bursts of several thousand records
+/// (a file decision with its kernel path is 768 bytes, an exec record
+/// with arguments, executable and working directory 1888: 4 MiB holds
+/// about a thousand execs with their decisions, what 1 MiB held before
+/// records carried paths); when it is full, governed decisions are
+/// denied (see `gate.rs`).
 #[map]
-pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// Open files whose write a scope's decision allowed (at open, or at the
 /// first write through a descriptor that came from elsewhere): file

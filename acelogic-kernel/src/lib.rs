@@ -147,7 +147,7 @@ pub struct Counters {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Size of the record ring buffer in bytes (a power of two, at least a
-    /// page); `None` keeps the object's 1 MiB. Ignored for a ring buffer
+    /// page); `None` keeps the object's 4 MiB. Ignored for a ring buffer
     /// adopted from pinned state.
     pub ring_bytes: Option<u32>,
     /// bpffs directory for pinned state ([`DEFAULT_PIN_DIR`] in
