@@ -625,7 +625,7 @@ impl Engine {
         a: &ApproveRequest,
         now: SystemTime,
     ) -> Result<RequestState, Refusal> {
-        let mut row = self.pending(&a.request_id)?;
+        let row = self.pending(&a.request_id)?;
         let (name, id, groups) = self.approver(&row, &a.keyid)?;
         self.verify_with(&id, &pae(PAYLOAD_TYPE, &row.payload), &a.signature)?;
         let mut approvals = self.store.approvals(&row.id).map_err(|e| stored(&e))?;
@@ -686,7 +686,12 @@ impl Engine {
         self.store
             .settle(&row.id, Some(&approval), settle)
             .map_err(|e| stored(&e))?;
-        row = self
+        self.state_after(row)
+    }
+
+    /// The state of `row` as stored now (after a settlement).
+    fn state_after(&self, row: Row) -> Result<RequestState, Refusal> {
+        let row = self
             .store
             .get(&row.id)
             .map_err(|e| stored(&e))?
@@ -724,12 +729,7 @@ impl Engine {
                 }),
             )
             .map_err(|e| stored(&e))?;
-        row = self
-            .store
-            .get(&row.id)
-            .map_err(|e| stored(&e))?
-            .unwrap_or(row);
-        self.state_of(row)
+        self.state_after(row)
     }
 
     /// Expires what waited too long; returns the ids.

@@ -123,21 +123,7 @@ async fn two_approvals_from_distinct_approvers_issue_it() {
     );
 
     // A node waiting on it hears as soon as the second approver signs.
-    let waiter = {
-        let (url_ca, key, req) = (s.ca.clone(), s.node_key.clone(), req.clone());
-        let url = a.url.clone();
-        tokio::spawn(async move {
-            let ep = acelogic_lineage::ship::endpoint(&url, Some(&url_ca)).unwrap();
-            let mut c = AuthorityClient::new(ep.connect().await.unwrap());
-            let t = Instant::now();
-            let st = c
-                .request(relay::sign_request(&key, &req, 30_000))
-                .await
-                .unwrap()
-                .into_inner();
-            (st, t.elapsed())
-        })
-    };
+    let waiter = wait_in_background(&a, &s, &req);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rc, out, err) =
         approvals(&a, &s.ca, &["approve", &id, "--key", &s.dir.s("carol.key")]).await;
@@ -168,17 +154,7 @@ async fn a_denial_reaches_the_requester_with_its_reason() {
     );
     let st = ask(&a, &s.ca, &s.node_key, &req, 0).await.unwrap();
     assert_eq!(st.state, "pending");
-    let waiter = {
-        let (ca, key, req, url) = (s.ca.clone(), s.node_key.clone(), req.clone(), a.url.clone());
-        tokio::spawn(async move {
-            let ep = acelogic_lineage::ship::endpoint(&url, Some(&ca)).unwrap();
-            let mut c = AuthorityClient::new(ep.connect().await.unwrap());
-            c.request(relay::sign_request(&key, &req, 30_000))
-                .await
-                .unwrap()
-                .into_inner()
-        })
-    };
+    let waiter = wait_in_background(&a, &s, &req);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rc, out, err) = approvals(
         &a,
@@ -195,7 +171,7 @@ async fn a_denial_reaches_the_requester_with_its_reason() {
     .await;
     assert_eq!(rc, 0, "{err}");
     assert!(out.contains("denied"), "{out}");
-    let st = waiter.await.unwrap();
+    let (st, _) = waiter.await.unwrap();
     assert_eq!(
         (
             st.state.as_str(),

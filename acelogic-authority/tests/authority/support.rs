@@ -283,6 +283,27 @@ pub(crate) async fn ask(
         .map(tonic::Response::into_inner)
 }
 
+/// A node waiting (up to 30 s) on `req` in the background, as a daemon
+/// does for `request --wait`: what it heard, and after how long.
+pub(crate) fn wait_in_background(
+    a: &Authority,
+    s: &Setup,
+    req: &ArtifactRequest,
+) -> tokio::task::JoinHandle<(RequestState, Duration)> {
+    let (ca, key, req, url) = (s.ca.clone(), s.node_key.clone(), req.clone(), a.url.clone());
+    tokio::spawn(async move {
+        let ep = acelogic_lineage::ship::endpoint(&url, Some(&ca)).unwrap();
+        let mut c = AuthorityClient::new(ep.connect().await.unwrap());
+        let t = Instant::now();
+        let st = c
+            .request(relay::sign_request(&key, &req, 30_000))
+            .await
+            .unwrap()
+            .into_inner();
+        (st, t.elapsed())
+    })
+}
+
 /// The `acelogicctl` binary of this build (beside this test's binaries;
 /// `cargo test --workspace` builds it).
 fn acelogicctl() -> PathBuf {

@@ -150,6 +150,53 @@ pub(crate) fn sign_all(
         .collect()
 }
 
+/// Runs the granted program until the first exec succeeds (started at
+/// `t`, given up after 10 s); returns the attempts refused before it.
+fn run_granted(d: &Daemon, cg: &TestCgroup, granted: &CStr, t: Instant) -> anyhow::Result<u64> {
+    let refused = EXEC_FAILED + libc::EPERM;
+    let mut denied = 0;
+    loop {
+        match exec_in(cg, granted)? {
+            0 => return Ok(denied),
+            c if c == refused => denied += 1,
+            c => bail!("the granted exec failed: exit {c}"),
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(10),
+            "the granted exec was still refused 10 s after the call:\n{}",
+            d.log_text()
+        );
+    }
+}
+
+/// Untimed: waits until the daemon has retired the used-up grant. The
+/// kernel holds one grant per object, so the next artifact for the same
+/// binary installs only once this one is gone (on the daemon's next tick).
+fn retired(
+    rt: &tokio::runtime::Runtime,
+    api: &mut pb::agent_client::AgentClient<tonic::transport::Channel>,
+    d: &Daemon,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while !rt
+        .block_on(api.list_grants(pb::ListGrantsRequest {
+            workload: WORKLOAD.to_owned(),
+        }))
+        .context("ListGrants")?
+        .into_inner()
+        .grants
+        .is_empty()
+    {
+        ensure!(
+            t.elapsed() < Duration::from_secs(10),
+            "the used-up grant was not retired within 10 s:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Execs `program` as `sh -c 'exit 0'` in a child that joined `cg`; its
 /// exit code (`EXEC_FAILED + errno` when the exec was refused).
 fn exec_in(cg: &TestCgroup, program: &CStr) -> anyhow::Result<i32> {
@@ -261,39 +308,9 @@ fn measure(
         rt.block_on(api.submit_artifact(pb::SubmitArtifactRequest { envelope }))
             .map_err(|s| anyhow::anyhow!("SubmitArtifact refused: {}", s.message()))?;
         submit.push(nanos(t.elapsed()));
-        loop {
-            match exec_in(cg, &granted_c)? {
-                0 => break,
-                c if c == refused => denied += 1,
-                c => bail!("the granted exec failed: exit {c}"),
-            }
-            ensure!(
-                t.elapsed() < Duration::from_secs(10),
-                "the granted exec was still refused 10 s after the submit:\n{}",
-                d.log_text()
-            );
-        }
+        denied += run_granted(d, cg, &granted_c, t)?;
         enforced.push(nanos(t.elapsed()));
-        // Untimed: the kernel holds one grant per object, so the next
-        // artifact for the same binary installs only once the daemon has
-        // retired this used-up one (on its next tick).
-        let t = Instant::now();
-        while !rt
-            .block_on(api.list_grants(pb::ListGrantsRequest {
-                workload: WORKLOAD.to_owned(),
-            }))
-            .context("ListGrants")?
-            .into_inner()
-            .grants
-            .is_empty()
-        {
-            ensure!(
-                t.elapsed() < Duration::from_secs(10),
-                "the used-up grant was not retired within 10 s:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        retired(&rt, &mut api, d)?;
     }
     let code = exec_in(cg, &granted_c)?;
     ensure!(
@@ -324,36 +341,9 @@ fn measure(
             r.request,
             r.install_error
         );
-        loop {
-            match exec_in(cg, &granted_c)? {
-                0 => break,
-                c if c == refused => denied += 1,
-                c => bail!("the granted exec failed: exit {c}"),
-            }
-            ensure!(
-                t.elapsed() < Duration::from_secs(10),
-                "the granted exec was still refused 10 s after the request:\n{}",
-                d.log_text()
-            );
-        }
+        denied += run_granted(d, cg, &granted_c, t)?;
         live.push(nanos(t.elapsed()));
-        let t = Instant::now();
-        while !rt
-            .block_on(api.list_grants(pb::ListGrantsRequest {
-                workload: WORKLOAD.to_owned(),
-            }))
-            .context("ListGrants")?
-            .into_inner()
-            .grants
-            .is_empty()
-        {
-            ensure!(
-                t.elapsed() < Duration::from_secs(10),
-                "the used-up grant was not retired within 10 s:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        retired(&rt, &mut api, d)?;
     }
     let p99 = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
