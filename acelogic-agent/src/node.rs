@@ -69,6 +69,54 @@ fn governs<'a>(root: &Path, mut governed: impl Iterator<Item = &'a PathBuf>, rel
     governed.any(|d| path.starts_with(d))
 }
 
+/// The workload a caller in cgroup `rel` (as `/proc/PID/cgroup` shows it)
+/// asks as: its own when governed (`asked` must be empty or the same),
+/// the one it names when not (an operator). A path that climbs out with
+/// `..` is relative to a cgroup namespace the daemon is not at the root
+/// of: [`governs`] counts it as governed by every workload (fail closed
+/// for enforcement), so here it names none of them.
+fn attested_workload(
+    root: &Path,
+    cgroups: &HashMap<String, Vec<PathBuf>>,
+    rel: &str,
+    asked: &str,
+    defined: impl Fn(&str) -> bool,
+    governed: impl Fn() -> bool,
+) -> Result<String, Refusal> {
+    let unknown = || {
+        Refusal::new(
+            Reason::IdentityMismatch,
+            "the caller's process cannot be identified",
+        )
+    };
+    if rel.trim().split('/').any(|c| c == "..") {
+        return Err(unknown());
+    }
+    let own = cgroups
+        .iter()
+        .find(|(_, dirs)| governs(root, dirs.iter(), rel))
+        .map(|(w, _)| w.clone());
+    match (own, asked) {
+        (Some(own), "") => Ok(own),
+        (Some(own), asked) if own == asked => Ok(own),
+        (Some(own), asked) => Err(Refusal::new(
+            Reason::IdentityMismatch,
+            format!("the caller runs as workload {own:?} and cannot ask on behalf of {asked:?}"),
+        )),
+        // Governed, but in a cgroup no workload's list names: refuse.
+        (None, _) if governed() => Err(unknown()),
+        (None, "") => Err(Refusal::new(
+            Reason::BadRequest,
+            "the caller is not governed: name the workload to ask for (--workload)",
+        )),
+        (None, asked) if !defined(asked) => Err(Refusal::new(
+            Reason::UnknownWorkload,
+            format!("no loaded policy defines workload {asked:?}"),
+        )),
+        (None, asked) => Ok(asked.to_owned()),
+    }
+}
+
 /// The kernel as the engine's [`GrantTable`] port.
 #[derive(Debug)]
 pub struct KernelGrants<'a>(pub &'a mut Kernel);
@@ -269,43 +317,14 @@ impl Node {
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
             .ok_or_else(unknown)?;
-        let own = self
-            .cgroups
-            .iter()
-            .find(|(_, dirs)| governs(&self.cgroup_root, dirs.iter(), rel))
-            .map(|(w, _)| w.clone());
-        let workload = match (own, asked) {
-            (Some(own), "") => own,
-            (Some(own), asked) if own == asked => own,
-            (Some(own), asked) => {
-                return Err(Refusal::new(
-                    Reason::IdentityMismatch,
-                    format!(
-                        "the caller runs as workload {own:?} and cannot ask on behalf of {asked:?}"
-                    ),
-                ));
-            }
-            (None, _) if self.is_governed(pid) => {
-                // Governed, but in a cgroup no workload's list names
-                // (a namespace the daemon cannot see into): refuse.
-                return Err(unknown());
-            }
-            (None, "") => {
-                return Err(Refusal::new(
-                    Reason::BadRequest,
-                    "the caller is not governed: name the workload to ask for (--workload)",
-                ));
-            }
-            (None, asked) => {
-                if !self.policy.workloads.contains_key(asked) {
-                    return Err(Refusal::new(
-                        Reason::UnknownWorkload,
-                        format!("no loaded policy defines workload {asked:?}"),
-                    ));
-                }
-                asked.to_owned()
-            }
-        };
+        let workload = attested_workload(
+            &self.cgroup_root,
+            &self.cgroups,
+            rel,
+            asked,
+            |w| self.policy.workloads.contains_key(w),
+            || self.is_governed(pid),
+        )?;
         let pid_u = u32::try_from(pid).map_err(|_| unknown())?;
         let exec_id = acelogic_lineage::chain::boot_id()
             .ok()
@@ -503,6 +522,43 @@ fn pattern_base(p: &PathPattern) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caller_asks_as_its_own_workload_or_not_at_all() {
+        let root = Path::new("/sys/fs/cgroup");
+        let cgroups: HashMap<String, Vec<PathBuf>> = [
+            ("a".to_owned(), vec![root.join("acelogic/a")]),
+            ("b".to_owned(), vec![root.join("acelogic/b")]),
+        ]
+        .into_iter()
+        .collect();
+        let defined = |w: &str| w == "a" || w == "b";
+        let ask = |rel: &str, asked: &str, governed: bool| {
+            attested_workload(root, &cgroups, rel, asked, defined, || governed).map_err(|r| r.code)
+        };
+        assert_eq!(ask("/acelogic/a/run-1\n", "", true), Ok("a".to_owned()));
+        assert_eq!(ask("/acelogic/a/run-1", "a", true), Ok("a".to_owned()));
+        assert_eq!(
+            ask("/acelogic/a/run-1", "b", true),
+            Err(Reason::IdentityMismatch)
+        );
+        // From a private cgroup namespace: no workload, whatever it names.
+        for asked in ["", "a", "b"] {
+            assert_eq!(
+                ask("/../../acelogic/a", asked, true),
+                Err(Reason::IdentityMismatch)
+            );
+        }
+        // Governed by a cgroup no workload lists now: refused.
+        assert_eq!(ask("/elsewhere", "a", true), Err(Reason::IdentityMismatch));
+        // An operator names the workload, which must exist.
+        assert_eq!(ask("/system.slice/ssh", "b", false), Ok("b".to_owned()));
+        assert_eq!(ask("/system.slice/ssh", "", false), Err(Reason::BadRequest));
+        assert_eq!(
+            ask("/system.slice/ssh", "c", false),
+            Err(Reason::UnknownWorkload)
+        );
+    }
 
     #[test]
     fn a_caller_is_governed_below_a_governed_cgroup_or_when_its_path_escapes() {
