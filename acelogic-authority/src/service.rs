@@ -62,14 +62,16 @@ impl Service {
         out.map_err(|r| status_of(&r))
     }
 
-    /// Waits until `state` is settled or `wait` has passed.
+    /// Waits until `state` is settled or `wait` has passed. `rx` was
+    /// subscribed before `state` was read, so a settlement in between is
+    /// seen as a change rather than missed until the wait runs out.
     async fn settled(
         &self,
         mut state: pb::RequestState,
         wait: Duration,
+        mut rx: watch::Receiver<u64>,
     ) -> Result<pb::RequestState, Status> {
         let deadline = Instant::now() + wait;
-        let mut rx = self.changed.subscribe();
         while state.state == "pending" {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
@@ -91,10 +93,11 @@ impl pb::authority_server::Authority for Service {
         let nr = req.into_inner();
         let wait = Duration::from_millis(u64::from(nr.wait_ms.min(MAX_WAIT_MS)));
         // Subscribed before the call, so a settlement in between is seen.
+        let rx = self.changed.subscribe();
         let state = self
             .with(true, move |e| e.request(&nr, SystemTime::now()))
             .await?;
-        let state = self.settled(state, wait).await?;
+        let state = self.settled(state, wait, rx).await?;
         if state.state == "issued" {
             let id = state.request_id.clone();
             self.with(false, move |e| e.delivered(&id, SystemTime::now()))
