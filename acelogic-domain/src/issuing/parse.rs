@@ -20,22 +20,8 @@ use crate::{
 
 const API_VERSION: &str = "acelogic.dev/v1";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawDoc {
-    #[expect(dead_code, reason = "checked on the header before the strict parse")]
-    pub api_version: Spanned<String>,
-    #[expect(dead_code, reason = "checked on the header before the strict parse")]
-    pub kind: Spanned<String>,
-    pub metadata: RawMetadata,
-    pub spec: RawSpec,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMetadata {
-    pub name: Spanned<String>,
-}
+/// The document envelope of capability policies, with this spec.
+pub(super) type RawDoc = crate::policy::RawDoc<RawSpec>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::{
     Baseline, CgroupPattern, GrantRule, Located, Never, PolicyErrors, Problem, Workload,
-    parse::{RawDoc, RawRule, pos},
+    parse::{RawDoc, RawRule, RawSpec, pos},
     scope_id,
 };
 use crate::capability::{ConnectCap, PathPattern};
@@ -117,7 +117,7 @@ fn values<T: Clone>(list: &[Spanned<T>]) -> Vec<T> {
     list.iter().map(|s| s.value.clone()).collect()
 }
 
-pub(super) fn compile_doc(path: &Path, raw: RawDoc) -> Result<PolicyDoc, PolicyErrors> {
+pub(super) fn compile_doc(path: &Path, raw: RawDoc<RawSpec>) -> Result<PolicyDoc, PolicyErrors> {
     let mut d = Diag {
         file: path,
         errors: Vec::new(),

@@ -84,7 +84,7 @@ pub use model::{
 };
 pub(crate) use parse::Header;
 pub use parse::MAX_POLICY_BYTES;
-pub(crate) use parse::{ISSUING_KIND, options as yaml_options, pos, yaml_error};
+pub(crate) use parse::{ISSUING_KIND, RawDoc, options as yaml_options, pos, yaml_error};
 
 #[cfg(test)]
 mod tests;

@@ -33,20 +33,22 @@ pub(crate) struct Header {
     pub kind: Option<Spanned<String>>,
 }
 
+/// A document of `kind` whose spec is `S` (a capability policy's here;
+/// the issuing policy reads its own spec in the same envelope).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawDoc {
+pub(crate) struct RawDoc<S> {
     #[expect(dead_code, reason = "checked on the header before the strict parse")]
     pub api_version: Spanned<String>,
     #[expect(dead_code, reason = "checked on the header before the strict parse")]
     pub kind: Spanned<String>,
     pub metadata: RawMetadata,
-    pub spec: RawSpec,
+    pub spec: S,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawMetadata {
+pub(crate) struct RawMetadata {
     pub name: Spanned<String>,
 }
 
@@ -163,7 +165,7 @@ pub(crate) fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Located {
 /// What a file turned out to be.
 #[derive(Debug)]
 pub(super) enum Parsed {
-    Policy(Box<RawDoc>),
+    Policy(Box<RawDoc<RawSpec>>),
     /// A file of one of [`SKIPPED_KINDS`] (its `kind` is at this
     /// position): loaded elsewhere.
     Skipped(&'static str, (u64, u64)),
