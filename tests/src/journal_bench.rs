@@ -94,7 +94,7 @@ pub fn run(rounds: u32) -> anyhow::Result<serde_json::Value> {
     )?);
     let mut pump = Pump::new(Enricher::new("bench", 1)?, 4096);
     pump.enricher().set_workloads([(SCOPE, "bench".to_owned())]);
-    // Records of one full ring (1 MiB; a fork record takes 64 bytes, an
+    // Records of 1 MiB of ring (a fork record takes 64 bytes, an
     // exit record 56).
     let per_fill = (1usize << 20) / 64;
 

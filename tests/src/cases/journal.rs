@@ -199,6 +199,20 @@ pub(crate) fn counters() -> anyhow::Result<Counters> {
     Ok(kernel.counters()?)
 }
 
+/// Enough connects to overrun the shared ring buffer with nobody reading:
+/// twice what it holds of connect records (a record is 8 bytes of ring
+/// header and the event, rounded to 8).
+fn overrun() -> anyhow::Result<u32> {
+    let pin = std::env::var(SHARED_PIN_DIR).context("no shared pin dir")?;
+    let mut kernel = Kernel::load_with(&LoadOptions {
+        pin_dir: Some(pin.into()),
+        ..LoadOptions::default()
+    })?;
+    let ring = kernel.records()?.ring_bytes();
+    let record = (size_of::<acelogic_common::event::NetDecision>() as u64 + 8).next_multiple_of(8);
+    Ok(u32::try_from(2 * ring / record)?)
+}
+
 /// Every record of the daemon's journal, after checking its chain.
 pub(crate) fn journal(d: &Daemon) -> anyhow::Result<Vec<pb::Record>> {
     let j = Journal::open(&d.journal_path(), "vm", u64::MAX)?;
@@ -294,7 +308,7 @@ fn check_accounting(
 }
 
 fn wait_journaled(d: &Daemon, want: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let n = allowed_connects(&journal(d)?)?;
         if n >= want {
@@ -302,7 +316,7 @@ fn wait_journaled(d: &Daemon, want: usize) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "{n} of {want} records journaled after 30 s:\n{}",
+                "{n} of {want} records journaled after 90 s:\n{}",
                 d.log_text()
             );
         }
@@ -351,10 +365,11 @@ fn flood_every_action_recorded_or_denied() -> anyhow::Result<()> {
     let cg = TestCgroup::new("journal-flood")?;
     let mut d = Daemon::prepare("journal-flood", &policy(&cg))?;
     d.start()?;
-    // The daemon stops reading: the ring buffer (1 MiB) fills up.
+    // The daemon stops reading: the ring buffer fills up.
+    let n = overrun()?;
     d.signal(libc::SIGSTOP)?;
     let before = counters()?;
-    let flood = Flooder::start(&cg, 20_000)?.wait(&cg)?;
+    let flood = Flooder::start(&cg, n)?.wait(&cg)?;
     ensure!(
         flood.eperm > 0 && flood.refused > 0,
         "the flood should overrun the ring buffer: {flood:?}"
@@ -377,8 +392,9 @@ fn journal_full_denies_then_catches_up() -> anyhow::Result<()> {
     // Room for a few hundred records; no collector acknowledges any.
     d.args = vec!["--journal-cap".into(), "65536".into()];
     d.start()?;
+    let n = overrun()?;
     let before = counters()?;
-    let flood = Flooder::start(&cg, 20_000)?.wait(&cg)?;
+    let flood = Flooder::start(&cg, n)?.wait(&cg)?;
     ensure!(
         flood.eperm > 0,
         "a full journal should end in denials: {flood:?}"

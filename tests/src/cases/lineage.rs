@@ -686,8 +686,8 @@ fn survive(dir: &Path) -> anyhow::Result<()> {
 /// all 10 with probability (2/3)^10 < 2%.
 const ROUNDS: usize = 10;
 /// Execs per round (the kill comes after 200 to 400). The daemon is dead
-/// for at most 400 of them: their records (about 1 KiB per fork, exec
-/// decision, exec and exit) must fit in the 1 MiB ring buffer, or the
+/// for at most 400 of them: their records (about 3 KiB per fork, exec
+/// decision, exec and exit) must fit in the 4 MiB ring buffer, or the
 /// kernel would deny the execs. 600 keeps the case near a minute in a
 /// TCG guest (4.5-6.6 s a round measured on 6.1; rounds of 700 took
 /// 6-13 s on 6.12 on a busy host).

@@ -321,7 +321,7 @@ fn readyz_fails_while_the_journal_is_full() -> anyhow::Result<()> {
         Ok(http::get(addr, "/readyz")?.status == 200)
     })?;
 
-    // Far more allowed connects than the cap holds; the ring buffer (1 MiB)
+    // Far more allowed connects than the cap holds; the ring buffer (4 MiB)
     // keeps what the journal cannot take.
     let flood = Flooder::start(&cg, 1000)?.wait(&cg)?;
     ensure!(
