@@ -143,6 +143,58 @@ pub const TP_PROC_EXIT: (&str, &str) = ("sched", "sched_process_exit");
 /// Every lineage (recording, non-deciding) program.
 pub const ALL_LINEAGE: [&str; 3] = [PROG_PROC_EXEC, PROG_PROC_FORK, PROG_PROC_EXIT];
 
+/// Every program and its floor: a program on the same hook that returns
+/// at once (the previous verdict; 0 for tracepoints), which the benchmark
+/// attaches in place of the real one to measure what calling a BPF
+/// program costs by itself. The daemon never attaches a floor.
+pub const FLOORS: [(&str, &str); 39] = [
+    (gate::EXEC.program, "f_exec"),
+    (gate::MMAP.program, "f_mmap"),
+    (gate::MPROTECT.program, "f_mprotect"),
+    (gate::OPEN.program, "f_open"),
+    (gate::UNLINK.program, "f_unlink"),
+    (gate::MKDIR.program, "f_mkdir"),
+    (gate::RMDIR.program, "f_rmdir"),
+    (gate::MKNOD.program, "f_mknod"),
+    (gate::TRUNCATE.program, "f_truncate"),
+    (gate::SYMLINK.program, "f_symlink"),
+    (gate::LINK.program, "f_link"),
+    (gate::RENAME.program, "f_rename"),
+    (gate::RENAME_4.program, "f_rename_4"),
+    (gate::CHMOD.program, "f_chmod"),
+    (gate::CHOWN.program, "f_chown"),
+    (gate::WRITE.program, "f_write"),
+    (gate::FILE_TRUNCATE.program, "f_ftruncate"),
+    (gate::FILE_FREE.program, "f_file_free"),
+    (gate::SETATTR.program, "f_setattr"),
+    (gate::SETATTR_2.program, "f_setattr_2"),
+    (gate::SETXATTR.program, "f_setxattr"),
+    (gate::REMOVEXATTR.program, "f_rmxattr"),
+    (gate::SET_ACL.program, "f_set_acl"),
+    (gate::REMOVE_ACL.program, "f_rm_acl"),
+    (gate::CONNECT.program, "f_connect"),
+    (gate::SENDMSG.program, "f_sendmsg"),
+    (gate::UNIX_CONNECT.program, "f_unix_conn"),
+    (gate::UNIX_SEND.program, "f_unix_send"),
+    (gate::BPF.program, "f_bpf"),
+    (gate::BPF_K.program, "f_bpf_k"),
+    (gate::KILL.program, "f_kill"),
+    (gate::PTRACE.program, "f_ptrace"),
+    (gate::MOUNT.program, "f_mount"),
+    (gate::MOVE_MOUNT.program, "f_move_mount"),
+    (gate::CLONE.program, "f_clone"),
+    (gate::URING_CREDS.program, "f_uring"),
+    (PROG_PROC_EXEC, "f_proc_exec"),
+    (PROG_PROC_FORK, "f_proc_fork"),
+    (PROG_PROC_EXIT, "f_proc_exit"),
+];
+
+/// The floor of `program` ([`FLOORS`]).
+#[must_use]
+pub fn floor(program: &str) -> Option<&'static str> {
+    FLOORS.iter().find(|(p, _)| *p == program).map(|(_, f)| *f)
+}
+
 /// Global set at load time: byte offset of the `filename` `__data_loc`
 /// field in the `sched_process_exec` tracepoint record, read from tracefs.
 pub const GLOBAL_TP_EXEC_FILENAME_OFF: &str = "TP_EXEC_FILENAME_OFF";
@@ -166,6 +218,11 @@ const _: () = {
     let mut i = 0;
     while i < ALL_LINEAGE.len() {
         assert!(ALL_LINEAGE[i].len() <= MAX_OBJ_NAME);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < FLOORS.len() {
+        assert!(FLOORS[i].1.len() <= MAX_OBJ_NAME);
         i += 1;
     }
 };

@@ -23,6 +23,7 @@
     reason = "a key by value changes the BPF code the verifier checks"
 )]
 
+mod floor;
 mod gate;
 mod hooks;
 mod kobj;

@@ -159,6 +159,10 @@ pub struct LoadOptions {
     /// The cgroup v2 root that governed cgroups are measured against (the
     /// kernel's walk is bounded by level). `None`: the first cgroup2 mount.
     pub cgroup_root: Option<PathBuf>,
+    /// Select each program's floor in its place (`names::FLOORS`): the
+    /// same hooks with programs that return at once. For the benchmark's
+    /// floor configuration only; a floor enforces and records nothing.
+    pub floor: bool,
 }
 
 /// What [`Kernel::attach_all`] did.
@@ -170,6 +174,14 @@ pub struct Attached {
     pub adopted: Vec<&'static str>,
 }
 
+/// A link attached without a pin directory: its program holds it.
+#[derive(Debug)]
+enum UnpinnedLink {
+    Lsm(aya::programs::lsm::LsmLinkId),
+    TracePoint(aya::programs::trace_point::TracePointLinkId),
+    BtfTracePoint(aya::programs::tp_btf::BtfTracePointLinkId),
+}
+
 /// The loaded BPF object.
 #[derive(Debug)]
 pub struct Kernel {
@@ -178,6 +190,9 @@ pub struct Kernel {
     cgroup_root: Option<PathBuf>,
     /// Links pinned by this process, kept open for its lifetime.
     pinned: Vec<PinnedLink>,
+    /// Links attached without a pin directory; their programs hold them
+    /// ([`Kernel::detach_all`]).
+    unpinned: Vec<(&'static str, UnpinnedLink)>,
     /// The programs that match this kernel (`compat::select`).
     selected: Vec<ProgramSpec>,
     /// Fault injection for tests ([`Kernel::inject_attach_failure`]).
@@ -197,8 +212,16 @@ impl Kernel {
         raise_memlock_rlimit();
         let kernel_btf = btf::Btf::from_sys_fs()?;
         let offsets = offsets::resolve(&kernel_btf)?;
-        let selected =
+        let mut selected =
             compat::select(|hook| kernel_btf.func_param_count(&format!("bpf_lsm_{hook}")).ok())?;
+        if options.floor {
+            for spec in &mut selected {
+                spec.name = names::floor(spec.name).ok_or(KernelError::Missing {
+                    what: "floor of program",
+                    name: spec.name,
+                })?;
+            }
+        }
         // Without tracefs the lineage record carries no file name; that is
         // visible in the record, and attaching the tracepoint fails anyway.
         let filename_off =
@@ -228,6 +251,7 @@ impl Kernel {
             pin_dir: options.pin_dir.clone(),
             cgroup_root: options.cgroup_root.clone(),
             pinned: Vec::new(),
+            unpinned: Vec::new(),
             selected,
             fail_attach: None,
         })
@@ -243,6 +267,10 @@ impl Kernel {
             source,
         };
         let program = self.program(spec)?;
+        if program.fd().is_ok() {
+            // Loaded (and verified) before; attached again after a detach.
+            return Ok(());
+        }
         match spec.attach {
             Attach::Lsm { hook, .. } => {
                 let btf = aya::Btf::from_sys_fs().map_err(KernelError::Btf)?;
@@ -279,13 +307,13 @@ impl Kernel {
         };
         let pin_dir = self.pin_dir.clone();
         let program = self.program(spec)?;
-        let link: Option<FdLink> = match spec.attach {
+        let link: Result<FdLink, UnpinnedLink> = match spec.attach {
             Attach::Lsm { .. } => {
                 let lsm: &mut Lsm = program.try_into().map_err(attach)?;
                 let id = lsm.attach().map_err(attach)?;
                 match pin_dir {
-                    Some(_) => Some(lsm.take_link(id).map_err(attach)?.into()),
-                    None => None,
+                    Some(_) => Ok(lsm.take_link(id).map_err(attach)?.into()),
+                    None => Err(UnpinnedLink::Lsm(id)),
                 }
             }
             Attach::TracePoint { category, name } => {
@@ -294,25 +322,27 @@ impl Kernel {
                 match pin_dir {
                     Some(_) => {
                         let link = tp.take_link(id).map_err(attach)?;
-                        Some(FdLink::try_from(link).map_err(|source| KernelError::Link {
+                        Ok(FdLink::try_from(link).map_err(|source| KernelError::Link {
                             program: spec.name,
                             source,
                         })?)
                     }
-                    None => None,
+                    None => Err(UnpinnedLink::TracePoint(id)),
                 }
             }
             Attach::BtfTracePoint { .. } => {
                 let tp: &mut BtfTracePoint = program.try_into().map_err(attach)?;
                 let id = tp.attach().map_err(attach)?;
                 match pin_dir {
-                    Some(_) => Some(tp.take_link(id).map_err(attach)?.into()),
-                    None => None,
+                    Some(_) => Ok(tp.take_link(id).map_err(attach)?.into()),
+                    None => Err(UnpinnedLink::BtfTracePoint(id)),
                 }
             }
         };
-        if let (Some(link), Some(dir)) = (link, &self.pin_dir) {
-            self.pinned.push(pins::pin_link(dir, spec.name, link)?);
+        match (link, &self.pin_dir) {
+            (Ok(link), Some(dir)) => self.pinned.push(pins::pin_link(dir, spec.name, link)?),
+            (Ok(_), None) => unreachable!("a link is taken only to be pinned"),
+            (Err(id), _) => self.unpinned.push((spec.name, id)),
         }
         tracing::debug!(program = spec.name, "attached");
         Ok(true)
@@ -334,6 +364,7 @@ impl Kernel {
             None => true,
         };
         let held = self.pinned.len();
+        let held_unpinned = self.unpinned.len();
         let mut done = Attached::default();
         for spec in self.selected.clone() {
             let result = match self.fail_attach {
@@ -345,6 +376,9 @@ impl Kernel {
                 Ok(false) => done.adopted.push(spec.name),
                 Err(e) => {
                     self.roll_back(&done.attached, held, fresh);
+                    if let Err(detach) = self.detach_after(held_unpinned) {
+                        tracing::error!(error = %detach, "detaching what the failed attach attached");
+                    }
                     return Err(e);
                 }
             }
@@ -374,6 +408,47 @@ impl Kernel {
             programs = ?attached,
             "attaching failed midway; detached what this attempt had attached"
         );
+    }
+
+    /// Detaches every program this process attached without a pin
+    /// directory, leaving them loaded: a later [`Kernel::attach_all`]
+    /// attaches them again without another verification. How the
+    /// benchmark measures the same hooks with and without programs in one
+    /// run. Pinned links are not touched.
+    pub fn detach_all(&mut self) -> Result<(), KernelError> {
+        self.detach_after(0)
+    }
+
+    /// Detaches the unpinned links after the first `kept`.
+    fn detach_after(&mut self, kept: usize) -> Result<(), KernelError> {
+        while self.unpinned.len() > kept {
+            let Some((name, id)) = self.unpinned.pop() else {
+                break;
+            };
+            let detach = |source| KernelError::Attach {
+                program: name,
+                source,
+            };
+            let program = self.ebpf.program_mut(name).ok_or(KernelError::Missing {
+                what: "program",
+                name,
+            })?;
+            match id {
+                UnpinnedLink::Lsm(id) => {
+                    let p: &mut Lsm = program.try_into().map_err(detach)?;
+                    p.detach(id).map_err(detach)?;
+                }
+                UnpinnedLink::TracePoint(id) => {
+                    let p: &mut TracePoint = program.try_into().map_err(detach)?;
+                    p.detach(id).map_err(detach)?;
+                }
+                UnpinnedLink::BtfTracePoint(id) => {
+                    let p: &mut BtfTracePoint = program.try_into().map_err(detach)?;
+                    p.detach(id).map_err(detach)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes [`Kernel::attach_all`] fail at `program` as if the kernel had

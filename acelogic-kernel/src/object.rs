@@ -33,6 +33,32 @@ mod tests {
                 obj.programs.keys().collect::<Vec<_>>()
             );
         }
+        // Every program has its floor, and the floors are all there.
+        let programs: Vec<&str> = names::ALL_GATES
+            .iter()
+            .map(|g| g.program)
+            .chain(names::ALL_LINEAGE)
+            .collect();
+        let floored: Vec<&str> = names::FLOORS.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            {
+                let mut p = programs.clone();
+                p.sort_unstable();
+                p
+            },
+            {
+                let mut f = floored;
+                f.sort_unstable();
+                f
+            },
+            "every program and only they have a floor"
+        );
+        for (_, floor) in names::FLOORS {
+            assert!(
+                obj.programs.contains_key(floor),
+                "floor {floor} missing from the object"
+            );
+        }
         // Data sections (`.rodata` holds the load-time globals) are maps
         // too; every other map must be listed.
         let named = obj.maps.keys().filter(|k| !k.starts_with('.')).count();

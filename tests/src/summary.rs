@@ -46,6 +46,8 @@ pub struct Row {
     /// (what, value in the same unit), measured in the same run.
     pub baseline: Option<(String, f64)>,
     pub target: Option<Target>,
+    /// The smallest and largest sample behind a median value.
+    pub spread: Option<(f64, f64)>,
 }
 
 impl Row {
@@ -57,12 +59,20 @@ impl Row {
             unit,
             baseline: None,
             target: None,
+            spread: None,
         }
     }
 
     #[must_use]
     pub fn against(mut self, baseline: &str, value: f64) -> Self {
         self.baseline = Some((baseline.to_owned(), value));
+        self
+    }
+
+    /// The smallest and largest sample of a median `value`.
+    #[must_use]
+    pub const fn spread(mut self, min: f64, max: f64) -> Self {
+        self.spread = Some((min, max));
         self
     }
 
@@ -91,7 +101,11 @@ impl Row {
             Some(Target::AtLeast(v)) => json!({"kind": "min", "value": v}),
             Some(Target::RatioAtMost(v)) => json!({"kind": "max_ratio", "value": v}),
         };
+        let spread = self
+            .spread
+            .map_or(Value::Null, |(min, max)| json!({"min": min, "max": max}));
         json!({
+            "spread": spread,
             "benchmark": self.benchmark,
             "measure": self.measure,
             "value": self.value,
@@ -140,6 +154,15 @@ mod tests {
         assert_eq!(v["ratio"], 1.5);
         assert_eq!(v["target"]["kind"], "max_ratio");
         assert_eq!(v["target"]["value"], 1.10);
+        assert!(v["spread"].is_null());
+        let spread = Row::new("b", "m", 2.0, Unit::Nanos).spread(1.0, 3.0).json();
+        assert_eq!(
+            (
+                spread["spread"]["min"].as_f64(),
+                spread["spread"]["max"].as_f64()
+            ),
+            (Some(1.0), Some(3.0))
+        );
         let bare = Row::new("authz", "rate", 5.0, Unit::PerSecond).json();
         assert!(bare["baseline"].is_null() && bare["ratio"].is_null() && bare["target"].is_null());
         assert_eq!(bare["unit"], "/s");

@@ -144,6 +144,7 @@ pub(crate) fn play(
         files,
         payload: "sh /demo/demo.sh".to_owned(),
         timeout,
+        clock: vm::Clock::Wall,
     };
     println!(
         "demo: booting {} (QEMU TCG; the guest console follows)",

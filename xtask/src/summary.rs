@@ -65,6 +65,21 @@ impl Machine {
         )
     }
 
+    /// Why targets cannot be judged on this run: the load average at the
+    /// start was above the number of cores, so the benchmark shared the
+    /// machine with other work.
+    pub(crate) fn overloaded(&self) -> Option<String> {
+        let load1: f64 = self.load.split_whitespace().next()?.parse().ok()?;
+        #[expect(clippy::cast_precision_loss, reason = "a core count")]
+        let cores = self.cores as f64;
+        (self.cores == 0 || load1 > cores).then(|| {
+            format!(
+                "the load average at start ({load1:.2}) was above the machine's {} cores",
+                self.cores
+            )
+        })
+    }
+
     pub(crate) fn json(&self, vm_kernel: Option<&str>) -> Value {
         json!({
             "cpu": self.cpu,
@@ -198,7 +213,8 @@ fn fmt_target(row: &Value) -> String {
 }
 
 /// The combined markdown table.
-pub(crate) fn table(rows: &[Value]) -> String {
+/// `not_judged`: why no target is called met or missed on this run.
+pub(crate) fn table(rows: &[Value], not_judged: Option<&str>) -> String {
     let mut out = String::from(
         "| benchmark | measure | value | baseline (same run) | ratio | target | met? |\n\
          |---|---|---|---|---|---|---|\n",
@@ -216,17 +232,26 @@ pub(crate) fn table(rows: &[Value]) -> String {
         let ratio = row["ratio"]
             .as_f64()
             .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}x"));
-        let met = match met(row) {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "–",
+        let met = match (met(row), not_judged) {
+            (Some(_), Some(_)) => "not judged",
+            (Some(true), None) => "yes",
+            (Some(false), None) => "**no**",
+            (None, _) => "–",
+        };
+        let value = match (row["spread"]["min"].as_f64(), row["spread"]["max"].as_f64()) {
+            (Some(min), Some(max)) => format!(
+                "{} [{}–{}]",
+                fmt_value(value, unit),
+                fmt_value(min, unit),
+                fmt_value(max, unit)
+            ),
+            _ => fmt_value(value, unit),
         };
         let target = fmt_target(row);
         out.push_str(&format!(
-            "| {} | {} | {} | {baseline} | {ratio} | {} | {met} |\n",
+            "| {} | {} | {value} | {baseline} | {ratio} | {} | {met} |\n",
             row["benchmark"].as_str().unwrap_or_default(),
             row["measure"].as_str().unwrap_or_default(),
-            fmt_value(value, unit),
             if target.is_empty() { "–" } else { &target },
         ));
     }
@@ -240,8 +265,14 @@ pub(crate) const END_MARKER: &str = "<!-- bench:end -->";
 
 /// What goes between the markers: the machine line and the combined
 /// table, as `cargo xtask bench` prints them, with a blank line around.
-pub(crate) fn section(machine_line: &str, rows: &[Value]) -> String {
-    format!("\nMachine: {machine_line}\n\n{}\n", table(rows))
+pub(crate) fn section(machine_line: &str, rows: &[Value], not_judged: Option<&str>) -> String {
+    let judged = not_judged.map_or_else(String::new, |why| {
+        format!("Targets not judged on this run: {why}.\n\n")
+    });
+    format!(
+        "\nMachine: {machine_line}\n\n{judged}{}\n",
+        table(rows, not_judged)
+    )
 }
 
 /// The byte range of the one line of `doc` that is `marker` (surrounding
@@ -340,7 +371,7 @@ mod tests {
                    "baseline": null, "ratio": null,
                    "target": {"kind": "min", "value": 100_000.0}}),
         ];
-        let t = table(&rows);
+        let t = table(&rows, None);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(
@@ -350,6 +381,41 @@ mod tests {
         assert_eq!(
             lines[3],
             "| c | rate | 73,859/s | – | – | ≥ 100,000/s | **no** |"
+        );
+    }
+
+    #[test]
+    fn shows_the_spread_and_judges_nothing_on_a_loaded_machine() {
+        let mut r = row(
+            110.0,
+            Some(1.1),
+            &json!({"kind": "max_ratio", "value": 1.02}),
+        );
+        r["spread"] = json!({"min": 100.0, "max": 130.0});
+        let t = table(std::slice::from_ref(&r), Some("busy"));
+        assert_eq!(
+            t.lines().nth(2),
+            Some(
+                "| b | m | 110 ns [100 ns–130 ns] | base: 100 ns | 1.10x | ≤ 1.02x | not judged |"
+            )
+        );
+        let s = section("m", &[r], Some("load 3.00 above 2 cores"));
+        assert!(s.contains("Targets not judged on this run: load 3.00 above 2 cores."));
+        let machine = |load: &str, cores| Machine {
+            cpu: String::new(),
+            cores,
+            memory_gib: 1.0,
+            host_kernel: String::new(),
+            load: load.to_owned(),
+            date: String::new(),
+            commit: String::new(),
+        };
+        assert_eq!(machine("1.99 3.00 4.00", 2).overloaded(), None);
+        assert_eq!(machine("2.00 3.00 4.00", 2).overloaded(), None);
+        assert!(
+            machine("2.01 0.1 0.1", 2)
+                .overloaded()
+                .is_some_and(|w| w.contains("(2.01)") && w.contains("2 cores"))
         );
     }
 
@@ -397,7 +463,7 @@ mod tests {
 
     #[test]
     fn section_is_the_machine_line_and_the_table() {
-        let s = section("a machine", &[]);
+        let s = section("a machine", &[], None);
         assert!(
             s.starts_with("\nMachine: a machine\n\n| benchmark |"),
             "{s}"

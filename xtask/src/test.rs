@@ -511,6 +511,7 @@ fn vm_privileged(
         files: guest_files(bin),
         payload,
         timeout: Duration::from_secs(args.vm_timeout),
+        clock: vm::Clock::Wall,
     };
     println!(
         "vm {}: booting (QEMU TCG, timeout {} s)",

@@ -79,6 +79,21 @@ pub(crate) struct VmSpec {
     /// A shell snippet run by /init as `sh /payload.sh`.
     pub(crate) payload: String,
     pub(crate) timeout: Duration,
+    pub(crate) clock: Clock,
+}
+
+/// How the guest's clock runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// Plain TCG, two vCPUs: the guest clock follows the host's.
+    #[default]
+    Wall,
+    /// One vCPU under `-icount shift=0,sleep=off`: the guest clock
+    /// advances one nanosecond per guest instruction and skips idle time,
+    /// so a guest `clock_gettime` counts instructions executed, whatever
+    /// else the host runs. One vCPU, because with two one clock would
+    /// count both.
+    Instructions,
 }
 
 /// What the VM printed and how it ended.
@@ -275,22 +290,17 @@ pub(crate) fn run_vm(
     let initrd = build_initramfs(spec, &scratch)
         .with_context(|| format!("building the initramfs for {}", spec.name))?;
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-accel",
-        "tcg",
-        "-cpu",
-        "Haswell-noTSX",
-        "-m",
-        "1024",
-        "-smp",
-        "2",
-    ])
-    .args(["-nographic", "-no-reboot", "-kernel"])
-    .arg(&spec.kernel.vmlinuz)
-    .arg("-initrd")
-    .arg(&initrd)
-    .args(["-append", "console=ttyS0 quiet panic=-1"])
-    .stderr(Stdio::piped());
+    qemu.args(["-accel", "tcg", "-cpu", "Haswell-noTSX", "-m", "1024"]);
+    match spec.clock {
+        Clock::Wall => qemu.args(["-smp", "2"]),
+        Clock::Instructions => qemu.args(["-smp", "1", "-icount", "shift=0,sleep=off"]),
+    };
+    qemu.args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(&spec.kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut lines = Vec::new();
     let mut exit = None;
@@ -371,6 +381,11 @@ pub(crate) struct VmArgs {
     /// Seconds before the VM counts as hung.
     #[arg(long, default_value_t = 600)]
     vm_timeout: u64,
+    /// One vCPU whose clock counts guest instructions (`-icount
+    /// shift=0,sleep=off`): timings inside the guest become instruction
+    /// counts, unmoved by load on the host.
+    #[arg(long)]
+    icount: bool,
     /// Shell command the guest runs (after `--`).
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     payload: Vec<String>,
@@ -396,6 +411,11 @@ pub(crate) fn vm_command(args: &VmArgs, kernels: Vec<Kernel>, workspace: &Path) 
             files: files.clone(),
             payload: args.payload.join(" "),
             timeout: Duration::from_secs(args.vm_timeout),
+            clock: if args.icount {
+                Clock::Instructions
+            } else {
+                Clock::Wall
+            },
         };
         println!("vm {}: booting", kernel.label);
         let mut started = false;
