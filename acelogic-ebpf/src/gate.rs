@@ -56,6 +56,40 @@ fn run_with<B: Body + 'static, const LAYERED: bool>(
     let Some(g) = scope::current() else {
         return 0;
     };
+    governed_with::<B, LAYERED>(&g, hook, decide)
+}
+
+/// The part of [`run`] after the scope check, for a hook that found its
+/// task governed itself (with the previous verdict 0) so that the reads
+/// only a governed task needs come after the scope check: the ungoverned
+/// path then costs the scope lookup alone.
+#[inline(always)]
+pub(crate) fn governed<B: Body + 'static>(
+    g: &Governed,
+    hook: u16,
+    decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
+) -> i32 {
+    governed_with::<B, false>(g, hook, decide)
+}
+
+/// [`governed`] for the hooks a stacking filesystem calls again on its
+/// layers ([`run_layered`]).
+#[inline(always)]
+pub(crate) fn governed_layered<B: Body + 'static>(
+    g: &Governed,
+    hook: u16,
+    decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
+) -> i32 {
+    governed_with::<B, true>(g, hook, decide)
+}
+
+#[inline(always)]
+fn governed_with<B: Body + 'static, const LAYERED: bool>(
+    g: &Governed,
+    hook: u16,
+    decide: impl FnOnce(&Governed, *mut B) -> Result<Verdict, Error>,
+) -> i32 {
+    let g = *g;
     if LAYERED && scope::on_layers() {
         return 0;
     }

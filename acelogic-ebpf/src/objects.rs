@@ -167,7 +167,12 @@ pub(crate) fn remember_write(file: Kptr, scope_id: u32, generation: u64, until_b
 /// Forgets a freed file.
 #[inline(always)]
 pub(crate) fn forget_write(file: Kptr) {
-    if kobj::file_mode(file).is_ok_and(|m| m & FMODE_WRITE != 0) {
+    // A lookup first: most files freed on a node were never remembered,
+    // and a lookup takes no lock where a delete takes the bucket's.
+    if kobj::file_mode(file).is_ok_and(|m| m & FMODE_WRITE != 0)
+        // SAFETY: only whether the entry exists is read.
+        && unsafe { WRITERS.get(&(file as u64)) }.is_some()
+    {
         let _ = WRITERS.remove(&(file as u64));
     }
 }
@@ -237,7 +242,7 @@ pub(crate) fn content_gate<const HOOK: u16>(prev: i32, file: Kptr, detail: u32) 
     if scope::on_layers() {
         return prev;
     }
-    gate::run::<FileDecision>(prev, HOOK, |g, rec| write_through(g, rec, file, detail))
+    gate::governed::<FileDecision>(&g, HOOK, |g, rec| write_through(g, rec, file, detail))
 }
 
 /// Mapping `file` executable. Allowed when the file is the task's own

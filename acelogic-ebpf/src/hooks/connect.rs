@@ -15,6 +15,7 @@ use crate::{
     gate,
     kobj::Kptr,
     net::{self, AF_UNIX, AF_UNSPEC},
+    scope,
 };
 
 #[lsm(hook = "socket_connect")]
@@ -22,10 +23,18 @@ pub(crate) fn connect_gate(ctx: LsmContext) -> i32 {
     let sock: Kptr = ctx.arg(0);
     let addr: Kptr = ctx.arg(1);
     let prev: i32 = ctx.arg(3);
-    if matches!(net::family_of(addr), Ok(AF_UNSPEC | AF_UNIX)) {
+    if prev != 0 {
         return prev;
     }
-    gate::run::<NetDecision>(prev, hook::SOCKET_CONNECT, |g, rec| {
+    // The scope before reading the address: ungoverned connects pay only
+    // the scope lookup.
+    let Some(g) = scope::current() else {
+        return 0;
+    };
+    if matches!(net::family_of(addr), Ok(AF_UNSPEC | AF_UNIX)) {
+        return 0;
+    }
+    gate::governed::<NetDecision>(&g, hook::SOCKET_CONNECT, |g, rec| {
         net::inet(g, rec, sock, addr)
     })
 }

@@ -12,19 +12,28 @@ use crate::{
     gate,
     kobj::{self, Kptr},
     objects::{self, FMODE_WRITE},
+    scope,
 };
 
 #[lsm(hook = "file_open")]
 pub(crate) fn open_gate(ctx: LsmContext) -> i32 {
     let file: Kptr = ctx.arg(0);
     let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    // The scope first: most opens on a node are ungoverned, and they pay
+    // nothing else.
+    let Some(g) = scope::current() else {
+        return 0;
+    };
     // An unreadable mode is treated as a write (governed: decided, and
     // `objects::write` fails closed on the same unreadable file).
     let mode = kobj::file_mode(file).unwrap_or(FMODE_WRITE);
     if mode & FMODE_WRITE == 0 {
-        return prev;
+        return 0;
     }
-    gate::run_layered::<FileDecision>(prev, hook::FILE_OPEN, |g, rec| {
+    gate::governed_layered::<FileDecision>(&g, hook::FILE_OPEN, |g, rec| {
         // SAFETY: `rec` is the gate's exclusively owned ring-buffer slot.
         unsafe { (*rec).detail = mode };
         let generation = objects::rules_generation();

@@ -14,7 +14,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use crate::{
     gate,
     kobj::{self, Kptr},
-    net,
+    net, scope,
 };
 
 #[lsm(hook = "socket_sendmsg")]
@@ -22,17 +22,25 @@ pub(crate) fn sendmsg_gate(ctx: LsmContext) -> i32 {
     let sock: Kptr = ctx.arg(0);
     let msg: Kptr = ctx.arg(1);
     let prev: i32 = ctx.arg(3);
+    if prev != 0 {
+        return prev;
+    }
+    // The scope before reading the message: ungoverned sends pay only the
+    // scope lookup.
+    let Some(g) = scope::current() else {
+        return 0;
+    };
     let addr = match kobj::msghdr_name(msg) {
-        Ok((name, len)) if name.is_null() || len <= 0 => return prev,
+        Ok((name, len)) if name.is_null() || len <= 0 => return 0,
         Ok((name, _)) => match net::family_of(name) {
             Ok(f) if f == u16::from(family::INET) || f == u16::from(family::INET6) => name,
-            Ok(_) => return prev,
+            Ok(_) => return 0,
             Err(_) => core::ptr::null(),
         },
         // Unreadable: decided (governed: denied by the failing read).
         Err(_) => core::ptr::null(),
     };
-    gate::run::<NetDecision>(prev, hook::SOCKET_SENDMSG, |g, rec| {
+    gate::governed::<NetDecision>(&g, hook::SOCKET_SENDMSG, |g, rec| {
         net::inet(g, rec, sock, addr)
     })
 }

@@ -220,8 +220,10 @@ pub fn main() -> anyhow::Result<()> {
     let records = full.records()?;
     setup_scopes(&mut full, &b, &base, &grant)?;
     // Drain the ring buffer throughout, as the daemon does (an undrained
-    // buffer fills and then governed actions are denied). It runs in
-    // every configuration, so its idle wake-ups cost each the same.
+    // buffer fills and then governed actions are denied): wait for a
+    // record, take all there are, let more gather for the daemon's
+    // linger. It runs in every configuration, so its idle wake-ups cost
+    // each the same.
     let stop = Arc::new(AtomicBool::new(false));
     let drainer = {
         let stop = Arc::clone(&stop);
@@ -230,7 +232,8 @@ pub fn main() -> anyhow::Result<()> {
             let mut seen = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 if records.next_within(Duration::from_millis(5)).is_some() {
-                    seen += 1;
+                    seen += 1 + records.drain().len() as u64;
+                    std::thread::sleep(acelogic_agent::daemon::RING_LINGER);
                 }
             }
             seen += records.drain().len() as u64;
