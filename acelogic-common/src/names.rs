@@ -35,9 +35,11 @@ pub const MAP_RULES_GEN: &str = "RULES_GEN";
 /// Per-CPU scratch of the kernel's path walks (see `kpath.rs`): never
 /// read by userspace.
 pub const MAP_PATH_WALK: &str = "PATH_WALK";
+/// Per CPU: the last cgroup found ungoverned (`scope::LastUngoverned`).
+pub const MAP_SCOPE_LAST: &str = "SCOPE_LAST";
 
 /// Every map name, for checks, pinning and uninstall.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 14] = [
     MAP_SCOPES,
     MAP_SCOPE_STATE,
     MAP_SCOPE_CACHE,
@@ -51,6 +53,7 @@ pub const ALL_MAPS: [&str; 13] = [
     MAP_WRITERS,
     MAP_RULES_GEN,
     MAP_PATH_WALK,
+    MAP_SCOPE_LAST,
 ];
 
 /// An LSM program and the hook it attaches to.

@@ -85,3 +85,86 @@ pub struct CachedScope {
 }
 
 const _: () = assert!(size_of::<CachedScope>() == 16);
+
+/// Value of the per-CPU `SCOPE_LAST` map: the last cgroup this CPU found
+/// ungoverned, and at which `SCOPE_GEN`. The ungoverned path checks it
+/// before `SCOPE_CACHE`: a per-CPU array slot costs no hashing, and a
+/// CPU mostly runs the same tasks one after another. Never written by
+/// userspace (zero never matches: cgroup ids start at 1).
+///
+/// Programs on one CPU can interleave (a preempted program, migration
+/// disabled but preemption not), so an entry may be half written by one
+/// and half by another. `check` makes a torn entry fail: it must equal
+/// [`LastUngoverned::check_of`] of the other two words, and a mix of two
+/// writers' words only does when the writers wrote the same entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastUngoverned {
+    pub cgroup_id: u64,
+    pub generation: u64,
+    pub check: u64,
+}
+
+const _: () = assert!(size_of::<LastUngoverned>() == 24);
+
+impl LastUngoverned {
+    /// The check word of an entry for `cgroup_id` at `generation`.
+    #[must_use]
+    pub const fn check_of(cgroup_id: u64, generation: u64) -> u64 {
+        cgroup_id ^ generation.rotate_left(32) ^ 0x5a5a_1ce1_0a1c_3e55
+    }
+
+    /// Whether this entry says `cgroup_id` is ungoverned at `generation`.
+    #[must_use]
+    pub const fn says_ungoverned(&self, cgroup_id: u64, generation: u64) -> bool {
+        self.cgroup_id == cgroup_id
+            && self.generation == generation
+            && self.check == Self::check_of(cgroup_id, generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LastUngoverned;
+
+    fn entry(cgroup_id: u64, generation: u64) -> LastUngoverned {
+        LastUngoverned {
+            cgroup_id,
+            generation,
+            check: LastUngoverned::check_of(cgroup_id, generation),
+        }
+    }
+
+    #[test]
+    fn a_torn_entry_never_answers() {
+        let (a, b) = (entry(0x1_0000_0101, 7), entry(0x1_0000_0202, 7));
+        assert!(a.says_ungoverned(a.cgroup_id, 7));
+        assert!(!a.says_ungoverned(a.cgroup_id, 8), "another generation");
+        assert!(!a.says_ungoverned(b.cgroup_id, 7), "another cgroup");
+        // Every mix of two writers' words, for every pair of generations.
+        for (ga, gb) in [(7, 7), (7, 8), (0, u64::MAX), (1 << 32, 1)] {
+            let (a, b) = (entry(a.cgroup_id, ga), entry(b.cgroup_id, gb));
+            for mask in 0..8u8 {
+                let pick = |bit: u8, x: u64, y: u64| if mask & bit == 0 { x } else { y };
+                let torn = LastUngoverned {
+                    cgroup_id: pick(1, a.cgroup_id, b.cgroup_id),
+                    generation: pick(2, a.generation, b.generation),
+                    check: pick(4, a.check, b.check),
+                };
+                let whole = torn == a || torn == b;
+                for (c, g) in [(a.cgroup_id, ga), (b.cgroup_id, gb)] {
+                    if torn.says_ungoverned(c, g) {
+                        assert!(whole, "a torn entry answered: {torn:?}");
+                    }
+                }
+            }
+        }
+        // Zeroed (never written) answers for no cgroup.
+        let zero = LastUngoverned {
+            cgroup_id: 0,
+            generation: 0,
+            check: 0,
+        };
+        assert!(!zero.says_ungoverned(0, 0));
+    }
+}

@@ -5,7 +5,7 @@
 use acelogic_common::{
     codes::counter,
     rules::{FileKey, FileRule, Grant, NetKey, NetRule, Writer},
-    scope::{CachedScope, ScopeEntry, ScopeState},
+    scope::{CachedScope, LastUngoverned, ScopeEntry, ScopeState},
 };
 use aya_ebpf::{
     macros::map,
@@ -28,6 +28,11 @@ pub(crate) static SCOPE_STATE: HashMap<u32, ScopeState> = HashMap::with_max_entr
 #[map]
 pub(crate) static SCOPE_CACHE: LruHashMap<u64, CachedScope> =
     LruHashMap::with_max_entries(16384, 0);
+
+/// Per CPU, slot 0: the last cgroup this CPU found ungoverned (see
+/// `LastUngoverned`), checked before `SCOPE_CACHE`.
+#[map]
+pub(crate) static SCOPE_LAST: PerCpuArray<LastUngoverned> = PerCpuArray::with_max_entries(1, 0);
 
 /// Slot 0: generation of `SCOPES`, bumped by the agent after each change.
 #[map]

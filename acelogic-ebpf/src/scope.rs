@@ -7,7 +7,7 @@
 
 use acelogic_common::{
     codes::reason,
-    scope::{CachedScope, MAX_SCOPE_LEVEL, flags},
+    scope::{CachedScope, LastUngoverned, MAX_SCOPE_LEVEL, flags},
 };
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
@@ -15,7 +15,7 @@ use aya_ebpf::helpers::{
 
 use crate::{
     kobj::{self, Kptr},
-    maps::{SCOPE_CACHE, SCOPE_GEN, SCOPE_STATE, SCOPES},
+    maps::{SCOPE_CACHE, SCOPE_GEN, SCOPE_LAST, SCOPE_STATE, SCOPES},
     verdict::Error,
 };
 
@@ -70,9 +70,17 @@ pub(crate) fn current() -> Option<Governed> {
     // SAFETY: plain BPF helper call with no arguments.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let generation = generation();
+    let last = SCOPE_LAST.get_ptr_mut(0);
+    if let Some(last) = last {
+        // SAFETY: a per-CPU slot, read word by word; a torn entry fails
+        // its check (`LastUngoverned`).
+        if unsafe { (*last).says_ungoverned(cgroup_id, generation) } {
+            return None;
+        }
+    }
     // SAFETY: the value is copied out of the map entry immediately.
     let scope_id = match unsafe { SCOPE_CACHE.get(&cgroup_id) }.copied() {
-        Some(c) if c.generation == generation => (c.governed != 0).then_some(c.scope_id),
+        Some(c) if c.generation == generation => c.scope_id,
         _ => {
             let found = walk_current();
             let entry = CachedScope {
@@ -82,9 +90,20 @@ pub(crate) fn current() -> Option<Governed> {
             };
             // A failed insert only costs the next call another walk.
             let _ = SCOPE_CACHE.insert(&cgroup_id, &entry, 0);
-            (found != 0).then_some(found)
+            found
         }
-    }?;
+    };
+    if scope_id == 0 {
+        if let Some(last) = last {
+            // SAFETY: as above; the check word goes last.
+            unsafe {
+                (*last).cgroup_id = cgroup_id;
+                (*last).generation = generation;
+                (*last).check = LastUngoverned::check_of(cgroup_id, generation);
+            }
+        }
+        return None;
+    }
     // SAFETY: the value is copied out of the map entry immediately.
     let state = unsafe { SCOPE_STATE.get(&scope_id) }.map_or(NO_STATE, |s| s.flags & flags::ALL);
     Some(Governed {
