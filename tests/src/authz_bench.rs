@@ -7,6 +7,12 @@
 //! verify and decide (plus time, audience, subject, policy and terms);
 //! and a full submit (plus the durable claim in SQLite with
 //! `synchronous=FULL` and a grant table in memory in place of the kernel).
+//!
+//! Throughput "on one core" is artifacts per second of this thread's CPU
+//! time: on a machine shared with other work the wall clock also counts
+//! the time the thread waited for a core. The wall-clock rate and every
+//! latency (p50, p99) are printed too, with the load average before and
+//! after, since preemption by other work lands in the p99.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -76,7 +82,56 @@ fn whole(t: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(s)
 }
 
-fn summary(name: &str, mut ns: Vec<u64>, base_p50: f64) -> serde_json::Value {
+/// The load average (1, 5, 15 minutes) as `/proc/loadavg` has it.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else;
+    // CLOCK_THREAD_CPUTIME_ID is always valid for the calling thread.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// One loop's samples (wall-clock ns per artifact) and the thread's CPU
+/// time over the whole loop.
+struct Samples {
+    ns: Vec<u64>,
+    cpu: Duration,
+}
+
+/// Runs `f` once per item of `items`, timing each call (wall clock) and
+/// the loop (thread CPU time).
+fn measure<T>(items: &[T], mut f: impl FnMut(&T) -> anyhow::Result<()>) -> anyhow::Result<Samples> {
+    let mut ns = Vec::with_capacity(items.len());
+    let cpu = thread_cpu();
+    for item in items {
+        let t = Instant::now();
+        f(item)?;
+        ns.push(u64::try_from(t.elapsed().as_nanos())?);
+    }
+    Ok(Samples {
+        ns,
+        cpu: thread_cpu().saturating_sub(cpu),
+    })
+}
+
+fn summary(name: &str, s: Samples, base_p50: f64) -> serde_json::Value {
+    let Samples { mut ns, cpu } = s;
     ns.sort_unstable();
     let at = |q: f64| {
         #[expect(
@@ -92,13 +147,22 @@ fn summary(name: &str, mut ns: Vec<u64>, base_p50: f64) -> serde_json::Value {
     #[expect(clippy::cast_precision_loss, reason = "report")]
     let per_sec = ns.len() as f64 / (total as f64 / 1e9);
     #[expect(clippy::cast_precision_loss, reason = "report")]
+    let per_cpu_sec = ns.len() as f64 / cpu.as_secs_f64();
+    #[expect(clippy::cast_precision_loss, reason = "report")]
     let ratio = p50 as f64 / base_p50;
     println!(
-        "| {name} | {:.1} µs | {:.1} µs | {per_sec:.0} | {ratio:.2}x |",
+        "| {name} | {:.1} µs | {:.1} µs | {per_cpu_sec:.0} | {per_sec:.0} | {ratio:.2}x |",
         p50 as f64 / 1e3,
         p99 as f64 / 1e3
     );
-    serde_json::json!({"name": name, "p50_ns": p50, "p99_ns": p99, "per_second": per_sec, "ratio_p50": ratio})
+    serde_json::json!({
+        "name": name,
+        "p50_ns": p50,
+        "p99_ns": p99,
+        "per_second": per_sec,
+        "per_cpu_second": per_cpu_sec,
+        "ratio_p50": ratio,
+    })
 }
 
 /// Runs the benchmark; returns the JSON document.
@@ -154,24 +218,21 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     let pae = env.pae();
     let sig = ed25519_dalek::Signature::from_slice(&env.signatures[0].sig)?;
     let key = issuer.public();
-    let mut base = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
+    let load_start = loadavg();
+    let base = measure(&envelopes, |_| {
         key.verify_strict(&pae, &sig).context("baseline verify")?;
-        base.push(u64::try_from(t.elapsed().as_nanos())?);
-    }
-    let mut sorted = base.clone();
+        Ok(())
+    })?;
+    let mut sorted = base.ns.clone();
     sorted.sort_unstable();
     #[expect(clippy::cast_precision_loss, reason = "report")]
     let base_p50 = sorted[sorted.len() / 2] as f64;
 
-    let mut verify = Vec::with_capacity(n);
-    let mut decide = Vec::with_capacity(n);
-    for e in &envelopes {
-        let t = Instant::now();
+    let verify = measure(&envelopes, |e| {
         artifact::verify(e, &trust)?;
-        verify.push(u64::try_from(t.elapsed().as_nanos())?);
-        let t = Instant::now();
+        Ok(())
+    })?;
+    let decide = measure(&envelopes, |e| {
         let v = artifact::verify(e, &trust)?;
         let resolved = check::resolve_names(&v.artifact.capabilities);
         let cx = Context {
@@ -183,8 +244,8 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
             cgroups: &cgroups,
         };
         check::admit(&v.artifact, v.approvers.len(), &cx).map_err(|r| anyhow::anyhow!("{r}"))?;
-        decide.push(u64::try_from(t.elapsed().as_nanos())?);
-    }
+        Ok(())
+    })?;
 
     let mut authz = Authorizer::new(State::open(&dir.join("state.db"))?, settings);
     let mut table = Memory::default();
@@ -195,19 +256,19 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
         cgroups: &cgroups,
         now,
     };
-    let mut submit = Vec::with_capacity(n);
-    for e in &envelopes {
-        let t = Instant::now();
+    let submit = measure(&envelopes, |e| {
         authz
             .submit(e, None, &inputs, &mut table)
             .map_err(|r| anyhow::anyhow!("{r}"))?;
-        submit.push(u64::try_from(t.elapsed().as_nanos())?);
-    }
+        Ok(())
+    })?;
+    let load_end = loadavg();
     let _ = std::fs::remove_dir_all(&dir);
+    println!("load average {load_start} before, {load_end} after (other work shares this machine)");
     println!(
-        "| per artifact ({n} distinct envelopes) | p50 | p99 | per second, one core | p50 vs baseline |"
+        "| per artifact ({n} distinct envelopes) | p50 | p99 | per CPU-second, one core | per wall-clock second | p50 vs baseline |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let rows = [
         summary(
             "ed25519 verify_strict, one signature (baseline)",
@@ -230,11 +291,19 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
             base_p50,
         ),
     ];
-    Ok(serde_json::json!({"artifacts": n, "rows": rows, "summary": summary_rows(&rows)}))
+    Ok(serde_json::json!({
+        "artifacts": n,
+        "load_start": load_start,
+        "load_end": load_end,
+        "rows": rows,
+        "summary": summary_rows(&rows),
+    }))
 }
 
 /// The headline rows of the combined table, with the targets: p99 verify
-/// and decide under 1 ms, and over 10,000 artifacts per second per core.
+/// and decide under 1 ms, and over 10,000 artifacts per second on one
+/// core (per second of the thread's CPU time; the wall-clock rate is a row
+/// of its own, without a target, as other work on the machine lowers it).
 fn summary_rows(rows: &[serde_json::Value; 4]) -> serde_json::Value {
     const BENCH: &str = "verify and decide (native, two-signature artifacts)";
     let f = |i: usize, k: &str| rows[i][k].as_f64().unwrap_or(f64::NAN);
@@ -247,12 +316,19 @@ fn summary_rows(rows: &[serde_json::Value; 4]) -> serde_json::Value {
             .target(Target::AtMost(1e6)),
         Row::new(
             BENCH,
-            "verify and decide, one core",
+            "verify and decide, one core (per CPU-second)",
+            f(2, "per_cpu_second"),
+            Unit::PerSecond,
+        )
+        .against(base, f(0, "per_cpu_second"))
+        .target(Target::AtLeast(10_000.0)),
+        Row::new(
+            BENCH,
+            "verify and decide, per wall-clock second",
             f(2, "per_second"),
             Unit::PerSecond,
         )
-        .against(base, f(0, "per_second"))
-        .target(Target::AtLeast(10_000.0)),
+        .against(base, f(0, "per_second")),
         Row::new(
             BENCH,
             "full submit (durable claim in SQLite), p50",
