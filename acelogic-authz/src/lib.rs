@@ -41,6 +41,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod digest;
 pub mod never;
 pub mod resolve;
 pub mod state;

@@ -17,8 +17,9 @@
 //! copy of`: same size, then same sha256). Only a requested binary with
 //! the size of some never binary is hashed (a copy has the same size), and
 //! a never binary's digest is computed only then, once per version of the
-//! file: digests are cached by (path, device, inode, size, mtime, ctime)
-//! for the whole process, so a submit does not rehash unchanged files.
+//! file: digests come from [`crate::digest`], which keeps them per file
+//! version for the whole process, so a submit does not rehash unchanged
+//! files.
 //!
 //! The engine checks at admission ([`crate::check::admit`], also on every
 //! reload's re-check) on the path's identity, and again when the grant is
@@ -28,9 +29,8 @@
 //! never binary replaced by a package upgrade is known by its new inode.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     fs::{File, Metadata},
-    io::Read as _,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{LazyLock, Mutex},
@@ -41,14 +41,11 @@ use acelogic_domain::{
     capability::{Capability, PathPattern},
     policy::Workload,
 };
-use sha2::{Digest as _, Sha256};
 
 /// At most this many files are taken from one never subtree entry.
 pub const MAX_FILES: usize = 4096;
 /// At most this many directory entries are read for one subtree entry.
 pub const MAX_VISITS: usize = 65_536;
-/// The digest cache is emptied when it grows past this many files.
-const MAX_CACHED: usize = 4 * MAX_FILES;
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,25 +90,7 @@ pub struct Guard {
     pub warnings: Vec<String>,
 }
 
-/// Digests of never binaries by path, with the file version hashed.
-type Digests = HashMap<PathBuf, (Stamp, [u8; 32])>;
-
-static DIGESTS: LazyLock<Mutex<Digests>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 static WARNED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
-
-/// SHA-256 of what `file` reads to the end.
-pub fn hash(file: &mut File) -> std::io::Result<[u8; 32]> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().into())
-}
 
 /// The files below `dir`, bounded; the warning when a bound was hit.
 fn walk(entry: &str, dir: &Path, out: &mut Vec<NeverBinary>) -> Option<String> {
@@ -326,13 +305,13 @@ impl Guard {
             }
             // The content, from one descriptor whose identity is the one
             // checked; a file replaced meanwhile is checked at install.
-            let Ok(mut file) = File::open(path) else {
+            let Ok(file) = File::open(path) else {
                 continue;
             };
             let Ok(now) = file.metadata() else { continue };
             let stamp = Stamp::of(&now);
             self.check_link(path, &stamp).map_err(at)?;
-            let Ok(digest) = hash(&mut file) else {
+            let Ok(digest) = crate::digest::sha256(&file) else {
                 continue;
             };
             self.check_copy(path, &stamp, &digest).map_err(at)?;
@@ -344,33 +323,12 @@ impl Guard {
 /// The digest of never binary `b` (cached per file version); `None` when
 /// the file is gone.
 fn digest_of(b: &NeverBinary) -> std::io::Result<Option<[u8; 32]>> {
-    if let Ok(cache) = DIGESTS.lock()
-        && let Some((stamp, d)) = cache.get(&b.path)
-        && *stamp == b.stamp
-    {
-        return Ok(Some(*d));
-    }
-    let mut file = match File::open(&b.path) {
+    let file = match File::open(&b.path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    // The version read is the one cached, whatever was listed.
-    let stamp = Stamp::of(&file.metadata()?);
-    let d = hash(&mut file)?;
-    if let Ok(mut cache) = DIGESTS.lock() {
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(b.path.clone(), (stamp, d));
-    }
-    Ok(Some(d))
-}
-
-/// The file version whose digest is cached for `path`.
-#[cfg(test)]
-pub(crate) fn cached(path: &Path) -> Option<Stamp> {
-    DIGESTS.lock().ok()?.get(path).map(|(s, _)| *s)
+    crate::digest::sha256(&file).map(Some)
 }
 
 #[cfg(test)]
@@ -446,8 +404,6 @@ spec:
         let r = g.check_caps(&exec(&d.join("tools/rb"))).unwrap_err();
         assert_eq!(r.code, "never");
         assert!(r.why.contains("is a copy of never-automated"), "{r}");
-        let cached = cached(&d.join("admin/sub/reboot")).expect("digest cached");
-        assert_eq!(cached, g.binaries[1].stamp);
 
         // Same size, other content: allowed.
         tool(&d.join("tools/same-size"), b"#!/bin/sh\necho rebooo\n");

@@ -9,6 +9,10 @@
 //! checked against the workload's never binaries: not the same inode (a
 //! hard link), not the same content (a copy; hashed only when the size is
 //! that of a never binary or the artifact names a digest anyway).
+//!
+//! Digests come from [`crate::digest`]: a binary hashed before and not
+//! changed since (same device, inode, size, times, nobody writing it) is
+//! not read again.
 
 use std::{
     fs::File,
@@ -24,7 +28,8 @@ use acelogic_domain::{Reason, Refusal};
 
 use super::{
     check::Resolved,
-    never::{Guard, Stamp, hash},
+    digest,
+    never::{Guard, Stamp},
 };
 
 /// At most this many kernel entries per artifact (ports times addresses).
@@ -123,7 +128,7 @@ fn binary(
     never: &Guard,
 ) -> Result<(u32, u64), Refusal> {
     let shown = path.display();
-    let mut file =
+    let file =
         File::open(path).map_err(|e| refuse(Reason::ObjectMissing, format!("{shown}: {e}")))?;
     let meta = file
         .metadata()
@@ -143,7 +148,7 @@ fn binary(
     let stamp = Stamp::of(&meta);
     never.check_link(path, &stamp)?;
     if want.is_some() || never.same_size(&stamp) {
-        let got = hash(&mut file)
+        let got = digest::sha256(&file)
             .map_err(|e| refuse(Reason::ObjectMissing, format!("reading {shown}: {e}")))?;
         never.check_copy(path, &stamp, &got)?;
         if let Some(want) = want
