@@ -22,6 +22,7 @@ use std::{
 use acelogic_authz::{
     Authorizer, GrantTable, Inputs, Usage,
     check::{self, Context, Settings},
+    digest::{self, DigestCache},
     state::State,
 };
 use acelogic_domain::{
@@ -32,6 +33,8 @@ use acelogic_domain::{
     policy,
 };
 use anyhow::Context as _;
+use sha2::{Digest as _, Sha256};
+use std::os::unix::fs::PermissionsExt as _;
 
 use crate::summary::{Row, Target, Unit, rows_json};
 
@@ -54,6 +57,8 @@ impl GrantTable for Memory {
     }
 }
 
+/// The policy; `{dir}` is the benchmark's directory, where the binary
+/// pinned by sha256 lives.
 const POLICY: &str = "apiVersion: acelogic.dev/v1
 kind: CapabilityPolicy
 metadata: {name: bench}
@@ -62,13 +67,19 @@ spec:
     - {name: agent, cgroups: [/bench]}
   grantable:
     - name: tools
-      exec: [/bin/sh, /usr/bin/**]
+      exec: [/bin/sh, /usr/bin/**, {dir}/bin/**]
       issuers: [ci]
       maxTtl: 1h
       approvals: 1
   never:
     exec: [/usr/bin/nsenter]
 ";
+
+/// Size of the binary the digest rows hash: about the shell the VM's
+/// submit benchmark grants.
+const PINNED_BYTES: usize = 2 << 20;
+/// Submissions of the pinned binary.
+const PINNED_SUBMITS: usize = 200;
 
 fn name(s: &str) -> anyhow::Result<artifact::Name> {
     s.parse().map_err(|e: String| anyhow::anyhow!(e))
@@ -170,7 +181,10 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     let dir = std::env::temp_dir().join(format!("acelogic-authz-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("policies"))?;
-    std::fs::write(dir.join("policies/p.yaml"), POLICY)?;
+    std::fs::write(
+        dir.join("policies/p.yaml"),
+        POLICY.replace("{dir}", &dir.display().to_string()),
+    )?;
     let set = policy::load_dir(&dir.join("policies"))
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .set;
@@ -178,32 +192,33 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     let approver = SecretKey::from_seed("alice", Role::Approver, [4; 32])?;
     let trust = TrustStore::new([issuer.trusted(), approver.trusted()], [])?;
     let now = whole(SystemTime::now());
+    let sign_exec = |path: &str, sha256: Option<[u8; 32]>| -> anyhow::Result<Vec<u8>> {
+        let a = Artifact {
+            version: 1,
+            id: ArtifactId::generate()?,
+            issuer: name("ci")?,
+            subject: Subject {
+                workload: name("agent")?,
+                node: None,
+                cgroup: None,
+            },
+            audience: name("bench")?,
+            not_before: now - Duration::from_secs(5),
+            expires: now + Duration::from_secs(600),
+            capabilities: vec![Capability::Exec(ExecCap {
+                path: path.parse()?,
+                sha256: sha256.map(acelogic_domain::capability::Sha256Digest),
+            })],
+            max_uses: None,
+            operation_key: None,
+            approval_ref: None,
+            reason: "bench".to_owned(),
+            parent: None,
+        };
+        Ok(artifact::sign(&a.to_json()?, &[&issuer, &approver]).to_json())
+    };
     let envelopes: Vec<Vec<u8>> = (0..n)
-        .map(|_| {
-            let a = Artifact {
-                version: 1,
-                id: ArtifactId::generate()?,
-                issuer: name("ci")?,
-                subject: Subject {
-                    workload: name("agent")?,
-                    node: None,
-                    cgroup: None,
-                },
-                audience: name("bench")?,
-                not_before: now - Duration::from_secs(5),
-                expires: now + Duration::from_secs(600),
-                capabilities: vec![Capability::Exec(ExecCap {
-                    path: "/bin/sh".parse()?,
-                    sha256: None,
-                })],
-                max_uses: None,
-                operation_key: None,
-                approval_ref: None,
-                reason: "bench".to_owned(),
-                parent: None,
-            };
-            Ok(artifact::sign(&a.to_json()?, &[&issuer, &approver]).to_json())
-        })
+        .map(|_| sign_exec("/bin/sh", None))
         .collect::<anyhow::Result<_>>()?;
     let settings = Settings {
         audience: "bench".into(),
@@ -247,6 +262,7 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
         Ok(())
     })?;
 
+    let authz_settings = settings.clone();
     let mut authz = Authorizer::new(State::open(&dir.join("state.db"))?, settings);
     let mut table = Memory::default();
     let inputs = Inputs {
@@ -259,6 +275,54 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     let submit = measure(&envelopes, |e| {
         authz
             .submit(e, None, &inputs, &mut table)
+            .map_err(|r| anyhow::anyhow!("{r}"))?;
+        Ok(())
+    })?;
+
+    // A binary pinned by sha256: its digest uncached and from the cache,
+    // then a submission of it in its two halves.
+    std::fs::create_dir_all(dir.join("bin"))?;
+    let pinned = dir.join("bin/tool");
+    let content: Vec<u8> = (0..PINNED_BYTES)
+        .map(|i| u8::try_from(i % 251).unwrap_or(0))
+        .collect();
+    std::fs::write(&pinned, &content)?;
+    std::fs::set_permissions(&pinned, std::fs::Permissions::from_mode(0o755))?;
+    let sha: [u8; 32] = Sha256::digest(&content).into();
+    // Until its ctime is older than this, the cache hashes it every time.
+    std::thread::sleep(digest::SETTLE + Duration::from_millis(200));
+    let pinned_path = pinned.display().to_string();
+    let pinned_envelopes: Vec<Vec<u8>> = (0..PINNED_SUBMITS)
+        .map(|_| sign_exec(&pinned_path, Some(sha)))
+        .collect::<anyhow::Result<_>>()?;
+    let uncached = measure(&pinned_envelopes, |_| {
+        let got = DigestCache::new(1, digest::SETTLE).sha256(&std::fs::File::open(&pinned)?)?;
+        anyhow::ensure!(got == sha, "digest");
+        Ok(())
+    })?;
+    digest::sha256(&std::fs::File::open(&pinned)?)?;
+    let before = digest::stats();
+    let cached = measure(&pinned_envelopes, |_| {
+        let got = digest::sha256(&std::fs::File::open(&pinned)?)?;
+        anyhow::ensure!(got == sha, "digest");
+        Ok(())
+    })?;
+    let mut authz = Authorizer::new(State::open(&dir.join("pinned.db"))?, authz_settings);
+    let mut prepared = Vec::with_capacity(PINNED_SUBMITS);
+    let prepare = measure(&pinned_envelopes, |e| {
+        prepared.push(
+            authz
+                .prepare(e, None, &inputs)
+                .map_err(|r| anyhow::anyhow!("{r}"))?,
+        );
+        Ok(())
+    })?;
+    let hits = digest::stats().hits - before.hits;
+    let mut prepared = prepared.into_iter();
+    let commit = measure(&pinned_envelopes, |_| {
+        let p = prepared.next().context("prepared")?;
+        authz
+            .commit(p, None, &mut table, now)
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         Ok(())
     })?;
@@ -291,7 +355,36 @@ pub fn run(n: usize) -> anyhow::Result<serde_json::Value> {
             base_p50,
         ),
     ];
+    println!();
+    println!(
+        "| a {} MiB binary pinned by sha256 ({PINNED_SUBMITS} submissions; {hits} digests from the cache) | p50 | p99 | per CPU-second | per wall-clock second | p50 vs baseline |",
+        PINNED_BYTES >> 20
+    );
+    println!("|---|---|---|---|---|---|");
+    let pinned_rows = [
+        summary(
+            "sha256 of the binary, not cached (read and hash)",
+            uncached,
+            base_p50,
+        ),
+        summary(
+            "sha256 of the binary from the digest cache",
+            cached,
+            base_p50,
+        ),
+        summary(
+            "prepare: verify, decide, resolve the binary (digest cached)",
+            prepare,
+            base_p50,
+        ),
+        summary(
+            "commit: retire, durable claim, install, record",
+            commit,
+            base_p50,
+        ),
+    ];
     Ok(serde_json::json!({
+        "pinned_rows": pinned_rows,
         "artifacts": n,
         "load_start": load_start,
         "load_end": load_end,
