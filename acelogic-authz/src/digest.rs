@@ -33,7 +33,7 @@
 //!   the lease is held, the kernel signals the lease holder: the
 //!   descriptor is set to signal `SIGURG` (ignored by default) rather than
 //!   `SIGIO` (which would end the daemon).
-//! - **Local filesystems only.** ext2/3/4, XFS, Btrfs and tmpfs. On a
+//! - **Local filesystems only.** ext2/3/4, XFS, Btrfs, tmpfs and ramfs. On a
 //!   network filesystem, FUSE or overlayfs, content can change where this
 //!   kernel's inode does not see it (another client, the FUSE server, an
 //!   overlay's lower or upper file written directly): such files are
@@ -253,11 +253,12 @@ fn cacheable(file: &File) -> Option<Version> {
 }
 
 /// Filesystem magic numbers (`statfs(2)`) whose inodes see every change.
-const LOCAL: [libc::__fsword_t; 4] = [
+const LOCAL: [libc::__fsword_t; 5] = [
     0xEF53,      // ext2, ext3, ext4
     0x5846_5342, // XFS
     0x9123_683E, // Btrfs
     0x0102_1994, // tmpfs
+    0x8584_58F6, // ramfs (an initramfs root)
 ];
 
 fn local_filesystem(file: &File) -> bool {
@@ -438,13 +439,21 @@ mod tests {
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.write_all_at(b"#!/bin/sh\necho two\n", 0).unwrap();
         drop(f);
-        let mtime = before.modified().unwrap();
-        File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        // utimensat(2): the old mtime back, atime left alone.
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: before.mtime(),
+                tv_nsec: before.mtime_nsec(),
+            },
+        ];
+        let c_path = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C path and two timespecs, as utimensat expects.
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
         let after = std::fs::metadata(&p).unwrap();
         assert_eq!((after.len(), after.ino()), (before.len(), before.ino()));
         assert_eq!(
