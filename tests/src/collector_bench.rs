@@ -320,7 +320,7 @@ async fn run_async(n: usize) -> anyhow::Result<serde_json::Value> {
                 Unit::PerSecond,
             )
             .against("decode + chain hash only, one core", base)
-            .target(Target::AtLeast(100_000.0)),
+            .target(Target::AtLeast(150_000.0)),
             Row::new(
                 "collector ingest (native)",
                 "store only (SQLite WAL, synchronous=FULL)",
