@@ -36,7 +36,6 @@ struct Row {
     hash: Vec<u8>,
     record: Vec<u8>,
     columns: Columns,
-    json: String,
 }
 
 fn problem(report: &mut ChainReport, seq: u64, kind: &str, detail: String) {
@@ -166,7 +165,7 @@ fn verify_chain(
 
     let mut stmt = db.prepare(
         "SELECT seq, prev_hash, hash, record, kind, time_unix_nano, node, exec_id, parent_exec_id, pid, \
-         workload, hook, verdict, reason, artifact_id, object, json FROM records WHERE chain = ?1 ORDER BY seq",
+         workload, hook, verdict, reason, artifact_id, object FROM records WHERE chain = ?1 ORDER BY seq",
     )?;
     let mut rows = stmt.query([chain_id])?;
     let mut before: Option<(u64, Vec<u8>)> = None;
@@ -180,7 +179,6 @@ fn verify_chain(
             hash: r.get(2)?,
             record: r.get(3)?,
             columns: stored_columns(r)?,
-            json: r.get(16)?,
         };
         report.records += 1;
         if report.first_seq == 0 {
@@ -247,8 +245,7 @@ fn verify_chain(
                 let mut derived = Columns::of(&record);
                 let derived_kind = derived.kind;
                 derived.kind = "";
-                let json = serde_json::to_string(&record).unwrap_or_default();
-                if derived != row.columns || derived_kind != kind || json != row.json {
+                if derived != row.columns || derived_kind != kind {
                     pending.push((
                         seq,
                         "altered",

@@ -31,8 +31,7 @@
 //!         artifact_id TEXT,
 //!         object TEXT,               -- decision object, exec filename, lifecycle event, loss kind,
 //!                                    -- issuance request id
-//!         record BLOB,               -- the encoded lineage Record, exactly as hashed
-//!         json TEXT)                 -- the same record as JSON (json_extract works on it)
+//!         record BLOB)               -- the encoded lineage Record, exactly as hashed
 //! gaps(id INTEGER PRIMARY KEY, chain INTEGER, node TEXT,
 //!      from_seq INTEGER, to_seq INTEGER,    -- seqs the node no longer had
 //!      detected_unix_nano INTEGER)
@@ -92,96 +91,6 @@ use acelogic_lineage::{
     note,
     pb::{self as lpb, record::Body},
 };
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS nodes (
-    name TEXT PRIMARY KEY,
-    public_key BLOB NOT NULL,
-    source TEXT NOT NULL,
-    enrolled_unix_nano INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chains (
-    id INTEGER PRIMARY KEY,
-    node TEXT NOT NULL,
-    journal_id BLOB NOT NULL,
-    head_seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL,
-    created_unix_nano INTEGER NOT NULL,
-    UNIQUE (node, journal_id)
-);
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY,
-    chain INTEGER NOT NULL REFERENCES chains(id),
-    node TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    prev_hash BLOB NOT NULL,
-    time_unix_nano INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    exec_id TEXT,
-    parent_exec_id TEXT,
-    pid INTEGER,
-    workload TEXT,
-    hook TEXT,
-    verdict TEXT,
-    reason TEXT,
-    artifact_id TEXT,
-    object TEXT,
-    record BLOB NOT NULL,
-    json TEXT NOT NULL,
-    UNIQUE (chain, seq)
-);
-CREATE INDEX IF NOT EXISTS records_exec ON records(exec_id) WHERE exec_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_parent ON records(parent_exec_id)
-    WHERE parent_exec_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_artifact ON records(artifact_id)
-    WHERE artifact_id IS NOT NULL;
--- The authority's records of one request (its id is the object); only
--- the authority's chain has any.
-CREATE INDEX IF NOT EXISTS records_request ON records(object) WHERE kind = 'issuance';
-CREATE INDEX IF NOT EXISTS records_denials ON records(workload, time_unix_nano)
-    WHERE verdict = 'deny';
-CREATE TABLE IF NOT EXISTS gaps (
-    id INTEGER PRIMARY KEY,
-    chain INTEGER NOT NULL REFERENCES chains(id),
-    node TEXT NOT NULL,
-    from_seq INTEGER NOT NULL,
-    to_seq INTEGER NOT NULL,
-    detected_unix_nano INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alarms (
-    id INTEGER PRIMARY KEY,
-    time_unix_nano INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    chain INTEGER,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY,
-    chain INTEGER NOT NULL REFERENCES chains(id),
-    node TEXT NOT NULL,
-    journal_id BLOB NOT NULL,
-    seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL,
-    time_unix_nano INTEGER NOT NULL,
-    key_id TEXT NOT NULL,
-    signature BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checkpoints_chain ON checkpoints(chain, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
-CREATE TABLE IF NOT EXISTS queries (
-    id INTEGER PRIMARY KEY,
-    time_unix_nano INTEGER NOT NULL,
-    who TEXT NOT NULL,
-    role TEXT NOT NULL,
-    method TEXT NOT NULL,
-    args TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    peer TEXT,
-    cert_sha256 TEXT
-);
-";
 
 /// The columns derived from a record (see the schema).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -393,8 +302,7 @@ impl Store {
         db.pragma_update(None, "cache_size", -65536)?;
         db.pragma_update(None, "wal_autocheckpoint", 4096)?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
-        migrate(&db)?;
+        schema::create_or_migrate(&db)?;
         Ok(Self { db })
     }
 
@@ -680,27 +588,6 @@ impl Store {
     }
 }
 
-/// Brings a store made by an older collector up to this schema, in
-/// place: checkpoints gained their log index and signed note (rows
-/// signed before keep NULL there and are verified the old way).
-fn migrate(db: &Connection) -> rusqlite::Result<()> {
-    let has_note: i64 = db.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('checkpoints') WHERE name = 'note'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_note == 0 {
-        db.execute_batch(
-            "ALTER TABLE checkpoints ADD COLUMN log_index INTEGER;
-             ALTER TABLE checkpoints ADD COLUMN note TEXT;",
-        )?;
-    }
-    db.execute_batch(
-        "CREATE UNIQUE INDEX IF NOT EXISTS checkpoints_log ON checkpoints(chain, log_index)
-             WHERE log_index IS NOT NULL;",
-    )
-}
-
 /// A number kept in `meta`.
 pub fn meta_i64(db: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
     db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -833,8 +720,8 @@ fn apply(
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO records(chain, node, seq, hash, prev_hash, time_unix_nano, kind, exec_id, \
-         parent_exec_id, pid, workload, hook, verdict, reason, artifact_id, object, record, json) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         parent_exec_id, pid, workload, hook, verdict, reason, artifact_id, object, record) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     for e in new {
         let c = &e.columns;
@@ -856,7 +743,6 @@ fn apply(
             c.artifact_id,
             c.object,
             e.record,
-            e.json,
         ])?;
         committed.newest_unix_nano = committed.newest_unix_nano.max(c.time_unix_nano);
         committed.stored += 1;
@@ -867,5 +753,6 @@ fn apply(
     Ok(committed)
 }
 
+mod schema;
 #[cfg(test)]
 mod tests;

@@ -177,7 +177,6 @@ pub struct CheckedEntry {
     pub hash: Hash,
     pub record: Vec<u8>,
     pub columns: Columns,
-    pub json: String,
 }
 
 /// A batch that passed every check that needs no store.
@@ -330,7 +329,6 @@ pub fn check_batch(
                 ),
             ));
         }
-        let json = serde_json::to_string(&record).unwrap_or_default();
         before = Some((e.seq, hash));
         entries.push(CheckedEntry {
             seq: e.seq,
@@ -338,7 +336,6 @@ pub fn check_batch(
             hash,
             columns: Columns::of(&record),
             record: e.record,
-            json,
         });
     }
     Ok(CheckedBatch {
