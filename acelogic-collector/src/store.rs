@@ -461,29 +461,24 @@ impl Store {
         Ok(Some(why))
     }
 
-    /// Stores verified batches in one transaction, each in its own
-    /// savepoint: a refused batch stores nothing and the others stand.
-    /// `continues` says a batch follows an earlier one of the same session,
-    /// which must be stored (so a batch after a refused one is refused,
-    /// never taken for a gap).
+    /// Stores verified batches in one transaction: a refused batch stores
+    /// nothing and the others stand. Every refusal is decided by
+    /// [`check`], which only reads, before the batch writes anything, so
+    /// no savepoint is needed (one per batch copied every page it touched
+    /// a second time). `continues` says a batch follows an earlier one of
+    /// the same session, which must be stored (so a batch after a refused
+    /// one is refused, never taken for a gap).
     pub fn commit_group(
         &mut self,
         batches: &[(&CheckedBatch, bool)],
         now: u64,
     ) -> rusqlite::Result<Vec<Result<Committed, Refusal>>> {
-        let mut tx = self.db.transaction()?;
+        let tx = self.db.transaction()?;
         let mut out = Vec::with_capacity(batches.len());
         for (batch, continues) in batches {
-            let sp = tx.savepoint()?;
-            match apply(&sp, batch, *continues, now) {
-                Ok(c) => {
-                    sp.commit()?;
-                    out.push(Ok(c));
-                }
-                Err(WriteError::Refused(r)) => {
-                    drop(sp);
-                    out.push(Err(r));
-                }
+            match check(&tx, batch, *continues) {
+                Ok(plan) => out.push(Ok(write(&tx, batch, plan, now)?)),
+                Err(WriteError::Refused(r)) => out.push(Err(r)),
                 Err(WriteError::Storage(e)) => return Err(e),
             }
         }
@@ -594,26 +589,31 @@ pub fn meta_i64(db: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
         .optional()
 }
 
-fn apply(
-    tx: &Connection,
-    batch: &CheckedBatch,
-    continues: bool,
-    now: u64,
-) -> Result<Committed, WriteError> {
+/// What storing a batch will do, decided before anything is written.
+struct Plan {
+    /// The stored chain, if any.
+    head: Option<ChainHead>,
+    /// Entries already stored, identical: skipped.
+    skip: usize,
+    committed: Committed,
+}
+
+/// Checks `batch` against what is stored; every refusal is decided here,
+/// and nothing is written.
+fn check(tx: &Connection, batch: &CheckedBatch, continues: bool) -> Result<Plan, WriteError> {
     let refused = |code, why: String| WriteError::Refused(refusal(code, why));
-    let node = batch.node.as_str();
-    let head = chain_head(tx, node, &batch.journal_id)?;
+    let head = chain_head(tx, &batch.node, &batch.journal_id)?;
     let (head_seq, head_hash) = head.map_or((0, GENESIS), |h| (h.head_seq, h.head_hash));
     let mut committed = Committed {
         last_seq: batch.last_seq(),
         ..Committed::default()
     };
     // Entries the collector already has: identical ones are skipped.
-    let mut new = batch.entries.as_slice();
+    let mut skip = 0;
     if let Some(h) = head {
         let mut stored =
             tx.prepare_cached("SELECT hash FROM records WHERE chain = ?1 AND seq = ?2")?;
-        while let Some(e) = new.first().filter(|e| e.seq <= head_seq) {
+        while let Some(e) = batch.entries.get(skip).filter(|e| e.seq <= head_seq) {
             let have: Option<Vec<u8>> = stored
                 .query_row(params![h.id, to_i64(e.seq)], |r| r.get(0))
                 .optional()?;
@@ -639,35 +639,59 @@ fn apply(
                     ));
                 }
             }
-            new = &new[1..];
+            skip += 1;
         }
     }
-    let Some(first) = new.first() else {
-        return Ok(committed);
-    };
-    let expected = head_seq + 1;
-    if first.seq == expected {
-        if first.prev_hash != head_hash {
+    if let Some(first) = batch.entries.get(skip) {
+        let expected = head_seq + 1;
+        if first.seq == expected {
+            if first.prev_hash != head_hash {
+                return Err(refused(
+                    Reason::BrokenChain,
+                    format!(
+                        "seq {}: prev_hash is not the hash of the stored seq {head_seq}",
+                        first.seq
+                    ),
+                ));
+            }
+        } else if continues {
             return Err(refused(
                 Reason::BrokenChain,
                 format!(
-                    "seq {}: prev_hash is not the hash of the stored seq {head_seq}",
+                    "the batch starts at seq {} but the collector holds up to seq {head_seq}: \
+                     an earlier batch of this session was not stored",
                     first.seq
                 ),
             ));
+        } else {
+            committed.gap = Some((expected, first.seq - 1));
         }
-    } else if continues {
-        return Err(refused(
-            Reason::BrokenChain,
-            format!(
-                "the batch starts at seq {} but the collector holds up to seq {head_seq}: \
-                 an earlier batch of this session was not stored",
-                first.seq
-            ),
-        ));
-    } else {
-        committed.gap = Some((expected, first.seq - 1));
     }
+    Ok(Plan {
+        head,
+        skip,
+        committed,
+    })
+}
+
+/// Stores what [`check`] accepted: the chain (new ones with an alarm
+/// when the node had another), the gap, the records, the head.
+fn write(
+    tx: &Connection,
+    batch: &CheckedBatch,
+    plan: Plan,
+    now: u64,
+) -> rusqlite::Result<Committed> {
+    let Plan {
+        head,
+        skip,
+        mut committed,
+    } = plan;
+    let new = &batch.entries[skip..];
+    if new.is_empty() {
+        return Ok(committed);
+    }
+    let node = batch.node.as_str();
     let chain = match head {
         Some(h) => h.id,
         None => {

@@ -133,6 +133,35 @@ fn batches_chain_duplicates_skip_and_conflicts_refuse() {
     assert_eq!(count(&store, "SELECT COUNT(*) FROM records"), 6);
 }
 
+/// In one transaction, a refused batch stores nothing and the batches
+/// around it are stored.
+#[test]
+fn a_refused_batch_in_a_group_leaves_the_others_stored() {
+    let (_dir, path) = temp_db("group");
+    let mut store = Store::open(&path).unwrap();
+    let mut node = Node::new(1);
+    node.append(8);
+    let mut other = Node::new(1);
+    other.append(4);
+    // Same chain, other content from seq 3 on (epoch field again).
+    other.entries[2].record.extend_from_slice(&[0x18, 0x05]);
+    for i in 2..4 {
+        let prev: Hash = other.entries[i - 1].hash.as_slice().try_into().unwrap();
+        let e = &mut other.entries[i];
+        e.prev_hash = prev.to_vec();
+        e.hash = chain::entry_hash("node-a", &other.jid, e.seq, &prev, &e.record).to_vec();
+    }
+    let (a, b, c) = (node.batch(1, 4), node.batch(5, 8), other.batch(3, 4));
+    let results = store
+        .commit_group(&[(&a, false), (&c, false), (&b, true)], 7)
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap().stored, 4);
+    assert_eq!(results[1].as_ref().unwrap_err().code, "altered");
+    assert_eq!(results[2].as_ref().unwrap().stored, 4);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM records"), 8);
+    assert_eq!(count(&store, "SELECT head_seq FROM chains"), 8);
+}
+
 #[test]
 fn a_late_start_is_a_gap_with_an_alarm_and_a_new_journal_alarms() {
     let (_dir, path) = temp_db("gap");
