@@ -5,8 +5,8 @@
 //! (node, journal id, seq, prev_hash, record); each prev_hash must be the
 //! previous entry's hash; a jump in seq must be exactly a recorded gap;
 //! each record must decode, name the node, and still match the columns
-//! derived from it (a row edited with SQL is found even when its bytes
-//! were left alone). The chain's head row must be its last entry. Each
+//! derived from it, its `processes` row included (a row edited with SQL
+//! is found even when its bytes were left alone). The chain's head row must be its last entry. Each
 //! checkpoint must carry a valid signature of the collector's key, and
 //! the stored entry at its seq must still hash to the head it signed: a
 //! chain rewritten consistently after an edit, or cut short, fails there.
@@ -164,8 +164,9 @@ fn verify_chain(
     let mut missing = Vec::new();
 
     let mut stmt = db.prepare(
-        "SELECT seq, prev_hash, hash, record, kind, time_unix_nano, node, exec_id, parent_exec_id, pid, \
-         workload, hook, verdict, reason, artifact_id, object FROM records WHERE chain = ?1 ORDER BY seq",
+        "SELECT r.seq, r.prev_hash, r.hash, r.record, r.kind, r.time_unix_nano, r.node, p.exec_id, \
+         p.parent_exec_id, r.pid, r.workload, r.hook, r.verdict, r.reason, r.artifact_id, r.object \
+         FROM records r LEFT JOIN processes p ON p.id = r.process WHERE r.chain = ?1 ORDER BY r.seq",
     )?;
     let mut rows = stmt.query([chain_id])?;
     let mut before: Option<(u64, Vec<u8>)> = None;

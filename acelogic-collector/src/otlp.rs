@@ -53,9 +53,10 @@ struct Row {
 
 fn load(db: &rusqlite::Connection, after: i64) -> rusqlite::Result<Vec<Row>> {
     db.prepare_cached(
-        "SELECT r.id, r.node, c.journal_id, r.seq, r.time_unix_nano, r.kind, r.exec_id, r.workload, \
+        "SELECT r.id, r.node, c.journal_id, r.seq, r.time_unix_nano, r.kind, p.exec_id, r.workload, \
          r.verdict, r.reason, r.hook, r.artifact_id, r.record \
-         FROM records r JOIN chains c ON c.id = r.chain WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+         FROM records r JOIN chains c ON c.id = r.chain LEFT JOIN processes p ON p.id = r.process \
+         WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
     )?
     .query_map(rusqlite::params![after, BATCH as i64], |r| {
         Ok(Row {

@@ -20,8 +20,9 @@
 //!         time_unix_nano INTEGER,    -- when it happened on the node
 //!         kind TEXT,                 -- decision exec fork exit authorization lifecycle loss
 //!                                    -- issuance (the authority's) none
-//!         exec_id TEXT,              -- the process (authorization, issuance: the caller's)
-//!         parent_exec_id TEXT, pid INTEGER,
+//!         process INTEGER,           -- processes.id: its exec and parent ids; NULL when it
+//!                                    -- names neither
+//!         pid INTEGER,
 //!         workload TEXT,
 //!         hook TEXT,                 -- decisions: exec, file-open, socket-connect, ...
 //!         verdict TEXT,              -- decisions: allow deny audit; authorization: its outcome;
@@ -32,6 +33,10 @@
 //!         object TEXT,               -- decision object, exec filename, lifecycle event, loss kind,
 //!                                    -- issuance request id
 //!         record BLOB)               -- the encoded lineage Record, exactly as hashed
+//! processes(id INTEGER PRIMARY KEY,  -- one per (exec_id, parent_exec_id) pair records carry,
+//!           exec_id TEXT,            -- in the order first stored
+//!           parent_exec_id TEXT)     -- the process (authorization, issuance: the caller's)
+//!                                    -- and its parent; UNIQUE(exec_id, parent_exec_id)
 //! gaps(id INTEGER PRIMARY KEY, chain INTEGER, node TEXT,
 //!      from_seq INTEGER, to_seq INTEGER,    -- seqs the node no longer had
 //!      detected_unix_nano INTEGER)
@@ -62,19 +67,30 @@
 //! ```
 //!
 //! Empty strings in records are stored as NULL. Columns other than
-//! `record` are derived from it at ingest; `acelogicctl lineage verify`
-//! recomputes them and reports a row whose columns no longer match.
+//! `record` (and the record's `processes` row) are derived from it at
+//! ingest; `acelogicctl lineage verify` recomputes them and reports a row
+//! whose columns no longer match.
 //!
-//! Example: every denial of workload `agent` in the last hour:
+//! Exec ids are random, so an index on them takes a write to a random
+//! page for every entry. `processes` holds each exec id once (a process
+//! has a few to thousands of records) and `records` refers to it by
+//! number, which grows with time and indexes cheaply. The record's JSON
+//! is not stored: the OTLP export renders it from `record`.
+//!
+//! Examples: every denial of workload `agent` in the last hour, and every
+//! record of one process:
 //!
 //! ```sql
 //! SELECT node, seq, datetime(time_unix_nano / 1e9, 'unixepoch'), hook, object, reason
 //!   FROM records WHERE verdict = 'deny' AND workload = 'agent'
 //!    AND time_unix_nano > (strftime('%s','now') - 3600) * 1000000000;
+//! SELECT r.seq, r.kind, r.hook, r.object, p.parent_exec_id
+//!   FROM records r JOIN processes p ON p.id = r.process
+//!  WHERE p.exec_id = '505d32fc9732b20160d999a2' ORDER BY r.id;
 //! ```
 
 use acelogic_domain::Reason;
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -475,9 +491,10 @@ impl Store {
     ) -> rusqlite::Result<Vec<Result<Committed, Refusal>>> {
         let tx = self.db.transaction()?;
         let mut out = Vec::with_capacity(batches.len());
+        let mut processes = Processes::default();
         for (batch, continues) in batches {
             match check(&tx, batch, *continues) {
-                Ok(plan) => out.push(Ok(write(&tx, batch, plan, now)?)),
+                Ok(plan) => out.push(Ok(write(&tx, &mut processes, batch, plan, now)?)),
                 Err(WriteError::Refused(r)) => out.push(Err(r)),
                 Err(WriteError::Storage(e)) => return Err(e),
             }
@@ -589,6 +606,63 @@ pub fn meta_i64(db: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
         .optional()
 }
 
+/// The `processes` rows one transaction looked up or added, by exec and
+/// parent id. It lives no longer than the transaction, so it never names
+/// a row that a rollback removed.
+#[derive(Debug, Default)]
+struct Processes {
+    ids: HashMap<String, i64>,
+    /// The key being looked up, reused: both ids, each with its presence
+    /// and the first with its length (ids are node-supplied strings).
+    key: String,
+}
+
+impl Processes {
+    /// The row of (`exec_id`, `parent_exec_id`), added if new; none when
+    /// the record names neither.
+    fn id(
+        &mut self,
+        tx: &Connection,
+        exec_id: Option<&str>,
+        parent_exec_id: Option<&str>,
+    ) -> rusqlite::Result<Option<i64>> {
+        use std::fmt::Write as _;
+        if exec_id.is_none() && parent_exec_id.is_none() {
+            return Ok(None);
+        }
+        self.key.clear();
+        for id in [exec_id, parent_exec_id] {
+            match id {
+                Some(s) => {
+                    let _ = write!(self.key, "{}:{s}", s.len());
+                }
+                None => self.key.push('-'),
+            }
+        }
+        if let Some(id) = self.ids.get(self.key.as_str()) {
+            return Ok(Some(*id));
+        }
+        let found: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM processes WHERE exec_id IS ?1 AND parent_exec_id IS ?2",
+            )?
+            .query_row(params![exec_id, parent_exec_id], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO processes(exec_id, parent_exec_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![exec_id, parent_exec_id])?;
+                tx.last_insert_rowid()
+            }
+        };
+        self.ids.insert(self.key.clone(), id);
+        Ok(Some(id))
+    }
+}
+
 /// What storing a batch will do, decided before anything is written.
 struct Plan {
     /// The stored chain, if any.
@@ -678,6 +752,7 @@ fn check(tx: &Connection, batch: &CheckedBatch, continues: bool) -> Result<Plan,
 /// when the node had another), the gap, the records, the head.
 fn write(
     tx: &Connection,
+    processes: &mut Processes,
     batch: &CheckedBatch,
     plan: Plan,
     now: u64,
@@ -743,12 +818,13 @@ fn write(
         )?;
     }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO records(chain, node, seq, hash, prev_hash, time_unix_nano, kind, exec_id, \
-         parent_exec_id, pid, workload, hook, verdict, reason, artifact_id, object, record) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        "INSERT INTO records(chain, node, seq, hash, prev_hash, time_unix_nano, kind, process, \
+         pid, workload, hook, verdict, reason, artifact_id, object, record) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for e in new {
         let c = &e.columns;
+        let process = processes.id(tx, c.exec_id.as_deref(), c.parent_exec_id.as_deref())?;
         insert.execute(params![
             chain,
             node,
@@ -757,8 +833,7 @@ fn write(
             e.prev_hash.as_slice(),
             to_i64(c.time_unix_nano),
             c.kind,
-            c.exec_id,
-            c.parent_exec_id,
+            process,
             c.pid,
             c.workload,
             c.hook,

@@ -254,6 +254,41 @@ fn verify_names_the_altered_seq_and_a_bad_checkpoint() {
     );
 }
 
+/// A record's exec id lives in `processes`: editing it there is found on
+/// the records that refer to it, as editing a column of the record is.
+#[test]
+fn verify_finds_an_edited_process_row() {
+    let (_dir, path) = temp_db("process");
+    let mut store = Store::open(&path).unwrap();
+    let mut node = Node::new(1);
+    node.append(8);
+    commit(&mut store, &node.batch(1, 8), false).unwrap();
+    let key = SecretKey::from_seed("collector", Role::Lineage, [9; 32]).unwrap();
+    let verify = || {
+        let db = open_read(&path).unwrap();
+        audit::verify_node(&db, "node-a", &key.public(), "k", &[]).unwrap()
+    };
+    assert!(verify().ok);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM processes"), 8);
+    store
+        .conn()
+        .execute(
+            "UPDATE processes SET parent_exec_id = 'e1' WHERE exec_id = 'e6'",
+            [],
+        )
+        .unwrap();
+    let v = verify();
+    assert_eq!(v.chains[0].first_altered_seq, 6, "{v:?}");
+    store
+        .conn()
+        .execute(
+            "UPDATE processes SET parent_exec_id = NULL WHERE exec_id = 'e6'",
+            [],
+        )
+        .unwrap();
+    assert!(verify().ok);
+}
+
 #[test]
 fn enrollment_file_first_use_and_wrong_keys() {
     let (_dir, path) = temp_db("nodes");
@@ -434,9 +469,10 @@ fn write_v0_store(path: &Path, batch: &CheckedBatch) {
     }
 }
 
-/// A store written before schema version 2 opens in place: the JSON
-/// column is gone, the store verifies, answers as a store written by this
-/// collector does, and takes the chain's next records.
+/// A store written before schema version 2 opens in place: exec ids moved
+/// to `processes`, the JSON column gone, record ids kept; the store
+/// verifies, answers as a store written by this collector does, and
+/// takes the chain's next records.
 #[test]
 fn a_store_from_before_schema_version_2_is_migrated() {
     let key = SecretKey::from_seed("node-a", Role::Lineage, [1; 32]).unwrap();
@@ -450,8 +486,21 @@ fn a_store_from_before_schema_version_2_is_migrated() {
     commit(&mut fresh, &batch, false).unwrap();
     drop(fresh);
 
+    let ids = |path: &Path| -> String {
+        open_read(path)
+            .unwrap()
+            .query_row(
+                "SELECT group_concat(id || ':' || seq) FROM records ORDER BY id",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let before = ids(&old);
     let mut migrated = Store::open(&old).unwrap();
+    assert_eq!(ids(&old), before, "record ids (the OTLP cursor) are kept");
     assert!(!schema_has_column(migrated.conn(), "records", "json"));
+    assert!(!schema_has_column(migrated.conn(), "records", "exec_id"));
     let version: i64 = migrated
         .conn()
         .pragma_query_value(None, "user_version", |r| r.get(0))
