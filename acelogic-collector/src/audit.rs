@@ -35,7 +35,7 @@ struct Row {
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
     record: Vec<u8>,
-    columns: Columns,
+    columns: Columns<String>,
 }
 
 fn problem(report: &mut ChainReport, seq: u64, kind: &str, detail: String) {
@@ -55,7 +55,7 @@ fn altered(report: &mut ChainReport, seq: u64) {
     }
 }
 
-fn stored_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
+fn stored_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns<String>> {
     Ok(Columns {
         time_unix_nano: to_u64(r.get(5)?),
         kind: "",
@@ -246,7 +246,7 @@ fn verify_chain(
                 let mut derived = Columns::of(&record);
                 let derived_kind = derived.kind;
                 derived.kind = "";
-                if derived != row.columns || derived_kind != kind {
+                if derived != row.columns.map(String::as_str) || derived_kind != kind {
                     pending.push((
                         seq,
                         "altered",

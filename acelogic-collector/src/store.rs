@@ -108,35 +108,58 @@ use acelogic_lineage::{
     pb::{self as lpb, record::Body},
 };
 
-/// The columns derived from a record (see the schema).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Columns {
+/// The columns derived from a record (see the schema), its strings as
+/// `T`: borrowed from a decoded record (`&str`), read from a row
+/// (`String`), or kept as spans of a checked batch's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns<T> {
     pub time_unix_nano: u64,
     pub kind: &'static str,
-    pub exec_id: Option<String>,
-    pub parent_exec_id: Option<String>,
+    pub exec_id: Option<T>,
+    pub parent_exec_id: Option<T>,
     pub pid: Option<u32>,
-    pub workload: Option<String>,
-    pub hook: Option<String>,
-    pub verdict: Option<String>,
-    pub reason: Option<String>,
-    pub artifact_id: Option<String>,
-    pub object: Option<String>,
+    pub workload: Option<T>,
+    pub hook: Option<T>,
+    pub verdict: Option<T>,
+    pub reason: Option<T>,
+    pub artifact_id: Option<T>,
+    pub object: Option<T>,
 }
 
-fn some(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
+fn some(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
-impl Columns {
+impl<T> Columns<T> {
+    /// The same columns with each string through `f`.
+    pub fn map<'s, U>(&'s self, mut f: impl FnMut(&'s T) -> U) -> Columns<U> {
+        let mut g = |s: &'s Option<T>| s.as_ref().map(&mut f);
+        Columns {
+            time_unix_nano: self.time_unix_nano,
+            kind: self.kind,
+            exec_id: g(&self.exec_id),
+            parent_exec_id: g(&self.parent_exec_id),
+            pid: self.pid,
+            workload: g(&self.workload),
+            hook: g(&self.hook),
+            verdict: g(&self.verdict),
+            reason: g(&self.reason),
+            artifact_id: g(&self.artifact_id),
+            object: g(&self.object),
+        }
+    }
+}
+
+impl<'a> Columns<&'a str> {
+    /// The columns of `r`; empty strings are none.
     #[must_use]
-    pub fn of(r: &lpb::Record) -> Self {
+    pub fn of(r: &'a lpb::Record) -> Self {
         let mut c = Self {
             time_unix_nano: r.time_unix_nano,
             kind: "none",
             ..Self::default()
         };
-        let process = |c: &mut Self, p: Option<&lpb::Process>| {
+        let process = |c: &mut Self, p: Option<&'a lpb::Process>| {
             if let Some(p) = p {
                 c.exec_id = some(&p.exec_id);
                 c.parent_exec_id = some(&p.parent_exec_id);
@@ -823,8 +846,8 @@ fn write(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for e in new {
-        let c = &e.columns;
-        let process = processes.id(tx, c.exec_id.as_deref(), c.parent_exec_id.as_deref())?;
+        let c = batch.columns(e);
+        let process = processes.id(tx, c.exec_id, c.parent_exec_id)?;
         insert.execute(params![
             chain,
             node,
