@@ -5,8 +5,8 @@
 //! (node, journal id, seq, prev_hash, record); each prev_hash must be the
 //! previous entry's hash; a jump in seq must be exactly a recorded gap;
 //! each record must decode, name the node, and still match the columns
-//! derived from it (a row edited with SQL is found even when its bytes
-//! were left alone). The chain's head row must be its last entry. Each
+//! derived from it, its `processes` row included (a row edited with SQL
+//! is found even when its bytes were left alone). The chain's head row must be its last entry. Each
 //! checkpoint must carry a valid signature of the collector's key, and
 //! the stored entry at its seq must still hash to the head it signed: a
 //! chain rewritten consistently after an edit, or cut short, fails there.
@@ -35,8 +35,7 @@ struct Row {
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
     record: Vec<u8>,
-    columns: Columns,
-    json: String,
+    columns: Columns<String>,
 }
 
 fn problem(report: &mut ChainReport, seq: u64, kind: &str, detail: String) {
@@ -56,7 +55,7 @@ fn altered(report: &mut ChainReport, seq: u64) {
     }
 }
 
-fn stored_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
+fn stored_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns<String>> {
     Ok(Columns {
         time_unix_nano: to_u64(r.get(5)?),
         kind: "",
@@ -165,8 +164,9 @@ fn verify_chain(
     let mut missing = Vec::new();
 
     let mut stmt = db.prepare(
-        "SELECT seq, prev_hash, hash, record, kind, time_unix_nano, node, exec_id, parent_exec_id, pid, \
-         workload, hook, verdict, reason, artifact_id, object, json FROM records WHERE chain = ?1 ORDER BY seq",
+        "SELECT r.seq, r.prev_hash, r.hash, r.record, r.kind, r.time_unix_nano, r.node, p.exec_id, \
+         p.parent_exec_id, r.pid, r.workload, r.hook, r.verdict, r.reason, r.artifact_id, r.object \
+         FROM records r LEFT JOIN processes p ON p.id = r.process WHERE r.chain = ?1 ORDER BY r.seq",
     )?;
     let mut rows = stmt.query([chain_id])?;
     let mut before: Option<(u64, Vec<u8>)> = None;
@@ -180,7 +180,6 @@ fn verify_chain(
             hash: r.get(2)?,
             record: r.get(3)?,
             columns: stored_columns(r)?,
-            json: r.get(16)?,
         };
         report.records += 1;
         if report.first_seq == 0 {
@@ -247,8 +246,7 @@ fn verify_chain(
                 let mut derived = Columns::of(&record);
                 let derived_kind = derived.kind;
                 derived.kind = "";
-                let json = serde_json::to_string(&record).unwrap_or_default();
-                if derived != row.columns || derived_kind != kind || json != row.json {
+                if derived != row.columns.map(String::as_str) || derived_kind != kind {
                     pending.push((
                         seq,
                         "altered",

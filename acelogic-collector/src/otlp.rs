@@ -24,7 +24,8 @@ use opentelemetry_proto::tonic::{
 use tokio::sync::watch;
 
 use super::{metrics::Metrics, now_unix_nano, store, to_u64, writer::Writer};
-use acelogic_lineage::ship;
+use acelogic_lineage::{pb as lpb, ship};
+use prost::Message as _;
 
 /// Records per export request.
 pub const BATCH: usize = 512;
@@ -46,14 +47,16 @@ struct Row {
     reason: Option<String>,
     hook: Option<String>,
     artifact_id: Option<String>,
-    json: String,
+    /// The encoded record, rendered as JSON for the body.
+    record: Vec<u8>,
 }
 
 fn load(db: &rusqlite::Connection, after: i64) -> rusqlite::Result<Vec<Row>> {
     db.prepare_cached(
-        "SELECT r.id, r.node, c.journal_id, r.seq, r.time_unix_nano, r.kind, r.exec_id, r.workload, \
-         r.verdict, r.reason, r.hook, r.artifact_id, r.json \
-         FROM records r JOIN chains c ON c.id = r.chain WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+        "SELECT r.id, r.node, c.journal_id, r.seq, r.time_unix_nano, r.kind, p.exec_id, r.workload, \
+         r.verdict, r.reason, r.hook, r.artifact_id, r.record \
+         FROM records r JOIN chains c ON c.id = r.chain LEFT JOIN processes p ON p.id = r.process \
+         WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
     )?
     .query_map(rusqlite::params![after, BATCH as i64], |r| {
         Ok(Row {
@@ -69,7 +72,7 @@ fn load(db: &rusqlite::Connection, after: i64) -> rusqlite::Result<Vec<Row>> {
             reason: r.get(9)?,
             hook: r.get(10)?,
             artifact_id: r.get(11)?,
-            json: r.get(12)?,
+            record: r.get(12)?,
         })
     })?
     .collect()
@@ -83,6 +86,15 @@ fn string(key: &str, value: &str) -> KeyValue {
         }),
         ..KeyValue::default()
     }
+}
+
+/// A stored record's JSON rendering (the store keeps only its bytes); a
+/// record that no longer decodes (edited in the store) has none.
+fn json(record: &[u8]) -> String {
+    lpb::Record::decode(record)
+        .ok()
+        .and_then(|r| serde_json::to_string(&r).ok())
+        .unwrap_or_default()
 }
 
 fn log_record(row: &Row, observed: u64) -> LogRecord {
@@ -116,7 +128,7 @@ fn log_record(row: &Row, observed: u64) -> LogRecord {
         severity_number: if deny { 13 } else { 9 },
         severity_text: if deny { "WARN" } else { "INFO" }.to_owned(),
         body: Some(AnyValue {
-            value: Some(Value::StringValue(row.json.clone())),
+            value: Some(Value::StringValue(json(&row.record))),
         }),
         attributes,
         event_name: format!("acelogic.lineage.{}", row.kind),
@@ -284,7 +296,7 @@ mod tests {
             reason: Some("no-grant".into()),
             hook: Some("exec".into()),
             artifact_id: None,
-            json: "{}".into(),
+            record: Vec::new(),
         }
     }
 

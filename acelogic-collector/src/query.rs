@@ -104,19 +104,26 @@ fn records(
     db.prepare_cached(&sql)?.query_map(args, stored)?.collect()
 }
 
+/// The parent named by the first stored record of `exec_id` that names
+/// one.
 fn parent_of(db: &Connection, exec_id: &str) -> rusqlite::Result<Option<String>> {
     db.prepare_cached(
-        "SELECT parent_exec_id FROM records WHERE exec_id = ?1 AND parent_exec_id IS NOT NULL LIMIT 1",
+        "SELECT parent FROM (SELECT p.parent_exec_id AS parent, \
+         (SELECT MIN(r.id) FROM records r WHERE r.process = p.id) AS first \
+         FROM processes p WHERE p.exec_id = ?1 AND p.parent_exec_id IS NOT NULL) \
+         WHERE first IS NOT NULL ORDER BY first LIMIT 1",
     )?
     .query_map([exec_id], |r| r.get(0))?
     .next()
     .transpose()
 }
 
+/// The processes whose records name `exec_id` as their parent.
 fn children_of(db: &Connection, exec_id: &str) -> rusqlite::Result<Vec<String>> {
     db.prepare_cached(
-        "SELECT DISTINCT exec_id FROM records WHERE parent_exec_id = ?1 AND exec_id IS NOT NULL \
-         AND kind != 'authorization' ORDER BY exec_id",
+        "SELECT DISTINCT p.exec_id FROM processes p WHERE p.parent_exec_id = ?1 \
+         AND p.exec_id IS NOT NULL AND EXISTS (SELECT 1 FROM records r WHERE r.process = p.id \
+         AND r.kind != 'authorization') ORDER BY p.exec_id",
     )?
     .query_map([exec_id], |r| r.get(0))?
     .collect()
@@ -166,7 +173,12 @@ pub fn tree(db: &Connection, exec_id: &str) -> rusqlite::Result<pb::TreeResponse
     }
     let mut processes = Vec::with_capacity(order.len());
     for (id, depth) in order {
-        let recs = records(db, "r.exec_id = ?1", -1, [&id])?;
+        let recs = records(
+            db,
+            "r.process IN (SELECT id FROM processes WHERE exec_id = ?1)",
+            -1,
+            [&id],
+        )?;
         let parent = parent_of(db, &id)?;
         processes.push(pb::TreeProcess {
             exec_id: id,

@@ -14,7 +14,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::watch,
 };
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tonic::{service::Routes, transport::Server};
 
 use super::{
@@ -248,11 +248,10 @@ pub async fn start_with_client_ca(
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(tls::incoming(listener, tls, stop.clone()), shutdown),
         ),
-        None => tokio::spawn(
-            builder
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
-        ),
+        None => tokio::spawn(builder.add_routes(routes).serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener).map(|tcp| tcp.inspect(tls::no_delay)),
+            shutdown,
+        )),
     };
     let mut tasks = Vec::new();
     let metrics_addr = metrics_listener

@@ -20,8 +20,9 @@
 //!         time_unix_nano INTEGER,    -- when it happened on the node
 //!         kind TEXT,                 -- decision exec fork exit authorization lifecycle loss
 //!                                    -- issuance (the authority's) none
-//!         exec_id TEXT,              -- the process (authorization, issuance: the caller's)
-//!         parent_exec_id TEXT, pid INTEGER,
+//!         process INTEGER,           -- processes.id: its exec and parent ids; NULL when it
+//!                                    -- names neither
+//!         pid INTEGER,
 //!         workload TEXT,
 //!         hook TEXT,                 -- decisions: exec, file-open, socket-connect, ...
 //!         verdict TEXT,              -- decisions: allow deny audit; authorization: its outcome;
@@ -31,8 +32,11 @@
 //!         artifact_id TEXT,
 //!         object TEXT,               -- decision object, exec filename, lifecycle event, loss kind,
 //!                                    -- issuance request id
-//!         record BLOB,               -- the encoded lineage Record, exactly as hashed
-//!         json TEXT)                 -- the same record as JSON (json_extract works on it)
+//!         record BLOB)               -- the encoded lineage Record, exactly as hashed
+//! processes(id INTEGER PRIMARY KEY,  -- one per (exec_id, parent_exec_id) pair records carry,
+//!           exec_id TEXT,            -- in the order first stored
+//!           parent_exec_id TEXT)     -- the process (authorization, issuance: the caller's)
+//!                                    -- and its parent; UNIQUE(exec_id, parent_exec_id)
 //! gaps(id INTEGER PRIMARY KEY, chain INTEGER, node TEXT,
 //!      from_seq INTEGER, to_seq INTEGER,    -- seqs the node no longer had
 //!      detected_unix_nano INTEGER)
@@ -63,19 +67,30 @@
 //! ```
 //!
 //! Empty strings in records are stored as NULL. Columns other than
-//! `record` are derived from it at ingest; `acelogicctl lineage verify`
-//! recomputes them and reports a row whose columns no longer match.
+//! `record` (and the record's `processes` row) are derived from it at
+//! ingest; `acelogicctl lineage verify` recomputes them and reports a row
+//! whose columns no longer match.
 //!
-//! Example: every denial of workload `agent` in the last hour:
+//! Exec ids are random, so an index on them takes a write to a random
+//! page for every entry. `processes` holds each exec id once (a process
+//! has a few to thousands of records) and `records` refers to it by
+//! number, which grows with time and indexes cheaply. The record's JSON
+//! is not stored: the OTLP export renders it from `record`.
+//!
+//! Examples: every denial of workload `agent` in the last hour, and every
+//! record of one process:
 //!
 //! ```sql
 //! SELECT node, seq, datetime(time_unix_nano / 1e9, 'unixepoch'), hook, object, reason
 //!   FROM records WHERE verdict = 'deny' AND workload = 'agent'
 //!    AND time_unix_nano > (strftime('%s','now') - 3600) * 1000000000;
+//! SELECT r.seq, r.kind, r.hook, r.object, p.parent_exec_id
+//!   FROM records r JOIN processes p ON p.id = r.process
+//!  WHERE p.exec_id = '505d32fc9732b20160d999a2' ORDER BY r.id;
 //! ```
 
 use acelogic_domain::Reason;
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -93,125 +108,58 @@ use acelogic_lineage::{
     pb::{self as lpb, record::Body},
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS nodes (
-    name TEXT PRIMARY KEY,
-    public_key BLOB NOT NULL,
-    source TEXT NOT NULL,
-    enrolled_unix_nano INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chains (
-    id INTEGER PRIMARY KEY,
-    node TEXT NOT NULL,
-    journal_id BLOB NOT NULL,
-    head_seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL,
-    created_unix_nano INTEGER NOT NULL,
-    UNIQUE (node, journal_id)
-);
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY,
-    chain INTEGER NOT NULL REFERENCES chains(id),
-    node TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    prev_hash BLOB NOT NULL,
-    time_unix_nano INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    exec_id TEXT,
-    parent_exec_id TEXT,
-    pid INTEGER,
-    workload TEXT,
-    hook TEXT,
-    verdict TEXT,
-    reason TEXT,
-    artifact_id TEXT,
-    object TEXT,
-    record BLOB NOT NULL,
-    json TEXT NOT NULL,
-    UNIQUE (chain, seq)
-);
-CREATE INDEX IF NOT EXISTS records_exec ON records(exec_id) WHERE exec_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_parent ON records(parent_exec_id)
-    WHERE parent_exec_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_artifact ON records(artifact_id)
-    WHERE artifact_id IS NOT NULL;
--- The authority's records of one request (its id is the object); only
--- the authority's chain has any.
-CREATE INDEX IF NOT EXISTS records_request ON records(object) WHERE kind = 'issuance';
-CREATE INDEX IF NOT EXISTS records_denials ON records(workload, time_unix_nano)
-    WHERE verdict = 'deny';
-CREATE TABLE IF NOT EXISTS gaps (
-    id INTEGER PRIMARY KEY,
-    chain INTEGER NOT NULL REFERENCES chains(id),
-    node TEXT NOT NULL,
-    from_seq INTEGER NOT NULL,
-    to_seq INTEGER NOT NULL,
-    detected_unix_nano INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alarms (
-    id INTEGER PRIMARY KEY,
-    time_unix_nano INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    chain INTEGER,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY,
-    chain INTEGER NOT NULL REFERENCES chains(id),
-    node TEXT NOT NULL,
-    journal_id BLOB NOT NULL,
-    seq INTEGER NOT NULL,
-    head_hash BLOB NOT NULL,
-    time_unix_nano INTEGER NOT NULL,
-    key_id TEXT NOT NULL,
-    signature BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checkpoints_chain ON checkpoints(chain, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
-CREATE TABLE IF NOT EXISTS queries (
-    id INTEGER PRIMARY KEY,
-    time_unix_nano INTEGER NOT NULL,
-    who TEXT NOT NULL,
-    role TEXT NOT NULL,
-    method TEXT NOT NULL,
-    args TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    peer TEXT,
-    cert_sha256 TEXT
-);
-";
-
-/// The columns derived from a record (see the schema).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Columns {
+/// The columns derived from a record (see the schema), its strings as
+/// `T`: borrowed from a decoded record (`&str`), read from a row
+/// (`String`), or kept as spans of a checked batch's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns<T> {
     pub time_unix_nano: u64,
     pub kind: &'static str,
-    pub exec_id: Option<String>,
-    pub parent_exec_id: Option<String>,
+    pub exec_id: Option<T>,
+    pub parent_exec_id: Option<T>,
     pub pid: Option<u32>,
-    pub workload: Option<String>,
-    pub hook: Option<String>,
-    pub verdict: Option<String>,
-    pub reason: Option<String>,
-    pub artifact_id: Option<String>,
-    pub object: Option<String>,
+    pub workload: Option<T>,
+    pub hook: Option<T>,
+    pub verdict: Option<T>,
+    pub reason: Option<T>,
+    pub artifact_id: Option<T>,
+    pub object: Option<T>,
 }
 
-fn some(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
+fn some(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
-impl Columns {
+impl<T> Columns<T> {
+    /// The same columns with each string through `f`.
+    pub fn map<'s, U>(&'s self, mut f: impl FnMut(&'s T) -> U) -> Columns<U> {
+        let mut g = |s: &'s Option<T>| s.as_ref().map(&mut f);
+        Columns {
+            time_unix_nano: self.time_unix_nano,
+            kind: self.kind,
+            exec_id: g(&self.exec_id),
+            parent_exec_id: g(&self.parent_exec_id),
+            pid: self.pid,
+            workload: g(&self.workload),
+            hook: g(&self.hook),
+            verdict: g(&self.verdict),
+            reason: g(&self.reason),
+            artifact_id: g(&self.artifact_id),
+            object: g(&self.object),
+        }
+    }
+}
+
+impl<'a> Columns<&'a str> {
+    /// The columns of `r`; empty strings are none.
     #[must_use]
-    pub fn of(r: &lpb::Record) -> Self {
+    pub fn of(r: &'a lpb::Record) -> Self {
         let mut c = Self {
             time_unix_nano: r.time_unix_nano,
             kind: "none",
             ..Self::default()
         };
-        let process = |c: &mut Self, p: Option<&lpb::Process>| {
+        let process = |c: &mut Self, p: Option<&'a lpb::Process>| {
             if let Some(p) = p {
                 c.exec_id = some(&p.exec_id);
                 c.parent_exec_id = some(&p.parent_exec_id);
@@ -393,8 +341,7 @@ impl Store {
         db.pragma_update(None, "cache_size", -65536)?;
         db.pragma_update(None, "wal_autocheckpoint", 4096)?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
-        migrate(&db)?;
+        schema::create_or_migrate(&db)?;
         Ok(Self { db })
     }
 
@@ -553,29 +500,25 @@ impl Store {
         Ok(Some(why))
     }
 
-    /// Stores verified batches in one transaction, each in its own
-    /// savepoint: a refused batch stores nothing and the others stand.
-    /// `continues` says a batch follows an earlier one of the same session,
-    /// which must be stored (so a batch after a refused one is refused,
-    /// never taken for a gap).
+    /// Stores verified batches in one transaction: a refused batch stores
+    /// nothing and the others stand. Every refusal is decided by
+    /// [`check`], which only reads, before the batch writes anything, so
+    /// no savepoint is needed (one per batch copied every page it touched
+    /// a second time). `continues` says a batch follows an earlier one of
+    /// the same session, which must be stored (so a batch after a refused
+    /// one is refused, never taken for a gap).
     pub fn commit_group(
         &mut self,
         batches: &[(&CheckedBatch, bool)],
         now: u64,
     ) -> rusqlite::Result<Vec<Result<Committed, Refusal>>> {
-        let mut tx = self.db.transaction()?;
+        let tx = self.db.transaction()?;
         let mut out = Vec::with_capacity(batches.len());
+        let mut processes = Processes::default();
         for (batch, continues) in batches {
-            let sp = tx.savepoint()?;
-            match apply(&sp, batch, *continues, now) {
-                Ok(c) => {
-                    sp.commit()?;
-                    out.push(Ok(c));
-                }
-                Err(WriteError::Refused(r)) => {
-                    drop(sp);
-                    out.push(Err(r));
-                }
+            match check(&tx, batch, *continues) {
+                Ok(plan) => out.push(Ok(write(&tx, &mut processes, batch, plan, now)?)),
+                Err(WriteError::Refused(r)) => out.push(Err(r)),
                 Err(WriteError::Storage(e)) => return Err(e),
             }
         }
@@ -680,53 +623,94 @@ impl Store {
     }
 }
 
-/// Brings a store made by an older collector up to this schema, in
-/// place: checkpoints gained their log index and signed note (rows
-/// signed before keep NULL there and are verified the old way).
-fn migrate(db: &Connection) -> rusqlite::Result<()> {
-    let has_note: i64 = db.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('checkpoints') WHERE name = 'note'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_note == 0 {
-        db.execute_batch(
-            "ALTER TABLE checkpoints ADD COLUMN log_index INTEGER;
-             ALTER TABLE checkpoints ADD COLUMN note TEXT;",
-        )?;
-    }
-    db.execute_batch(
-        "CREATE UNIQUE INDEX IF NOT EXISTS checkpoints_log ON checkpoints(chain, log_index)
-             WHERE log_index IS NOT NULL;",
-    )
-}
-
 /// A number kept in `meta`.
 pub fn meta_i64(db: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
     db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()
 }
 
-fn apply(
-    tx: &Connection,
-    batch: &CheckedBatch,
-    continues: bool,
-    now: u64,
-) -> Result<Committed, WriteError> {
+/// The `processes` rows one transaction looked up or added, by exec and
+/// parent id. It lives no longer than the transaction, so it never names
+/// a row that a rollback removed.
+#[derive(Debug, Default)]
+struct Processes {
+    ids: HashMap<String, i64>,
+    /// The key being looked up, reused: both ids, each with its presence
+    /// and the first with its length (ids are node-supplied strings).
+    key: String,
+}
+
+impl Processes {
+    /// The row of (`exec_id`, `parent_exec_id`), added if new; none when
+    /// the record names neither.
+    fn id(
+        &mut self,
+        tx: &Connection,
+        exec_id: Option<&str>,
+        parent_exec_id: Option<&str>,
+    ) -> rusqlite::Result<Option<i64>> {
+        use std::fmt::Write as _;
+        if exec_id.is_none() && parent_exec_id.is_none() {
+            return Ok(None);
+        }
+        self.key.clear();
+        for id in [exec_id, parent_exec_id] {
+            match id {
+                Some(s) => {
+                    let _ = write!(self.key, "{}:{s}", s.len());
+                }
+                None => self.key.push('-'),
+            }
+        }
+        if let Some(id) = self.ids.get(self.key.as_str()) {
+            return Ok(Some(*id));
+        }
+        let found: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM processes WHERE exec_id IS ?1 AND parent_exec_id IS ?2",
+            )?
+            .query_row(params![exec_id, parent_exec_id], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO processes(exec_id, parent_exec_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![exec_id, parent_exec_id])?;
+                tx.last_insert_rowid()
+            }
+        };
+        self.ids.insert(self.key.clone(), id);
+        Ok(Some(id))
+    }
+}
+
+/// What storing a batch will do, decided before anything is written.
+struct Plan {
+    /// The stored chain, if any.
+    head: Option<ChainHead>,
+    /// Entries already stored, identical: skipped.
+    skip: usize,
+    committed: Committed,
+}
+
+/// Checks `batch` against what is stored; every refusal is decided here,
+/// and nothing is written.
+fn check(tx: &Connection, batch: &CheckedBatch, continues: bool) -> Result<Plan, WriteError> {
     let refused = |code, why: String| WriteError::Refused(refusal(code, why));
-    let node = batch.node.as_str();
-    let head = chain_head(tx, node, &batch.journal_id)?;
+    let head = chain_head(tx, &batch.node, &batch.journal_id)?;
     let (head_seq, head_hash) = head.map_or((0, GENESIS), |h| (h.head_seq, h.head_hash));
     let mut committed = Committed {
         last_seq: batch.last_seq(),
         ..Committed::default()
     };
     // Entries the collector already has: identical ones are skipped.
-    let mut new = batch.entries.as_slice();
+    let mut skip = 0;
     if let Some(h) = head {
         let mut stored =
             tx.prepare_cached("SELECT hash FROM records WHERE chain = ?1 AND seq = ?2")?;
-        while let Some(e) = new.first().filter(|e| e.seq <= head_seq) {
+        while let Some(e) = batch.entries.get(skip).filter(|e| e.seq <= head_seq) {
             let have: Option<Vec<u8>> = stored
                 .query_row(params![h.id, to_i64(e.seq)], |r| r.get(0))
                 .optional()?;
@@ -752,35 +736,60 @@ fn apply(
                     ));
                 }
             }
-            new = &new[1..];
+            skip += 1;
         }
     }
-    let Some(first) = new.first() else {
-        return Ok(committed);
-    };
-    let expected = head_seq + 1;
-    if first.seq == expected {
-        if first.prev_hash != head_hash {
+    if let Some(first) = batch.entries.get(skip) {
+        let expected = head_seq + 1;
+        if first.seq == expected {
+            if first.prev_hash != head_hash {
+                return Err(refused(
+                    Reason::BrokenChain,
+                    format!(
+                        "seq {}: prev_hash is not the hash of the stored seq {head_seq}",
+                        first.seq
+                    ),
+                ));
+            }
+        } else if continues {
             return Err(refused(
                 Reason::BrokenChain,
                 format!(
-                    "seq {}: prev_hash is not the hash of the stored seq {head_seq}",
+                    "the batch starts at seq {} but the collector holds up to seq {head_seq}: \
+                     an earlier batch of this session was not stored",
                     first.seq
                 ),
             ));
+        } else {
+            committed.gap = Some((expected, first.seq - 1));
         }
-    } else if continues {
-        return Err(refused(
-            Reason::BrokenChain,
-            format!(
-                "the batch starts at seq {} but the collector holds up to seq {head_seq}: \
-                 an earlier batch of this session was not stored",
-                first.seq
-            ),
-        ));
-    } else {
-        committed.gap = Some((expected, first.seq - 1));
     }
+    Ok(Plan {
+        head,
+        skip,
+        committed,
+    })
+}
+
+/// Stores what [`check`] accepted: the chain (new ones with an alarm
+/// when the node had another), the gap, the records, the head.
+fn write(
+    tx: &Connection,
+    processes: &mut Processes,
+    batch: &CheckedBatch,
+    plan: Plan,
+    now: u64,
+) -> rusqlite::Result<Committed> {
+    let Plan {
+        head,
+        skip,
+        mut committed,
+    } = plan;
+    let new = &batch.entries[skip..];
+    if new.is_empty() {
+        return Ok(committed);
+    }
+    let node = batch.node.as_str();
     let chain = match head {
         Some(h) => h.id,
         None => {
@@ -832,12 +841,13 @@ fn apply(
         )?;
     }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO records(chain, node, seq, hash, prev_hash, time_unix_nano, kind, exec_id, \
-         parent_exec_id, pid, workload, hook, verdict, reason, artifact_id, object, record, json) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        "INSERT INTO records(chain, node, seq, hash, prev_hash, time_unix_nano, kind, process, \
+         pid, workload, hook, verdict, reason, artifact_id, object, record) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for e in new {
-        let c = &e.columns;
+        let c = batch.columns(e);
+        let process = processes.id(tx, c.exec_id, c.parent_exec_id)?;
         insert.execute(params![
             chain,
             node,
@@ -846,8 +856,7 @@ fn apply(
             e.prev_hash.as_slice(),
             to_i64(c.time_unix_nano),
             c.kind,
-            c.exec_id,
-            c.parent_exec_id,
+            process,
             c.pid,
             c.workload,
             c.hook,
@@ -856,7 +865,6 @@ fn apply(
             c.artifact_id,
             c.object,
             e.record,
-            e.json,
         ])?;
         committed.newest_unix_nano = committed.newest_unix_nano.max(c.time_unix_nano);
         committed.stored += 1;
@@ -867,5 +875,6 @@ fn apply(
     Ok(committed)
 }
 
+mod schema;
 #[cfg(test)]
 mod tests;

@@ -59,6 +59,16 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Sends small writes at once. A session's acknowledgements are a few
+/// bytes each: with Nagle's algorithm they waited for the node's delayed
+/// TCP acknowledgement (40 ms on Linux) while the node, its window of
+/// batches full, waited for them.
+pub fn no_delay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY");
+    }
+}
+
 /// Accepted TLS connections of `listener` until `stop`.
 pub fn incoming(
     listener: TcpListener,
@@ -80,6 +90,7 @@ pub fn incoming(
                     }
                 },
             };
+            no_delay(&tcp);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

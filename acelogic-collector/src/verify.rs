@@ -169,15 +169,21 @@ pub fn check_hello(h: &pb::Hello, now_unix_nano: u64, skew: Duration) -> Result<
 }
 
 /// An entry that passed every check that needs no store, with what the
-/// store derives from it.
+/// store derives from it ([`CheckedBatch::columns`]).
 #[derive(Debug, Clone)]
 pub struct CheckedEntry {
     pub seq: u64,
     pub prev_hash: Hash,
     pub hash: Hash,
     pub record: Vec<u8>,
-    pub columns: Columns,
-    pub json: String,
+    columns: Columns<Span>,
+}
+
+/// Where a column's string lies in [`CheckedBatch`]'s text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
 }
 
 /// A batch that passed every check that needs no store.
@@ -188,9 +194,23 @@ pub struct CheckedBatch {
     pub entries: Vec<CheckedEntry>,
     /// Encoded size as counted against [`Limits::max_bytes`].
     pub bytes: usize,
+    /// The strings of every entry's columns, one after the other: one
+    /// allocation per batch rather than one per string, made off the
+    /// writer thread and freed there.
+    text: String,
 }
 
 impl CheckedBatch {
+    /// The columns derived from entry `e` of this batch.
+    #[must_use]
+    pub fn columns<'s>(&'s self, e: &'s CheckedEntry) -> Columns<&'s str> {
+        e.columns.map(|s| {
+            self.text
+                .get(s.start as usize..s.end as usize)
+                .unwrap_or_default()
+        })
+    }
+
     #[must_use]
     pub fn first_seq(&self) -> u64 {
         self.entries.first().map_or(0, |e| e.seq)
@@ -279,6 +299,8 @@ pub fn check_batch(
             )
         })?;
     let mut entries = Vec::with_capacity(n);
+    // Columns take about half a record's bytes.
+    let mut text = String::with_capacity(bytes / 2);
     let mut before: Option<(u64, Hash)> = None;
     for e in batch.entries {
         let prev_hash = hash32(&e.prev_hash, "prev_hash", e.seq)?;
@@ -330,15 +352,24 @@ pub fn check_batch(
                 ),
             ));
         }
-        let json = serde_json::to_string(&record).unwrap_or_default();
         before = Some((e.seq, hash));
+        let columns = Columns::of(&record).map(|s| {
+            let start = text.len();
+            text.push_str(s);
+            // The text is shorter than the batch's records (the limits
+            // keep those under 4 GiB).
+            let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+            Span {
+                start: at(start),
+                end: at(text.len()),
+            }
+        });
         entries.push(CheckedEntry {
             seq: e.seq,
             prev_hash,
             hash,
-            columns: Columns::of(&record),
+            columns,
             record: e.record,
-            json,
         });
     }
     Ok(CheckedBatch {
@@ -346,6 +377,7 @@ pub fn check_batch(
         journal_id: hello.journal_id,
         entries,
         bytes,
+        text,
     })
 }
 

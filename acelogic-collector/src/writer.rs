@@ -1,7 +1,7 @@
 //! The single writer: one thread owns the store's write connection and
 //! takes requests from the async side over a bounded channel. Batches that
 //! queue up while a transaction commits are stored together in the next
-//! one (each in its own savepoint), so one fsync covers several batches
+//! one (a refused batch writes nothing), so one fsync covers several batches
 //! under load without delaying any batch when idle.
 
 use acelogic_domain::Reason;
