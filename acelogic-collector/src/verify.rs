@@ -182,8 +182,8 @@ pub struct CheckedEntry {
 /// Where a column's string lies in [`CheckedBatch`]'s text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
-    start: u32,
-    end: u32,
+    start: usize,
+    end: usize,
 }
 
 /// A batch that passed every check that needs no store.
@@ -204,11 +204,8 @@ impl CheckedBatch {
     /// The columns derived from entry `e` of this batch.
     #[must_use]
     pub fn columns<'s>(&'s self, e: &'s CheckedEntry) -> Columns<&'s str> {
-        e.columns.map(|s| {
-            self.text
-                .get(s.start as usize..s.end as usize)
-                .unwrap_or_default()
-        })
+        e.columns
+            .map(|s| self.text.get(s.start..s.end).unwrap_or_default())
     }
 
     #[must_use]
@@ -356,12 +353,9 @@ pub fn check_batch(
         let columns = Columns::of(&record).map(|s| {
             let start = text.len();
             text.push_str(s);
-            // The text is shorter than the batch's records (the limits
-            // keep those under 4 GiB).
-            let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
             Span {
-                start: at(start),
-                end: at(text.len()),
+                start,
+                end: text.len(),
             }
         });
         entries.push(CheckedEntry {
