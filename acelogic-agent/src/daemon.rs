@@ -226,6 +226,9 @@ fn start(config: &Config, cluster: Option<Cluster>) -> anyhow::Result<Started> {
     let cgroup_root = cgroupfs::cgroup_root(config.cgroup_root.as_deref())
         .context("the cgroup v2 root to govern under")?;
 
+    // Verification of every program can take a while on a slow machine
+    // (over a minute in an emulated guest): say what start-up is doing.
+    println!("acelogic-agent: loading the programs");
     let mut kernel = Kernel::load_with(&LoadOptions {
         pin_dir: Some(config.pin_dir.clone()),
         cgroup_root: Some(cgroup_root.clone()),
