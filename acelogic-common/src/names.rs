@@ -129,20 +129,20 @@ gates! {
     URING_CREDS = "uring_gate" on "uring_override_creds";
 }
 
-/// Tracepoint program on `sched/sched_process_exec`: process lineage.
+/// BTF tracepoint program on `sched_process_exec`: process lineage.
 pub const PROG_PROC_EXEC: &str = "proc_exec";
-/// Tracepoint category and name of [`PROG_PROC_EXEC`].
-pub const TP_PROC_EXEC: (&str, &str) = ("sched", "sched_process_exec");
+/// BTF tracepoint of [`PROG_PROC_EXEC`].
+pub const TP_PROC_EXEC: &str = "sched_process_exec";
 /// BTF tracepoint program on `sched_process_fork`: a governed task created
 /// a process.
 pub const PROG_PROC_FORK: &str = "proc_fork";
 /// BTF tracepoint of [`PROG_PROC_FORK`] (the kernel's `btf_trace_<name>`).
 pub const TP_PROC_FORK: &str = "sched_process_fork";
-/// Tracepoint program on `sched/sched_process_exit`: a governed process
+/// BTF tracepoint program on `sched_process_exit`: a governed process
 /// exited.
 pub const PROG_PROC_EXIT: &str = "proc_exit";
-/// Tracepoint category and name of [`PROG_PROC_EXIT`].
-pub const TP_PROC_EXIT: (&str, &str) = ("sched", "sched_process_exit");
+/// BTF tracepoint of [`PROG_PROC_EXIT`].
+pub const TP_PROC_EXIT: &str = "sched_process_exit";
 /// Every lineage (recording, non-deciding) program.
 pub const ALL_LINEAGE: [&str; 3] = [PROG_PROC_EXEC, PROG_PROC_FORK, PROG_PROC_EXIT];
 
@@ -198,9 +198,6 @@ pub fn floor(program: &str) -> Option<&'static str> {
     FLOORS.iter().find(|(p, _)| *p == program).map(|(_, f)| *f)
 }
 
-/// Global set at load time: byte offset of the `filename` `__data_loc`
-/// field in the `sched_process_exec` tracepoint record, read from tracefs.
-pub const GLOBAL_TP_EXEC_FILENAME_OFF: &str = "TP_EXEC_FILENAME_OFF";
 /// Global set at load time: the [`crate::offsets::KernelOffsets`] table.
 pub const GLOBAL_OFFSETS: &str = "OFFSETS";
 

@@ -13,8 +13,8 @@
 )]
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, lsm, tracepoint},
-    programs::{BtfTracePointContext, LsmContext, TracePointContext},
+    macros::{btf_tracepoint, lsm},
+    programs::{BtfTracePointContext, LsmContext},
 };
 
 #[lsm(hook = "bprm_check_security")]
@@ -198,8 +198,8 @@ pub(crate) fn f_uring(ctx: LsmContext) -> i32 {
     ctx.arg(1)
 }
 
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub(crate) fn f_proc_exec(_ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_exec")]
+pub(crate) fn f_proc_exec(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
@@ -208,7 +208,7 @@ pub(crate) fn f_proc_fork(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_process_exit")]
-pub(crate) fn f_proc_exit(_ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_exit")]
+pub(crate) fn f_proc_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }

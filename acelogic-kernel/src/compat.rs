@@ -16,11 +16,12 @@ pub enum Requirement {
     /// BPF LSM active (`bpf` in `/sys/kernel/security/lsm`) and BPF
     /// trampolines usable; Linux 5.7 or newer with `CONFIG_BPF_LSM=y`.
     BpfLsm,
-    /// Tracepoints and tracefs (to read record layouts), and BTF-enabled
-    /// tracepoints (`tp_btf`, Linux 5.5+ with kernel BTF, which the loader
-    /// needs anyway for its offsets). Unlike LSM programs these attach
-    /// without BPF trampolines, so kernels that refuse trampolines still
-    /// run them.
+    /// BTF-enabled tracepoints (`tp_btf`, Linux 5.5+ with kernel BTF,
+    /// which the loader needs anyway for its offsets). Unlike LSM programs
+    /// these attach without BPF trampolines, so kernels that refuse
+    /// trampolines still run them. No classic tracepoint: the kernel skips
+    /// their programs while any BPF map syscall on the CPU is preempted
+    /// (`bpf_prog_active`), and a recorder must not miss.
     Tracepoints,
 }
 
@@ -31,10 +32,6 @@ pub enum Attach {
         hook: &'static str,
         /// Parameters of the hook on the kernels we support.
         params: usize,
-    },
-    TracePoint {
-        category: &'static str,
-        name: &'static str,
     },
     /// A BTF-enabled tracepoint (`tp_btf/<name>`), typed by the kernel's
     /// `btf_trace_<name>`.
@@ -82,9 +79,8 @@ pub const EXEC_GATE: ProgramSpec = gate(gate::EXEC, 1);
 /// Process lineage: exec of a governed task.
 pub const PROCESS_LINEAGE: ProgramSpec = ProgramSpec {
     name: names::PROG_PROC_EXEC,
-    attach: Attach::TracePoint {
-        category: names::TP_PROC_EXEC.0,
-        name: names::TP_PROC_EXEC.1,
+    attach: Attach::BtfTracePoint {
+        name: names::TP_PROC_EXEC,
     },
     needs: Requirement::Tracepoints,
     enforcing: false,
@@ -105,9 +101,8 @@ pub const PROCESS_FORK: ProgramSpec = ProgramSpec {
 /// Process lineage: a governed process exited.
 pub const PROCESS_EXIT: ProgramSpec = ProgramSpec {
     name: names::PROG_PROC_EXIT,
-    attach: Attach::TracePoint {
-        category: names::TP_PROC_EXIT.0,
-        name: names::TP_PROC_EXIT.1,
+    attach: Attach::BtfTracePoint {
+        name: names::TP_PROC_EXIT,
     },
     needs: Requirement::Tracepoints,
     enforcing: false,
@@ -238,7 +233,7 @@ fn expected(variants: &[&ProgramSpec]) -> Vec<usize> {
         .iter()
         .filter_map(|g| match g.attach {
             Attach::Lsm { params, .. } => Some(params),
-            Attach::TracePoint { .. } | Attach::BtfTracePoint { .. } => None,
+            Attach::BtfTracePoint { .. } => None,
         })
         .collect()
 }

@@ -19,7 +19,6 @@ mod pins;
 mod records;
 pub mod rules;
 pub mod scopes;
-pub mod tracefs;
 
 use std::{
     io,
@@ -32,7 +31,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapData, PerCpuArray},
     programs::{
-        BtfTracePoint, Lsm, TracePoint,
+        BtfTracePoint, Lsm,
         links::{FdLink, PinnedLink},
     },
 };
@@ -78,12 +77,6 @@ pub enum KernelError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("program `{program}` has no pinnable link on this kernel: {source}")]
-    Link {
-        program: &'static str,
-        #[source]
-        source: aya::programs::links::LinkError,
-    },
     #[error("pinning `{name}` at {path}: {source}")]
     Pin {
         name: &'static str,
@@ -99,8 +92,6 @@ pub enum KernelError {
     Scope(#[from] scopes::ScopeError),
     #[error(transparent)]
     Rule(#[from] rules::RuleError),
-    #[error(transparent)]
-    Tracefs(#[from] tracefs::FormatError),
     #[error("ring buffer `{map}`: {what}: {source}", map = names::MAP_EVENTS)]
     Ring {
         what: &'static str,
@@ -178,7 +169,6 @@ pub struct Attached {
 #[derive(Debug)]
 enum UnpinnedLink {
     Lsm(aya::programs::lsm::LsmLinkId),
-    TracePoint(aya::programs::trace_point::TracePointLinkId),
     BtfTracePoint(aya::programs::tp_btf::BtfTracePointLinkId),
 }
 
@@ -201,8 +191,7 @@ pub struct Kernel {
 
 impl Kernel {
     /// Loads the embedded object into the kernel, with member offsets from
-    /// this kernel's BTF and tracepoint layouts from its tracefs. Nothing
-    /// is pinned; attaches nothing.
+    /// this kernel's BTF. Nothing is pinned; attaches nothing.
     pub fn load() -> Result<Self, KernelError> {
         Self::load_with(&LoadOptions::default())
     }
@@ -222,16 +211,7 @@ impl Kernel {
                 })?;
             }
         }
-        // Without tracefs the lineage record carries no file name; that is
-        // visible in the record, and attaching the tracepoint fails anyway.
-        let filename_off =
-            match tracefs::field_offset(names::TP_PROC_EXEC.0, names::TP_PROC_EXEC.1, "filename") {
-                Ok(off) => off,
-                Err(tracefs::FormatError::NoTracefs) => 0,
-                Err(e) => return Err(e.into()),
-            };
         let mut loader = EbpfLoader::new();
-        loader.override_global(names::GLOBAL_TP_EXEC_FILENAME_OFF, &filename_off, true);
         loader.override_global(names::GLOBAL_OFFSETS, &offsets, true);
         if let Some(bytes) = options.ring_bytes {
             loader.map_max_entries(names::MAP_EVENTS, bytes);
@@ -277,10 +257,6 @@ impl Kernel {
                 let lsm: &mut Lsm = program.try_into().map_err(load)?;
                 lsm.load(hook, &btf).map_err(load)
             }
-            Attach::TracePoint { .. } => {
-                let tp: &mut TracePoint = program.try_into().map_err(load)?;
-                tp.load().map_err(load)
-            }
             Attach::BtfTracePoint { name } => {
                 let btf = aya::Btf::from_sys_fs().map_err(KernelError::Btf)?;
                 let tp: &mut BtfTracePoint = program.try_into().map_err(load)?;
@@ -307,42 +283,32 @@ impl Kernel {
         };
         let pin_dir = self.pin_dir.clone();
         let program = self.program(spec)?;
-        let link: Result<FdLink, UnpinnedLink> = match spec.attach {
-            Attach::Lsm { .. } => {
+        // With a pin directory the link is taken from its program (to be
+        // pinned); without one the program keeps it, known by its id.
+        match (spec.attach, pin_dir) {
+            (Attach::Lsm { .. }, Some(dir)) => {
                 let lsm: &mut Lsm = program.try_into().map_err(attach)?;
                 let id = lsm.attach().map_err(attach)?;
-                match pin_dir {
-                    Some(_) => Ok(lsm.take_link(id).map_err(attach)?.into()),
-                    None => Err(UnpinnedLink::Lsm(id)),
-                }
+                let link: FdLink = lsm.take_link(id).map_err(attach)?.into();
+                self.pinned.push(pins::pin_link(&dir, spec.name, link)?);
             }
-            Attach::TracePoint { category, name } => {
-                let tp: &mut TracePoint = program.try_into().map_err(attach)?;
-                let id = tp.attach(category, name).map_err(attach)?;
-                match pin_dir {
-                    Some(_) => {
-                        let link = tp.take_link(id).map_err(attach)?;
-                        Ok(FdLink::try_from(link).map_err(|source| KernelError::Link {
-                            program: spec.name,
-                            source,
-                        })?)
-                    }
-                    None => Err(UnpinnedLink::TracePoint(id)),
-                }
+            (Attach::Lsm { .. }, None) => {
+                let lsm: &mut Lsm = program.try_into().map_err(attach)?;
+                let id = lsm.attach().map_err(attach)?;
+                self.unpinned.push((spec.name, UnpinnedLink::Lsm(id)));
             }
-            Attach::BtfTracePoint { .. } => {
+            (Attach::BtfTracePoint { .. }, Some(dir)) => {
                 let tp: &mut BtfTracePoint = program.try_into().map_err(attach)?;
                 let id = tp.attach().map_err(attach)?;
-                match pin_dir {
-                    Some(_) => Ok(tp.take_link(id).map_err(attach)?.into()),
-                    None => Err(UnpinnedLink::BtfTracePoint(id)),
-                }
+                let link: FdLink = tp.take_link(id).map_err(attach)?.into();
+                self.pinned.push(pins::pin_link(&dir, spec.name, link)?);
             }
-        };
-        match (link, &self.pin_dir) {
-            (Ok(link), Some(dir)) => self.pinned.push(pins::pin_link(dir, spec.name, link)?),
-            (Ok(_), None) => unreachable!("a link is taken only to be pinned"),
-            (Err(id), _) => self.unpinned.push((spec.name, id)),
+            (Attach::BtfTracePoint { .. }, None) => {
+                let tp: &mut BtfTracePoint = program.try_into().map_err(attach)?;
+                let id = tp.attach().map_err(attach)?;
+                self.unpinned
+                    .push((spec.name, UnpinnedLink::BtfTracePoint(id)));
+            }
         }
         tracing::debug!(program = spec.name, "attached");
         Ok(true)
@@ -436,10 +402,6 @@ impl Kernel {
             match id {
                 UnpinnedLink::Lsm(id) => {
                     let p: &mut Lsm = program.try_into().map_err(detach)?;
-                    p.detach(id).map_err(detach)?;
-                }
-                UnpinnedLink::TracePoint(id) => {
-                    let p: &mut TracePoint = program.try_into().map_err(detach)?;
                     p.detach(id).map_err(detach)?;
                 }
                 UnpinnedLink::BtfTracePoint(id) => {

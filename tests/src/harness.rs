@@ -25,8 +25,7 @@ pub enum Env {
 pub enum Need {
     /// BPF LSM programs load (probed by loading the exec gate).
     BpfLsm,
-    /// The lineage tracepoints (classic and BTF) load and tracefs
-    /// describes their records.
+    /// The lineage programs (BTF tracepoints) load.
     Tracepoints,
 }
 

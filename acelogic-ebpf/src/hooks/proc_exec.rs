@@ -1,10 +1,17 @@
 //! Process lineage: a governed task executed a new image.
 //!
-//! Tracepoint `sched/sched_process_exec`, fired after a successful exec.
-//! Its record layout is read from tracefs at load time
-//! (`events/sched/sched_process_exec/format`); the only field whose offset
-//! we need, `__data_loc char[] filename`, is handed to us in the global
-//! [`TP_EXEC_FILENAME_OFF`] so no kernel's layout is frozen here.
+//! BTF tracepoint `sched_process_exec`, prototype `TP_PROTO(struct
+//! task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`, fired after a
+//! successful exec; the file name is `bprm->filename`, through the BTF
+//! offset table.
+//!
+//! Not the classic tracepoint of the same name: the kernel skips a classic
+//! tracepoint's program, silently for us, whenever any BPF program or BPF
+//! map syscall holds the CPU's `bpf_prog_active`, and a map syscall holds
+//! it with only migration disabled, so on a preemptible kernel (Debian's
+//! from 6.18 on, `PREEMPT_LAZY`) an exec on the CPU of a preempted daemon
+//! thread went unrecorded. A BTF tracepoint is guarded per program, and
+//! runs with preemption disabled, so it is never skipped for that.
 //!
 //! The record names the parent exactly: `current->real_parent`'s tgid and
 //! process start time, read here while both are certain (tracepoints run
@@ -23,10 +30,7 @@ use acelogic_common::{
     event::{self, ARGV_LEN, ProcessExec, path_flag, record_size},
 };
 use aya_ebpf::{
-    EbpfContext as _,
-    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_probe_read_user_buf, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
 
 use crate::{
@@ -36,20 +40,15 @@ use crate::{
     record, scope,
 };
 
-/// Offset of the `filename` `__data_loc` word in the tracepoint record; set
-/// by the loader. Zero means "unknown": the record carries no file name.
-#[unsafe(no_mangle)]
-static TP_EXEC_FILENAME_OFF: u32 = 0;
-
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub(crate) fn proc_exec(ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_exec")]
+pub(crate) fn proc_exec(ctx: BtfTracePointContext) -> i32 {
     if try_proc_exec(&ctx).is_err() {
         count(counter::LINEAGE_LOST);
     }
     0
 }
 
-fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
+fn try_proc_exec(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let Some(governed) = scope::current() else {
         return Ok(());
     };
@@ -89,27 +88,10 @@ fn try_proc_exec(ctx: &TracePointContext) -> Result<(), ()> {
         (*rec)._pad = 0;
     }
     identity(rec, scope::current_task());
-
-    // SAFETY: reading a global the loader may have rewritten; volatile so the
-    // compiler does not fold the initial zero.
-    let off = unsafe { core::ptr::read_volatile(&raw const TP_EXEC_FILENAME_OFF) };
-    if off != 0 {
-        // SAFETY: the tracepoint record is readable at offsets taken from
-        // its own format description.
-        if let Ok(loc) = unsafe { ctx.read_at::<u32>(off as usize) } {
-            let data = (loc & 0xffff) as usize;
-            let src = ctx.as_ptr().cast::<u8>().wrapping_add(data);
-            // SAFETY: `src` lies inside the tracepoint record; the helper
-            // bounds the copy by the destination and faults safely.
-            if let Ok(name) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) }
-            {
-                #[expect(clippy::cast_possible_truncation, reason = "bounded by FILENAME_LEN")]
-                // SAFETY: same exclusive slot as above.
-                unsafe {
-                    (*rec).filename_len = name.len() as u32;
-                };
-            }
-        }
+    let bprm: Kptr = ctx.arg(2);
+    // SAFETY: same exclusive slot as above.
+    unsafe {
+        (*rec).filename_len = kobj::binprm_filename(bprm, &mut (*rec).filename);
     }
     entry.submit(0);
     Ok(())

@@ -1,10 +1,12 @@
 //! Process lineage: a governed process ended.
 //!
-//! Tracepoint `sched/sched_process_exit`, fired by `do_exit` in the exiting
-//! task's context after `task->exit_code` is set. No field of its record
-//! is read (they changed across kernels: 6.16 added `group_dead`); the
-//! task comes from `bpf_get_current_task()` and `exit_code` through the
-//! BTF offset table. Only the thread-group leader is recorded: its exit
+//! BTF tracepoint `sched_process_exit`, fired by `do_exit` in the exiting
+//! task's context after `task->exit_code` is set. No argument is read
+//! (6.16 added `group_dead`); the task comes from `bpf_get_current_task()`
+//! and `exit_code` through the BTF offset table. A BTF tracepoint, not the
+//! classic one, for the reason given in `proc_exec`: a classic
+//! tracepoint's program is skipped while a preempted BPF map syscall holds
+//! the CPU's `bpf_prog_active`. Only the thread-group leader is recorded: its exit
 //! code is the wait status its parent sees whenever the process ends by
 //! `exit_group` or a fatal signal. (A leader that leaves by `pthread_exit`
 //! before its other threads is recorded then, with status 0.)
@@ -14,7 +16,7 @@ use acelogic_common::{
     event::{self, ProcessExit, record_size},
 };
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
 
 use crate::{
@@ -23,8 +25,8 @@ use crate::{
     record, scope,
 };
 
-#[tracepoint(category = "sched", name = "sched_process_exit")]
-pub(crate) fn proc_exit(_ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_exit")]
+pub(crate) fn proc_exit(_ctx: BtfTracePointContext) -> i32 {
     if try_proc_exit().is_err() {
         count(counter::LINEAGE_LOST);
     }

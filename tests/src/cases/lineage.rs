@@ -101,7 +101,7 @@ fn process_exec_recorded_for_governed_only() -> anyhow::Result<()> {
     );
     ensure!(
         rec.filename() == b"/bin/sh",
-        "record file name {:?} (offset from tracefs wrong?)",
+        "record file name {:?} (`linux_binprm.filename` offset wrong?)",
         String::from_utf8_lossy(rec.filename())
     );
     ensure!(

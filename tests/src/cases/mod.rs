@@ -18,6 +18,7 @@ mod network;
 mod overlay;
 mod paths;
 mod pinning;
+mod recorders;
 mod request;
 mod revocation;
 mod session;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(coredump::CASES);
     cases.extend_from_slice(metadata::CASES);
     cases.extend_from_slice(lineage::CASES);
+    cases.extend_from_slice(recorders::CASES);
     cases.extend_from_slice(paths::CASES);
     cases.extend_from_slice(pinning::CASES);
     cases.extend_from_slice(network::CASES);
