@@ -28,6 +28,9 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Open files a scope's write was decided on: file address -> `Writer`.
 pub const MAP_WRITERS: &str = "WRITERS";
+/// Slot 0: how many entries [`MAP_WRITERS`] holds (`file_free` reads
+/// nothing else while it is 0).
+pub const MAP_WRITERS_HELD: &str = "WRITERS_HELD";
 /// Slot 0: generation of the file rules (baselines and grants), bumped by
 /// the agent after each change; a remembered write of an older
 /// generation is decided again.
@@ -39,7 +42,7 @@ pub const MAP_PATH_WALK: &str = "PATH_WALK";
 pub const MAP_SCOPE_LAST: &str = "SCOPE_LAST";
 
 /// Every map name, for checks, pinning and uninstall.
-pub const ALL_MAPS: [&str; 14] = [
+pub const ALL_MAPS: [&str; 15] = [
     MAP_SCOPES,
     MAP_SCOPE_STATE,
     MAP_SCOPE_CACHE,
@@ -51,6 +54,7 @@ pub const ALL_MAPS: [&str; 14] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_WRITERS,
+    MAP_WRITERS_HELD,
     MAP_RULES_GEN,
     MAP_PATH_WALK,
     MAP_SCOPE_LAST,

@@ -10,7 +10,7 @@ use crate::{
         TaskDecision, path_flag,
     },
     offsets::KernelOffsets,
-    rules::{FileKey, FileRule, Grant, NetKey, NetRule},
+    rules::{FileKey, FileRule, Grant, NetKey, NetRule, Writer},
     scope::{CachedScope, ScopeEntry, ScopeState},
 };
 
@@ -33,6 +33,7 @@ pod!(
     Grant,
     NetKey,
     NetRule,
+    Writer,
     KernelOffsets
 );
 

@@ -67,10 +67,19 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// Open files whose write a scope's decision allowed (at open, or at the
 /// first write through a descriptor that came from elsewhere): file
 /// address -> scope id. Later writes through the same open file are not
-/// decided again. Entries go when the file is freed (`file_free`); an
-/// evicted entry only means the next write is decided again.
+/// decided again. Entries go when the file is freed (`file_free`). Not an
+/// LRU: an entry leaves only by that delete, so `WRITERS_HELD` counts
+/// them exactly; when the map is full a write is simply decided again.
 #[map]
-pub(crate) static WRITERS: LruHashMap<u64, Writer> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static WRITERS: HashMap<u64, Writer> = HashMap::with_max_entries(16384, 0);
+
+/// Slot 0: how many entries `WRITERS` holds, added to after an insert of
+/// a new key and taken from after a delete, atomically. Every file freed
+/// on the node passes `file_free`; while this is 0 (no governed process
+/// holds a decided write open, which is most of the time on most nodes)
+/// it reads nothing else.
+#[map]
+pub(crate) static WRITERS_HELD: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Slot 0: generation of the file rules, bumped by the agent after every
 /// change to `FILE_BASELINE` or `FILE_GRANTS`; `WRITERS` entries of an

@@ -9,12 +9,13 @@ use acelogic_common::{
     rules::{Writer, rights},
 };
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use crate::{
     gate,
     kobj::{self, Kptr},
     kpath,
-    maps::{RULES_GEN, WRITERS},
+    maps::{RULES_GEN, WRITERS, WRITERS_HELD},
     rules::{self, Use},
     scope::{self, Governed},
     verdict::{Error, Verdict},
@@ -159,21 +160,49 @@ pub(crate) fn remember_write(file: Kptr, scope_id: u32, generation: u64, until_b
             generation,
             until_boot_ns,
         };
-        // A full map evicts (LRU): the next write is decided again.
-        let _ = WRITERS.insert(&(file as u64), &w, 0);
+        let key = file as u64;
+        // A new key is counted; a known one (decided again after a rules
+        // change) is replaced. A full map takes neither: the next write
+        // is decided again.
+        if WRITERS.insert(&key, &w, BPF_NOEXIST).is_ok() {
+            held_add(1);
+        } else {
+            let _ = WRITERS.insert(&key, &w, BPF_EXIST);
+        }
+    }
+}
+
+/// `bpf_map_update_elem` flags: create only, replace only.
+const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
+
+/// Adds `delta` (wrapping: `u64::MAX` takes one) to `WRITERS_HELD`.
+#[inline(always)]
+fn held_add(delta: u64) {
+    if let Some(held) = WRITERS_HELD.get_ptr_mut(0) {
+        // SAFETY: a pointer into the array's value; other CPUs change it
+        // only atomically. The result is not used: the ISA v1 atomic add.
+        let _ = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(held, delta) };
     }
 }
 
 /// Forgets a freed file.
 #[inline(always)]
 pub(crate) fn forget_write(file: Kptr) {
+    // Nothing remembered anywhere: nothing to read. The count of a file's
+    // entry was added before the file's last reference went (its writer
+    // held one), so a file with an entry never finds it 0.
+    if WRITERS_HELD.get(0).is_none_or(|held| *held == 0) {
+        return;
+    }
     // A lookup first: most files freed on a node were never remembered,
     // and a lookup takes no lock where a delete takes the bucket's.
     if kobj::file_mode(file).is_ok_and(|m| m & FMODE_WRITE != 0)
         // SAFETY: only whether the entry exists is read.
         && unsafe { WRITERS.get(&(file as u64)) }.is_some()
+        && WRITERS.remove(&(file as u64)).is_ok()
     {
-        let _ = WRITERS.remove(&(file as u64));
+        held_add(u64::MAX);
     }
 }
 

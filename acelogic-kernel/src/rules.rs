@@ -15,11 +15,12 @@ use acelogic_domain::grant::{
 use acelogic_common::{
     names,
     rules::{
-        FileKey, FileRule, Grant, NET_FIXED_PREFIX, NetKey, NetRule, family, grant_flags, rights,
+        FileKey, FileRule, Grant, NET_FIXED_PREFIX, NetKey, NetRule, Writer, family, grant_flags,
+        rights,
     },
 };
 use aya::maps::{
-    HashMap, MapData, MapError,
+    Array, HashMap, MapData, MapError,
     lpm_trie::{Key, LpmTrie},
 };
 
@@ -126,7 +127,37 @@ enum Resolved {
     Net(Key<NetKey>, Grant),
 }
 
+/// The kernel's memory of decided writes through open files (tests and
+/// diagnostics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writers {
+    /// Entries in `WRITERS`: open files a scope's write was decided on.
+    pub entries: u64,
+    /// `WRITERS_HELD`, the count the programs keep of those entries.
+    pub held: u64,
+}
+
 impl Kernel {
+    /// [`Writers`], read now. Not atomic: taken while no governed write is
+    /// being decided, `entries == held`.
+    pub fn writers(&self) -> Result<Writers, KernelError> {
+        let err = KernelError::on_map(names::MAP_WRITERS);
+        let map: HashMap<&MapData, u64, Writer> =
+            HashMap::try_from(self.map(names::MAP_WRITERS)?).map_err(&err)?;
+        let mut entries = 0;
+        for key in map.keys() {
+            key.map_err(&err)?;
+            entries += 1;
+        }
+        let err = KernelError::on_map(names::MAP_WRITERS_HELD);
+        let held: Array<&MapData, u64> =
+            Array::try_from(self.map(names::MAP_WRITERS_HELD)?).map_err(&err)?;
+        Ok(Writers {
+            entries,
+            held: held.get(&0, 0).map_err(&err)?,
+        })
+    }
+
     pub(super) fn file_baseline(
         &mut self,
     ) -> Result<HashMap<&mut MapData, FileKey, FileRule>, KernelError> {

@@ -42,6 +42,11 @@ pub(crate) const CASES: &[Case] = &[
         needs: &[Need::BpfLsm],
         run: pipes_devices_and_memfds_stay_writable,
     },
+    Case {
+        name: "decided_writes_forgotten_when_their_files_close",
+        needs: &[Need::BpfLsm],
+        run: decided_writes_forgotten_when_their_files_close,
+    },
 ];
 
 const ORIGINAL: &[u8] = b"original";
@@ -347,5 +352,67 @@ fn frozen_scope_stops_writes_through_open_files() -> anyhow::Result<()> {
     };
     expect_decision(allowed, Verdict::Allow, Reason::Baseline)?;
     expect_decision(denied, Verdict::Deny, Reason::Frozen)?;
+    Ok(())
+}
+
+/// The kernel remembers a governed write decided through an open file
+/// (`WRITERS`) and counts what it remembers (`WRITERS_HELD`, which lets
+/// `file_free` skip its lookup on a node where nothing is remembered).
+/// Writes through ungoverned processes are not remembered; every entry
+/// goes when its file is freed, and the count with it, whoever closes the
+/// file last.
+fn decided_writes_forgotten_when_their_files_close() -> anyhow::Result<()> {
+    const FILES: usize = 5;
+    let t = Tree::new("fd-forgotten")?;
+    let empty = acelogic_kernel::rules::Writers {
+        entries: 0,
+        held: 0,
+    };
+    ensure!(
+        t.s.kernel.writers()? == empty,
+        "a fresh kernel remembers writes: {:?}",
+        t.s.kernel.writers()?
+    );
+    let mut files = Vec::new();
+    for i in 0..FILES {
+        let path = t.p(&format!("inside/file-{i}"));
+        fs::write(&path, ORIGINAL)?;
+        files.push(fs::OpenOptions::new().write(true).open(&path)?);
+    }
+    // The ungoverned twin: the same writes through the same files.
+    for f in &files {
+        let e = in_cgroup(&t.s.free, || attempt(Op::Write, f.as_raw_fd(), -1))?;
+        ensure!(e == 0, "ungoverned write: errno {e}");
+    }
+    ensure!(
+        t.s.kernel.writers()? == empty,
+        "ungoverned writes were remembered: {:?}",
+        t.s.kernel.writers()?
+    );
+    for f in &files {
+        // Twice: the second is remembered, not counted again.
+        for _ in 0..2 {
+            let e = in_cgroup(&t.s.governed, || attempt(Op::Write, f.as_raw_fd(), -1))?;
+            ensure!(e == 0, "governed write inside: errno {e}");
+        }
+    }
+    let held = t.s.kernel.writers()?;
+    ensure!(
+        held.entries == FILES as u64 && held.held == FILES as u64,
+        "{FILES} files written by the governed process: {held:?}"
+    );
+    // Closed by the (ungoverned) test process, the last holder.
+    files.truncate(2);
+    let two = t.s.kernel.writers()?;
+    ensure!(
+        two.entries == 2 && two.held == 2,
+        "three of {FILES} files closed: {two:?}"
+    );
+    drop(files);
+    ensure!(
+        t.s.kernel.writers()? == empty,
+        "every file closed: {:?}",
+        t.s.kernel.writers()?
+    );
     Ok(())
 }
