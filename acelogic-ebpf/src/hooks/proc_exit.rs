@@ -6,10 +6,12 @@
 //! and `exit_code` through the BTF offset table. A BTF tracepoint, not the
 //! classic one, for the reason given in `proc_exec`: a classic
 //! tracepoint's program is skipped while a preempted BPF map syscall holds
-//! the CPU's `bpf_prog_active`. Only the thread-group leader is recorded: its exit
-//! code is the wait status its parent sees whenever the process ends by
-//! `exit_group` or a fatal signal. (A leader that leaves by `pthread_exit`
-//! before its other threads is recorded then, with status 0.)
+//! the CPU's `bpf_prog_active`.
+//!
+//! Only the thread-group leader is recorded: its exit code is the wait
+//! status its parent sees whenever the process ends by `exit_group` or a
+//! fatal signal. (A leader that leaves by `pthread_exit` before its other
+//! threads is recorded then, with status 0.)
 
 use acelogic_common::{
     codes::counter,
