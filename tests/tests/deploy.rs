@@ -314,7 +314,6 @@ fn agent_mounts_every_host_path_the_daemon_uses() {
         let dir = Path::new(file).parent().unwrap().to_str().unwrap();
         assert_host_mount(&ds, &c, dir, dir, false);
     }
-    assert_host_mount(&ds, &c, "/sys/kernel/tracing", "/sys/kernel/tracing", false);
     // Policies from the ConfigMap, where --policies says.
     let (volume, mount) = mount_at(&ds, &c, &flag(&f, "--policies"));
     assert_eq!(volume["configMap"]["name"], "acelogic-policies");
@@ -336,6 +335,25 @@ fn agent_mounts_every_host_path_the_daemon_uses() {
         .map(|v| v["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(mounted, declared);
+    // And no host path beyond those: the lineage recorders are BTF
+    // tracepoints, so tracefs (and debugfs) stay out of the pod.
+    let host_paths: BTreeSet<&str> = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["hostPath"]["path"].as_str())
+        .collect();
+    let btf = Path::new(kernel::check::VMLINUX_BTF).parent().unwrap();
+    let lsm = Path::new(kernel::check::LSM_LIST).parent().unwrap();
+    let expected = BTreeSet::from([
+        "/var/lib/acelogic",
+        "/sys/fs/bpf",
+        "/run/acelogic",
+        "/sys/fs/cgroup",
+        btf.to_str().unwrap(),
+        lsm.to_str().unwrap(),
+    ]);
+    assert_eq!(host_paths, expected, "the agent's host paths");
 }
 
 #[test]
