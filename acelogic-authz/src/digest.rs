@@ -372,28 +372,26 @@ mod tests {
         DigestCache::new(64, TEST_SETTLE)
     }
 
-    /// Skips (and says so) where the temporary directory's filesystem is
-    /// not one the cache serves, or leases are not allowed.
-    fn served(dir: &Path) -> bool {
+    /// Fails, never skips, where the temporary directory's filesystem is
+    /// not one the cache serves or leases are not allowed: a cache test
+    /// that returned early there would pass without checking anything.
+    /// Point `TMPDIR` at a local filesystem to run them.
+    fn assert_served(dir: &Path) {
         let probe = dir.join("probe");
         std::fs::write(&probe, b"probe").unwrap();
         let f = File::open(&probe).unwrap();
-        let ok = local_filesystem(&f) && no_writer(&f);
-        if !ok {
-            eprintln!(
-                "skipped: {} is not a filesystem the cache serves",
-                dir.display()
-            );
-        }
-        ok
+        assert!(
+            local_filesystem(&f) && no_writer(&f),
+            "{} is not a filesystem the digest cache serves (local, leases allowed); set \
+             TMPDIR to one",
+            dir.display()
+        );
     }
 
     #[test]
     fn an_unchanged_file_is_served_from_the_cache() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let p = dir.path().join("tool");
         settled_file(&p, b"#!/bin/sh\necho one\n");
         let c = cache();
@@ -428,9 +426,7 @@ mod tests {
     #[test]
     fn an_in_place_rewrite_with_the_same_size_and_mtime_is_hashed_again() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let p = dir.path().join("tool");
         settled_file(&p, b"#!/bin/sh\necho one\n");
         let c = cache();
@@ -471,9 +467,7 @@ mod tests {
     #[test]
     fn a_truncated_file_is_hashed_again() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let p = dir.path().join("tool");
         settled_file(&p, b"#!/bin/sh\necho one\n");
         let c = cache();
@@ -491,9 +485,7 @@ mod tests {
     #[test]
     fn a_file_renamed_over_the_path_is_hashed_again() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let p = dir.path().join("tool");
         let q = dir.path().join("tool.new");
         settled_file(&p, b"#!/bin/sh\necho one\n");
@@ -510,9 +502,7 @@ mod tests {
     #[test]
     fn a_freshly_changed_file_is_not_kept() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let p = dir.path().join("tool");
         std::fs::write(&p, b"fresh").unwrap();
         let c = DigestCache::new(64, Duration::from_secs(3600));
@@ -533,9 +523,7 @@ mod tests {
     #[test]
     fn a_file_open_for_writing_is_hashed_every_time() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let p = dir.path().join("tool");
         settled_file(&p, b"#!/bin/sh\necho one\n");
         let c = cache();
@@ -569,9 +557,7 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_drops_the_least_recently_used() {
         let dir = scratch();
-        if !served(dir.path()) {
-            return;
-        }
+        assert_served(dir.path());
         let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("f{i}"))).collect();
         for (i, p) in paths.iter().enumerate() {
             std::fs::write(p, format!("file {i}")).unwrap();
