@@ -568,12 +568,14 @@ fn shutdown(config: &Config, stopped: Stopped) -> anyhow::Result<()> {
     let c = node.kernel.counters()?;
     println!(
         "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
-         lineage_lost={}; enforcement stays pinned at {} (`acelogic-agent uninstall` removes it)",
+         lineage_lost={} lineage_missed={}; enforcement stays pinned at {} (`acelogic-agent \
+         uninstall` removes it)",
         c.denied,
         c.allowed,
         c.audited,
         c.record_unavailable,
         c.lineage_lost,
+        c.lineage_missed,
         config.pin_dir.display()
     );
     Ok(())

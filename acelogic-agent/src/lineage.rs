@@ -194,6 +194,7 @@ impl Lineage {
             &self.journal,
             KernelLosses {
                 lineage_lost: counters.lineage_lost,
+                lineage_missed: counters.lineage_missed,
                 record_unavailable: counters.record_unavailable,
             },
         ) {

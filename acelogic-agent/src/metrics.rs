@@ -13,6 +13,7 @@
 //! | `acelogic_agent_kernel_audited_total` | counter | | would-be denials let through in audit scopes |
 //! | `acelogic_agent_kernel_record_unavailable_total` | counter | | decisions denied because the ring buffer had no room for their record |
 //! | `acelogic_agent_kernel_lineage_lost_total` | counter | | fork/exec/exit records the ring buffer had no room for |
+//! | `acelogic_agent_kernel_lineage_missed_total` | counter | | fork/exec/exit records the kernel skipped: their recorder was already running on the CPU |
 //! | `acelogic_agent_grants_live` | gauge | | grant entries installed in the kernel (one per granted object) |
 //! | `acelogic_agent_artifacts_live` | gauge | | artifacts accepted and not yet ended |
 //! | `acelogic_agent_journal_head_seq` | gauge | | seq of the journal's last entry |
@@ -314,6 +315,13 @@ impl Collector for SnapshotCollector {
                 "kernel_lineage_lost",
                 "Process lifecycle records the ring buffer had no room for (pinned)",
                 k.lineage_lost,
+            )?;
+            counter(
+                &mut enc,
+                "kernel_lineage_missed",
+                "Process lifecycle records the kernel skipped because their recorder was already \
+                 running on the CPU (the recorders' recursion misses)",
+                k.lineage_missed,
             )?;
         }
         if let Some(n) = s.grant_entries {

@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod btf;
 pub mod check;
 pub mod compat;
+mod misses;
 pub mod object;
 pub mod offsets;
 mod pins;
@@ -22,7 +23,7 @@ pub mod scopes;
 
 use std::{
     io,
-    os::unix::fs::MetadataExt as _,
+    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
 };
 
@@ -84,6 +85,12 @@ pub enum KernelError {
         #[source]
         source: aya::pin::PinError,
     },
+    #[error("reading the recursion misses of program `{program}`: {source}")]
+    Misses {
+        program: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("pinned state at {path}: {why}")]
     Pinned { path: PathBuf, why: String },
     #[error("{path} is not a cgroup v2 directory: {why}")]
@@ -131,7 +138,19 @@ pub struct Counters {
     pub allowed: u64,
     pub record_unavailable: u64,
     pub lineage_lost: u64,
+    /// Lifecycle records the kernel skipped because their recorder was
+    /// already running on the CPU (preempted there, from 7.0 on; see
+    /// `misses`): the recorders' `recursion_misses`.
+    pub lineage_missed: u64,
     pub audited: u64,
+}
+
+impl Counters {
+    /// Lifecycle records that were never made, for any reason.
+    #[must_use]
+    pub fn lineage_unrecorded(&self) -> u64 {
+        self.lineage_lost + self.lineage_missed
+    }
 }
 
 /// Load-time settings.
@@ -473,8 +492,34 @@ impl Kernel {
             allowed: sum(counter::ALLOWED)?,
             record_unavailable: sum(counter::RECORD_UNAVAILABLE)?,
             lineage_lost: sum(counter::LINEAGE_LOST)?,
+            lineage_missed: self.lineage_missed()?,
             audited: sum(counter::AUDITED)?,
         })
+    }
+
+    /// The recursion misses of the attached lifecycle recorders: those of
+    /// the pinned links' programs with a pin directory (the programs
+    /// running, whoever attached them), else of this object's own.
+    fn lineage_missed(&self) -> Result<u64, KernelError> {
+        let mut total = 0;
+        for name in names::ALL_LINEAGE {
+            let misses = match &self.pin_dir {
+                Some(dir) => match pins::link_path(dir, name) {
+                    Some(path) => misses::of_pinned_link(&path),
+                    None => Ok(0),
+                },
+                None => match self.ebpf.program(name).map(aya::programs::Program::fd) {
+                    Some(Ok(fd)) => misses::of_program(fd.as_fd()),
+                    // Not loaded here (not selected for this kernel).
+                    Some(Err(_)) | None => Ok(0),
+                },
+            };
+            total += misses.map_err(|source| KernelError::Misses {
+                program: name,
+                source,
+            })?;
+        }
+        Ok(total)
     }
 }
 

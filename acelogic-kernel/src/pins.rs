@@ -97,7 +97,13 @@ pub(super) fn prepare(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>, Kernel
 
 /// Whether `program`'s link is pinned (the program is attached).
 pub(super) fn link_pinned(dir: &Path, program: &str) -> bool {
-    links_dir(dir).join(program).exists()
+    link_path(dir, program).is_some()
+}
+
+/// Where `program`'s link is pinned, when it is (the program is attached).
+pub(super) fn link_path(dir: &Path, program: &str) -> Option<PathBuf> {
+    let path = links_dir(dir).join(program);
+    path.exists().then_some(path)
 }
 
 /// Removes `program`'s link pin (the program detaches once no process

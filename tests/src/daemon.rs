@@ -179,14 +179,14 @@ impl Daemon {
             {
                 bail!(
                     "the daemon exited ({st}) while starting:\n{}",
-                    self.log_text()
+                    self.log_tail()
                 );
             }
             ensure!(
                 Instant::now() < deadline,
                 "the daemon did not answer in {} s:\n{}",
                 START_DEADLINE.as_secs(),
-                self.log_text()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -214,7 +214,7 @@ impl Daemon {
             ensure!(
                 st.success(),
                 "the daemon exited with {st}:\n{}",
-                self.log_text()
+                self.log_tail()
             );
         }
         Ok(())
@@ -333,6 +333,11 @@ impl Daemon {
         s
     }
 
+    /// The end of the daemon's log, for an error message.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_text(), &self.log)
+    }
+
     /// Waits until the daemon's log has a line containing every one of
     /// `needles`; returns that line.
     pub fn wait_log(&self, needles: &[&str]) -> anyhow::Result<String> {
@@ -344,7 +349,8 @@ impl Daemon {
             }
             ensure!(
                 Instant::now() < deadline,
-                "no daemon log line with {needles:?} in 10 s:\n{text}"
+                "no daemon log line with {needles:?} in 10 s:\n{}",
+                log_tail(&text, &self.log)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -361,7 +367,7 @@ impl Daemon {
             ensure!(
                 Instant::now() < deadline,
                 "{what}: not within 10 s:\n{}",
-                self.log_text()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -429,7 +435,10 @@ impl Collector {
                 return Ok(me);
             }
             if let Some(st) = me.child.try_wait()? {
-                bail!("the collector exited ({st}) while starting:\n{text}");
+                bail!(
+                    "the collector exited ({st}) while starting:\n{}",
+                    log_tail(&text, &me.log)
+                );
             }
             ensure!(
                 Instant::now() < deadline,
@@ -452,6 +461,25 @@ impl Collector {
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The end of the collector's log, for an error message.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_text(), &self.log)
+    }
+}
+
+/// The last lines of a log, for an error message: a daemon prints every
+/// record it journals, and a whole log would bury the error.
+fn log_tail(text: &str, path: &Path) -> String {
+    const LINES: usize = 80;
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(LINES);
+    let mut out = String::new();
+    if skip > 0 {
+        out.push_str(&format!("({skip} earlier lines in {})\n", path.display()));
+    }
+    out.push_str(&lines[skip..].join("\n"));
+    out
 }
 
 impl Drop for Collector {

@@ -1,9 +1,10 @@
 //! The runner: requirements, one subprocess per case, result lines.
 
 use std::{
-    io::Read as _,
+    io::Read,
     os::unix::process::CommandExt as _,
     process::{Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -212,6 +213,14 @@ fn run_isolated(case: &Case, env: Env, shared: Option<&std::path::Path>) -> Outc
         Ok(c) => c,
         Err(e) => return Outcome::Fail(format!("spawning the case: {e}")),
     };
+    // Both pipes are drained while the case runs: a case that prints more
+    // than a pipe holds (an error quoting a long daemon log) would
+    // otherwise block on its write and look like a hang.
+    let output = Output::default();
+    let readers = [
+        child.stdout.take().map(|p| output.drain(p)),
+        child.stderr.take().map(|p| output.drain(p)),
+    ];
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -229,13 +238,15 @@ fn run_isolated(case: &Case, env: Env, shared: Option<&std::path::Path>) -> Outc
             Err(e) => break Err(format!("waiting for the case: {e}")),
         }
     };
-    let mut output = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut output);
+    // A process the case left in another process group may hold a pipe
+    // open: take what was read by then rather than wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for reader in readers.into_iter().flatten() {
+        while !reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut output);
-    }
+    let output = output.text();
     let outcome = match status {
         Ok(s) if s.success() => Outcome::Pass,
         Ok(s) if s.code() == Some(EXIT_SKIP) => Outcome::Skip(last_line(&output)),
@@ -243,11 +254,56 @@ fn run_isolated(case: &Case, env: Env, shared: Option<&std::path::Path>) -> Outc
         Err(e) => Outcome::Fail(e),
     };
     if !matches!(outcome, Outcome::Pass) {
-        for line in output.lines() {
-            println!("    {} | {line}", case.name);
-        }
+        print_case_output(case.name, &output);
     }
     outcome
+}
+
+/// What a case printed on stdout and stderr, in the order it was read.
+#[derive(Clone, Default)]
+struct Output(Arc<Mutex<Vec<u8>>>);
+
+impl Output {
+    fn drain(&self, mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<()> {
+        let sink = self.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// A failed case's output, its head and tail when it is long (the error
+/// comes last).
+fn print_case_output(name: &str, output: &str) {
+    const HEAD: usize = 60;
+    const TAIL: usize = 300;
+    let lines: Vec<&str> = output.lines().collect();
+    if lines.len() <= HEAD + TAIL {
+        for line in &lines {
+            println!("    {name} | {line}");
+        }
+        return;
+    }
+    for line in &lines[..HEAD] {
+        println!("    {name} | {line}");
+    }
+    println!(
+        "    {name} | ... {} lines left out ...",
+        lines.len() - HEAD - TAIL
+    );
+    for line in &lines[lines.len() - TAIL..] {
+        println!("    {name} | {line}");
+    }
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -136,7 +136,7 @@ pub fn run(rounds: u32) -> anyhow::Result<serde_json::Value> {
     ensure!(ring.peek(1).is_empty(), "records left behind");
 
     // Sustained: the pump keeps up with the churn as it happens.
-    let lost_before = kernel.counters()?.lineage_lost;
+    let lost_before = kernel.counters()?.lineage_unrecorded();
     let children = 20_000u32;
     let (mut live_n, t) = (0usize, Instant::now());
     let pid = churn(&cg, children)?;
@@ -155,7 +155,7 @@ pub fn run(rounds: u32) -> anyhow::Result<serde_json::Value> {
         }
     }
     let live_t = t.elapsed();
-    let lost = kernel.counters()?.lineage_lost - lost_before;
+    let lost = kernel.counters()?.lineage_unrecorded() - lost_before;
 
     let (records, _) = journal.lock().head();
     journal

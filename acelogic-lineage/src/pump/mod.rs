@@ -79,6 +79,11 @@ pub struct Step {
 pub struct KernelLosses {
     /// Lifecycle records the ring buffer had no room for.
     pub lineage_lost: u64,
+    /// Lifecycle records the kernel skipped because their recorder was
+    /// already running on the CPU (the recorders' recursion misses; they
+    /// start from zero again when the programs are loaded anew, apart
+    /// from the ring's counters, hence a baseline of their own).
+    pub lineage_missed: u64,
     /// Decisions denied because their record could not be reserved.
     pub record_unavailable: u64,
 }
@@ -112,11 +117,17 @@ pub struct Pump {
     observer: Option<Arc<dyn Observer>>,
 }
 
-const LOSS_KEYS: [(&str, &str, &str); 2] = [
+const LOSS_KEYS: [(&str, &str, &str); 3] = [
     (
         "loss.kernel-lineage",
         "kernel-lineage",
         "process lifecycle records the kernel ring buffer had no room for",
+    ),
+    (
+        "loss.kernel-lineage-missed",
+        "kernel-lineage",
+        "process lifecycle records the kernel skipped: their recorder was already running on \
+         the CPU (preempted there)",
     ),
     (
         "loss.record-unavailable",
@@ -266,7 +277,7 @@ impl Pump {
     /// Counters that went backwards belong to a new BPF object: counted
     /// from zero again.
     pub fn losses(&mut self, journal: &Shared, now: KernelLosses) -> Result<u64, JournalError> {
-        let values = [now.lineage_lost, now.record_unavailable];
+        let values = [now.lineage_lost, now.lineage_missed, now.record_unavailable];
         let mut records = Vec::new();
         let mut meta = Vec::new();
         {

@@ -292,15 +292,23 @@ fn undecodable_records_and_kernel_losses_become_loss_records_once() {
     p.step(&journal, &mut ring).unwrap();
     let losses = KernelLosses {
         lineage_lost: 5,
+        lineage_missed: 3,
         record_unavailable: 2,
     };
-    assert_eq!(p.losses(&journal, losses).unwrap(), 7);
+    assert_eq!(p.losses(&journal, losses).unwrap(), 10);
     assert_eq!(p.losses(&journal, losses).unwrap(), 0, "counted once");
     let more = KernelLosses {
         lineage_lost: 6,
         ..losses
     };
     assert_eq!(p.losses(&journal, more).unwrap(), 1);
+    // The recorders were loaded anew: their misses count from zero, and
+    // the ring's count goes on from its own baseline.
+    let reloaded = KernelLosses {
+        lineage_missed: 1,
+        ..more
+    };
+    assert_eq!(p.losses(&journal, reloaded).unwrap(), 1);
     let b = bodies(&journal);
     let losses: Vec<(String, u64)> = b
         .iter()
@@ -314,7 +322,9 @@ fn undecodable_records_and_kernel_losses_become_loss_records_once() {
         [
             ("undecodable".into(), 1),
             ("kernel-lineage".into(), 5),
+            ("kernel-lineage".into(), 3),
             ("record-unavailable".into(), 2),
+            ("kernel-lineage".into(), 1),
             ("kernel-lineage".into(), 1)
         ]
     );

@@ -164,7 +164,7 @@ fn run_granted(d: &Daemon, cg: &TestCgroup, granted: &CStr, t: Instant) -> anyho
         ensure!(
             t.elapsed() < Duration::from_secs(10),
             "the granted exec was still refused 10 s after the call:\n{}",
-            d.log_text()
+            d.log_tail()
         );
     }
 }
@@ -190,7 +190,7 @@ fn retired(
         ensure!(
             t.elapsed() < Duration::from_secs(10),
             "the used-up grant was not retired within 10 s:\n{}",
-            d.log_text()
+            d.log_tail()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

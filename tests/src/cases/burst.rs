@@ -105,7 +105,7 @@ fn burst_of_submits_never_stalls_the_drain() -> anyhow::Result<()> {
             "{what} {i} of {SUBMITS} got no answer in {} s while the ring was flooded; the \
              daemon's log:\n{}",
             CALL_TIMEOUT.as_secs(),
-            d.log_text()
+            d.log_tail()
         )
     };
     for (i, envelope) in envelopes.into_iter().enumerate() {

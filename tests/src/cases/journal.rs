@@ -317,7 +317,7 @@ fn wait_journaled(d: &Daemon, want: usize) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             bail!(
                 "{n} of {want} records journaled after 90 s:\n{}",
-                d.log_text()
+                d.log_tail()
             );
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -344,7 +344,7 @@ spec:
             "{} of {} execs journaled:\n{}",
             execs.len(),
             pids.len(),
-            d.log_text()
+            d.log_tail()
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -7,7 +7,11 @@
 //! such a syscall leaves every classic tracepoint program on that CPU
 //! skipped until it runs again: exec and exit records went missing,
 //! counted nowhere. The recorders are BTF tracepoints, guarded per
-//! program; this case makes the window wide and keeps it open.
+//! program; this case makes the window wide and keeps it open. The guard
+//! of a BTF tracepoint skips its program only while the same program is
+//! running on the CPU (from 7.0 on, when a recorder is preempted mid-run),
+//! and the kernel counts each such skip: a record may be missing only
+//! against such a count.
 //!
 //! The window: a batched lookup on an empty hash map with a million
 //! buckets walks every bucket in one syscall without leaving it (about as
@@ -57,7 +61,7 @@ fn exec_and_exit_recorded_beside_a_preempted_map_syscall() -> anyhow::Result<()>
     let governed = TestCgroup::new("recorders-gov")?;
     kernel.define_scope(SCOPE, Mode::Enforce)?;
     kernel.govern(&governed.path, SCOPE)?;
-    let lost_before = kernel.counters()?.lineage_lost;
+    let before = kernel.counters()?;
 
     let map = EmptyHash::create(BUCKETS)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -111,7 +115,9 @@ fn exec_and_exit_recorded_beside_a_preempted_map_syscall() -> anyhow::Result<()>
         Duration::from_millis(500),
         Duration::from_secs(10),
     )?);
-    let lost = kernel.counters()?.lineage_lost - lost_before;
+    let after = kernel.counters()?;
+    let lost = after.lineage_lost - before.lineage_lost;
+    let missed = after.lineage_missed - before.lineage_missed;
 
     let children = |e: &&Event| e.header().cgroup_id == governed.id && e.header().tgid != sh_pid;
     let execs = events
@@ -127,7 +133,8 @@ fn exec_and_exit_recorded_beside_a_preempted_map_syscall() -> anyhow::Result<()>
     println!(
         "    {EXECS} governed execs on CPU 0 in {loop_secs:.1} s beside {walked} walks of a \
          {BUCKETS}-bucket hash map on the same CPU: {execs} exec and {exits} exit records, \
-         {lost} counted lost"
+         {lost} counted lost for want of ring space, {missed} skipped and counted by the kernel \
+         (a recorder preempted mid-run, 7.0 on)"
     );
     ensure!(
         lost == 0,
@@ -137,10 +144,13 @@ fn exec_and_exit_recorded_beside_a_preempted_map_syscall() -> anyhow::Result<()>
         walked >= 2,
         "the walker walked {walked} times while the loop ran: the window was not open"
     );
+    // A skip the kernel counts (the recorder was already running on the
+    // CPU) is a journaled loss; one it does not count is the defect.
+    let missing = (2 * EXECS).saturating_sub(execs + exits) as u64;
     ensure!(
-        execs == EXECS && exits == EXECS,
-        "{execs} exec and {exits} exit records of {EXECS} governed /bin/true runs, none \
-         counted lost: the recorder was skipped"
+        execs <= EXECS && exits <= EXECS && missing <= missed,
+        "{execs} exec and {exits} exit records of {EXECS} governed /bin/true runs, {missed} \
+         counted skipped: the recorder was skipped uncounted"
     );
     Ok(())
 }

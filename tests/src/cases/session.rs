@@ -133,8 +133,8 @@ fn tree_of_a_governed_session() -> anyhow::Result<()> {
                 "the session's tree did not reach the collector in 30 s: {}{}\ndaemon:\n{}\ncollector:\n{}",
                 ctl.stdout,
                 ctl.stderr,
-                d.log_text(),
-                collector.log_text()
+                d.log_tail(),
+                collector.log_tail()
             );
         }
         std::thread::sleep(Duration::from_millis(300));

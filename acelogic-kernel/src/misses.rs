@@ -1,0 +1,124 @@
+//! Lifecycle records the kernel skipped without running their program.
+//!
+//! The fork, exec and exit recorders are BTF tracepoints. The kernel runs
+//! such a program through `__bpf_trace_run`, which skips it, and counts a
+//! "recursion miss" on the program, when the same program is already
+//! running on that CPU. Up to 6.x a tracepoint's callbacks ran with
+//! preemption disabled, so that could only happen from an interrupt. From
+//! 7.0 (`tracing: Guard __DECLARE_TRACE() use of __DO_TRACE_CALL() with
+//! SRCU-fast`, with `__bpf_trace_run` using `rcu_read_lock_dont_migrate`)
+//! they run preemptible with only migration disabled: a recorder preempted
+//! in the middle of its run makes the same recorder skip every other
+//! task's fork (or exec, or exit) on that CPU until it runs again. The
+//! LSM programs that decide are not affected (the kernel runs them
+//! without that check, so they nest).
+//!
+//! Nothing in the program sees such a skip; only the kernel's per-program
+//! `recursion_misses` (`bpf_prog_info`) counts it. It is read here so a
+//! skipped record is a counted loss, journaled like a record the ring had
+//! no room for, never a silent gap.
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::unix::ffi::OsStrExt as _,
+    path::Path,
+};
+
+use aya_obj::generated::bpf_prog_info;
+
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// `bpf(2)` with an attribute struct; the returned value (an fd or 0).
+fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
+    let size = libc::c_uint::try_from(size_of::<A>()).map_err(io::Error::other)?;
+    // SAFETY: `attr` is a live, writable #[repr(C)] struct of the layout
+    // `cmd` reads, and its size is passed with it.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this new descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` into `info` (the kernel fills what it knows
+/// and zero-extends nothing: `info` starts zeroed).
+fn info_by_fd<I>(fd: BorrowedFd<'_>, info: &mut I) -> io::Result<()> {
+    #[repr(C)]
+    struct Attr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut attr = Attr {
+        bpf_fd: u32::try_from(fd.as_raw_fd()).map_err(|_| io::Error::other("negative fd"))?,
+        info_len: u32::try_from(size_of::<I>()).map_err(|_| io::Error::other("info size"))?,
+        info: std::ptr::from_mut(info) as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
+}
+
+/// The recursion misses of the program behind `fd`.
+pub(crate) fn of_program(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: `bpf_prog_info` is plain integers and pointers-as-integers;
+    // all zeroes is a valid value.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    info_by_fd(fd, &mut info)?;
+    Ok(info.recursion_misses)
+}
+
+/// The recursion misses of the program attached by the link pinned at
+/// `path`.
+pub(crate) fn of_pinned_link(path: &Path) -> io::Result<u64> {
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        _pad: u32,
+    }
+    /// The head of `bpf_link_info`: type, id, prog_id.
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkHead {
+        link_type: u32,
+        id: u32,
+        prog_id: u32,
+        _pad: u32,
+    }
+    #[repr(C)]
+    struct GetById {
+        id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut get = ObjGet {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        _pad: 0,
+    };
+    let link = owned(bpf(BPF_OBJ_GET, &mut get)?)?;
+    let mut head = LinkHead::default();
+    info_by_fd(link.as_fd(), &mut head)?;
+    let mut by_id = GetById {
+        id: head.prog_id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    let prog = owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut by_id)?)?;
+    of_program(prog.as_fd())
+}
