@@ -565,19 +565,25 @@ fn shutdown(config: &Config, stopped: Stopped) -> anyhow::Result<()> {
         detail: &format!("epoch {epoch}"),
         ..Record::new(Outcome::DaemonStop, Reason::Signal)
     });
-    let c = node.kernel.counters()?;
-    println!(
-        "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
-         lineage_lost={} lineage_missed={}; enforcement stays pinned at {} (`acelogic-agent \
-         uninstall` removes it)",
-        c.denied,
-        c.allowed,
-        c.audited,
-        c.record_unavailable,
-        c.lineage_lost,
-        c.lineage_missed,
-        config.pin_dir.display()
-    );
+    match node.kernel.counters() {
+        Ok(c) => println!(
+            "acelogic-agent: stopping; denied={} allowed={} audited={} record_unavailable={} \
+             lineage_lost={} lineage_missed={}; enforcement stays pinned at {} \
+             (`acelogic-agent uninstall` removes it)",
+            c.denied,
+            c.allowed,
+            c.audited,
+            c.record_unavailable,
+            c.lineage_lost,
+            c.lineage_missed,
+            config.pin_dir.display()
+        ),
+        Err(e) => println!(
+            "acelogic-agent: stopping (the kernel's counters: {e}); enforcement stays pinned at \
+             {} (`acelogic-agent uninstall` removes it)",
+            config.pin_dir.display()
+        ),
+    }
     Ok(())
 }
 

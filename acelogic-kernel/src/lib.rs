@@ -13,18 +13,22 @@ pub mod baseline;
 pub mod btf;
 pub mod check;
 pub mod compat;
-mod misses;
 pub mod object;
 pub mod offsets;
 mod pins;
+mod program_stats;
 mod records;
 pub mod rules;
 pub mod scopes;
 
 use std::{
     io,
-    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
+    os::{
+        fd::{AsFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use acelogic_common::{codes::counter, names};
@@ -38,6 +42,7 @@ use aya::{
 };
 use compat::{Attach, ProgramSpec};
 pub use pins::{DEFAULT_PIN_DIR, Uninstalled, uninstall};
+pub use program_stats::{ProgramStats, RunTimeStats};
 pub use records::{Batch, CommitError, RawRecord, Records};
 
 /// Errors of the kernel module, each naming the object involved.
@@ -85,8 +90,8 @@ pub enum KernelError {
         #[source]
         source: aya::pin::PinError,
     },
-    #[error("reading the recursion misses of program `{program}`: {source}")]
-    Misses {
+    #[error("reading the kernel's counts of program `{program}`: {source}")]
+    ProgramStats {
         program: &'static str,
         #[source]
         source: io::Error,
@@ -206,6 +211,13 @@ pub struct Kernel {
     selected: Vec<ProgramSpec>,
     /// Fault injection for tests ([`Kernel::inject_attach_failure`]).
     fail_attach: Option<&'static str>,
+    /// The programs of adopted pinned links, opened when adopted (while
+    /// the process still may: `BPF_PROG_GET_FD_BY_ID` needs
+    /// `CAP_SYS_ADMIN`), for their counts ([`Kernel::program_stats`]).
+    adopted: std::collections::HashMap<&'static str, OwnedFd>,
+    /// The recorders' recursion misses as last read, kept when a read
+    /// fails so the count never goes backwards.
+    last_missed: AtomicU64,
 }
 
 impl Kernel {
@@ -253,6 +265,8 @@ impl Kernel {
             unpinned: Vec::new(),
             selected,
             fail_attach: None,
+            adopted: std::collections::HashMap::new(),
+            last_missed: AtomicU64::new(0),
         })
     }
 
@@ -290,8 +304,18 @@ impl Kernel {
     /// is returned).
     pub fn attach(&mut self, spec: &ProgramSpec) -> Result<bool, KernelError> {
         if let Some(dir) = &self.pin_dir
-            && pins::link_pinned(dir, spec.name)
+            && let Some(link) = pins::link_path(dir, spec.name)
         {
+            match program_stats::program_of_pinned_link(&link) {
+                Ok(fd) => {
+                    self.adopted.insert(spec.name, fd);
+                }
+                // Its counts are then read from the pin, which needs the
+                // privilege this process may not keep.
+                Err(e) => {
+                    tracing::warn!(program = spec.name, error = %e, "opening an adopted program");
+                }
+            }
             tracing::debug!(program = spec.name, "adopted pinned link");
             return Ok(false);
         }
@@ -492,34 +516,54 @@ impl Kernel {
             allowed: sum(counter::ALLOWED)?,
             record_unavailable: sum(counter::RECORD_UNAVAILABLE)?,
             lineage_lost: sum(counter::LINEAGE_LOST)?,
-            lineage_missed: self.lineage_missed()?,
+            lineage_missed: self.lineage_missed(),
             audited: sum(counter::AUDITED)?,
         })
     }
 
-    /// The recursion misses of the attached lifecycle recorders: those of
-    /// the pinned links' programs with a pin directory (the programs
-    /// running, whoever attached them), else of this object's own.
-    fn lineage_missed(&self) -> Result<u64, KernelError> {
+    /// The recursion misses of the attached lifecycle recorders. A read
+    /// that fails keeps the last value (logged): the count is late, never
+    /// lower, and the ring's counters are read all the same.
+    fn lineage_missed(&self) -> u64 {
         let mut total = 0;
         for name in names::ALL_LINEAGE {
-            let misses = match &self.pin_dir {
-                Some(dir) => match pins::link_path(dir, name) {
-                    Some(path) => misses::of_pinned_link(&path),
-                    None => Ok(0),
-                },
-                None => match self.ebpf.program(name).map(aya::programs::Program::fd) {
-                    Some(Ok(fd)) => misses::of_program(fd.as_fd()),
-                    // Not loaded here (not selected for this kernel).
-                    Some(Err(_)) | None => Ok(0),
-                },
-            };
-            total += misses.map_err(|source| KernelError::Misses {
-                program: name,
-                source,
-            })?;
+            match self.program_stats(name) {
+                Ok(s) => total += s.recursion_misses,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the recorders' recursion misses");
+                    return self.last_missed.load(Ordering::Relaxed);
+                }
+            }
         }
-        Ok(total)
+        self.last_missed
+            .fetch_max(total, Ordering::Relaxed)
+            .max(total)
+    }
+
+    /// What the kernel counted for program `name`: the program of the
+    /// pinned link this process adopted, or the one it loaded itself, or
+    /// else the one a link pinned by another process attaches (that read
+    /// needs `CAP_SYS_ADMIN`); zeros when there is none (not selected for
+    /// this kernel, or not attached).
+    pub fn program_stats(&self, name: &'static str) -> Result<ProgramStats, KernelError> {
+        let own = self
+            .ebpf
+            .program(name)
+            .and_then(|p| p.fd().ok())
+            .map(|fd| fd.as_fd());
+        let stats = match (self.adopted.get(name), own, &self.pin_dir) {
+            (Some(fd), _, _) => program_stats::of_program(fd.as_fd()),
+            (None, Some(fd), _) => program_stats::of_program(fd),
+            (None, None, Some(dir)) => match pins::link_path(dir, name) {
+                Some(path) => program_stats::of_pinned_link(&path),
+                None => Ok(ProgramStats::default()),
+            },
+            (None, None, None) => Ok(ProgramStats::default()),
+        };
+        stats.map_err(|source| KernelError::ProgramStats {
+            program: name,
+            source,
+        })
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod apparmor;
 mod landlock;
+mod programs;
 pub(crate) mod submit;
 mod workload;
 
@@ -241,6 +242,7 @@ pub fn main() -> anyhow::Result<()> {
         })
     };
     let mut samples = Samples::default();
+    let mut costs = Vec::new();
     let measured = (|| -> anyhow::Result<()> {
         // Round 0 warms caches and is not counted.
         for round in 0..=args.rounds {
@@ -274,6 +276,11 @@ pub fn main() -> anyhow::Result<()> {
             }
             println!("hooks: round {round} of {} done", args.rounds);
         }
+        costs = programs::measure_all(
+            &mut full,
+            &b,
+            &[(CONFIGS[UNGOVERNED], &free), (CONFIGS[BASELINE], &base)],
+        )?;
         Ok(())
     })();
     stop.store(true, Ordering::Relaxed);
@@ -289,7 +296,8 @@ pub fn main() -> anyhow::Result<()> {
     );
     drop((full, floor, aa));
 
-    let doc = report(&samples, args.rounds, args.clock);
+    let mut doc = report(&samples, args.rounds, args.clock);
+    doc["programs"] = programs::report(&costs);
     match args.clock {
         Clock::Instructions => println!("ACELOGIC-BENCH-HOOKS {doc}"),
         Clock::Wall => println!("ACELOGIC-BENCH-HOOKS-WALL {doc}"),

@@ -1,5 +1,9 @@
-//! Lifecycle records the kernel skipped without running their program.
+//! What the kernel counts per program (`bpf_prog_info`): its recursion
+//! misses, and, while `kernel.bpf_stats_enabled` is set, its run count
+//! and run time.
 //!
+//! Recursion misses are lifecycle records the kernel skipped without
+//! running their program.
 //! The fork, exec and exit recorders are BTF tracepoints. The kernel runs
 //! such a program through `__bpf_trace_run`, which skips it, and counts a
 //! "recursion miss" on the program, when the same program is already
@@ -68,18 +72,38 @@ fn info_by_fd<I>(fd: BorrowedFd<'_>, info: &mut I) -> io::Result<()> {
     bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
 }
 
-/// The recursion misses of the program behind `fd`.
-pub(crate) fn of_program(fd: BorrowedFd<'_>) -> io::Result<u64> {
+/// What the kernel counted for one program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Runs, counted only while `kernel.bpf_stats_enabled` is 1.
+    pub run_count: u64,
+    /// Time spent in the program, counted likewise (under an icount
+    /// guest clock: instructions).
+    pub run_time_ns: u64,
+    /// Runs skipped because the program was already running on the CPU.
+    pub recursion_misses: u64,
+}
+
+/// The counts of the program behind `fd`.
+pub(crate) fn of_program(fd: BorrowedFd<'_>) -> io::Result<ProgramStats> {
     // SAFETY: `bpf_prog_info` is plain integers and pointers-as-integers;
     // all zeroes is a valid value.
     let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
     info_by_fd(fd, &mut info)?;
-    Ok(info.recursion_misses)
+    Ok(ProgramStats {
+        run_count: info.run_cnt,
+        run_time_ns: info.run_time_ns,
+        recursion_misses: info.recursion_misses,
+    })
 }
 
-/// The recursion misses of the program attached by the link pinned at
-/// `path`.
-pub(crate) fn of_pinned_link(path: &Path) -> io::Result<u64> {
+/// The counts of the program attached by the link pinned at `path`.
+pub(crate) fn of_pinned_link(path: &Path) -> io::Result<ProgramStats> {
+    of_program(program_of_pinned_link(path)?.as_fd())
+}
+
+/// The program attached by the link pinned at `path` (`CAP_SYS_ADMIN`).
+pub(crate) fn program_of_pinned_link(path: &Path) -> io::Result<OwnedFd> {
     #[repr(C)]
     struct ObjGet {
         pathname: u64,
@@ -119,6 +143,33 @@ pub(crate) fn of_pinned_link(path: &Path) -> io::Result<u64> {
         next_id: 0,
         open_flags: 0,
     };
-    let prog = owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut by_id)?)?;
-    of_program(prog.as_fd())
+    owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut by_id)?)
+}
+
+/// Run counts and run times are counted while this lives
+/// (`BPF_ENABLE_STATS`; the kernel stops when the last such descriptor
+/// closes, so a crashed holder leaves nothing switched on). Each run then
+/// pays for two clock reads: keep it off while measuring anything else.
+#[derive(Debug)]
+pub struct RunTimeStats {
+    _fd: OwnedFd,
+}
+
+impl RunTimeStats {
+    /// Switches the counting on.
+    ///
+    /// # Errors
+    /// The kernel refused (`CAP_SYS_ADMIN` is needed).
+    pub fn enable() -> io::Result<Self> {
+        const BPF_ENABLE_STATS: libc::c_long = 32;
+        /// `BPF_STATS_RUN_TIME`.
+        #[repr(C)]
+        struct Attr {
+            stats_type: u32,
+        }
+        let mut attr = Attr { stats_type: 0 };
+        Ok(Self {
+            _fd: owned(bpf(BPF_ENABLE_STATS, &mut attr)?)?,
+        })
+    }
 }
