@@ -276,11 +276,12 @@ pub fn main() -> anyhow::Result<()> {
             }
             println!("hooks: round {round} of {} done", args.rounds);
         }
-        costs = programs::measure_all(
+        costs = programs::measure_all(&mut floor, &b, &[(CONFIGS[FLOOR], &free)])?;
+        costs.extend(programs::measure_all(
             &mut full,
             &b,
             &[(CONFIGS[UNGOVERNED], &free), (CONFIGS[BASELINE], &base)],
-        )?;
+        )?);
         Ok(())
     })();
     stop.store(true, Ordering::Relaxed);
@@ -297,7 +298,7 @@ pub fn main() -> anyhow::Result<()> {
     drop((full, floor, aa));
 
     let mut doc = report(&samples, args.rounds, args.clock);
-    doc["programs"] = programs::report(&costs);
+    doc["programs"] = programs::report(&costs, &CONFIGS);
     match args.clock {
         Clock::Instructions => println!("ACELOGIC-BENCH-HOOKS {doc}"),
         Clock::Wall => println!("ACELOGIC-BENCH-HOOKS-WALL {doc}"),

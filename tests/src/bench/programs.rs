@@ -3,9 +3,12 @@
 //! (`BPF_ENABLE_STATS`), in one pass after the counted rounds. With the
 //! counting on every program run pays for two clock reads, so the ratios
 //! are never measured with it. Under the instruction-counting guest clock
-//! a run time is instructions; the trampoline around each program, the
-//! helpers' callers and the ring's consumer are outside it.
+//! a run time is instructions; the trampoline around each program and
+//! the ring's consumer are outside it. The floor's programs (which return
+//! at once) are measured the same way: their run time is what the
+//! counting itself adds to every run, to be read off the others.
 
+use acelogic_common::names;
 use acelogic_kernel::{Kernel, ProgramStats, RunTimeStats};
 use anyhow::Context as _;
 
@@ -30,30 +33,31 @@ impl Cost {
     }
 }
 
-/// Runs every workload once per configuration in `configs` with `full`
-/// attached and the counting on; the programs that ran, with what they
-/// cost.
+/// Runs every workload once per configuration in `configs` with `kernel`'s
+/// programs attached and the counting on; the programs that ran, with
+/// what they cost, a floor program under the name of the program it
+/// stands in for.
 pub(super) fn measure_all(
-    full: &mut Kernel,
+    kernel: &mut Kernel,
     b: &Bench,
     configs: &[(&'static str, &TestCgroup)],
 ) -> anyhow::Result<Vec<Cost>> {
-    let names: Vec<&'static str> = full.programs().iter().map(|s| s.name).collect();
+    let names: Vec<&'static str> = kernel.programs().iter().map(|s| s.name).collect();
     let snapshot = |k: &Kernel| -> anyhow::Result<Vec<ProgramStats>> {
         names
             .iter()
             .map(|n| k.program_stats(n).map_err(Into::into))
             .collect()
     };
-    full.attach_all()?;
+    kernel.attach_all()?;
     let stats = RunTimeStats::enable().context("BPF_ENABLE_STATS")?;
     let mut costs = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         for w in Workload::ALL {
             for (config, cg) in configs {
-                let before = snapshot(full)?;
+                let before = snapshot(kernel)?;
                 measure(b, cg, w, Confine::Nothing)?;
-                let after = snapshot(full)?;
+                let after = snapshot(kernel)?;
                 let ops = f64::from(w.iterations());
                 for ((name, a), z) in names.iter().zip(&before).zip(&after) {
                     let runs = z.run_count.saturating_sub(a.run_count);
@@ -64,7 +68,10 @@ pub(super) fn measure_all(
                     costs.push(Cost {
                         workload: w.name(),
                         config,
-                        program: name,
+                        program: names::FLOORS
+                            .iter()
+                            .find(|(_, floor)| floor == name)
+                            .map_or(*name, |(program, _)| *program),
                         runs_per_op: runs as f64 / ops,
                         per_run: z.run_time_ns.saturating_sub(a.run_time_ns) as f64 / runs as f64,
                     });
@@ -74,19 +81,26 @@ pub(super) fn measure_all(
         Ok(())
     })();
     drop(stats);
-    full.detach_all()?;
+    kernel.detach_all()?;
     result?;
     Ok(costs)
 }
 
-/// The costs as a markdown table and as JSON.
-pub(super) fn report(costs: &[Cost]) -> serde_json::Value {
+/// The costs as a markdown table and as JSON: by workload, then program,
+/// then configuration in the order of `configs`.
+pub(super) fn report(costs: &[Cost], configs: &[&str]) -> serde_json::Value {
+    let mut costs = costs.to_vec();
+    let workload = |c: &Cost| Workload::ALL.iter().position(|w| w.name() == c.workload);
+    let config = |c: &Cost| configs.iter().position(|n| *n == c.config);
+    costs.sort_by(|a, b| {
+        (workload(a), a.program, config(a)).cmp(&(workload(b), b.program, config(b)))
+    });
     println!();
     println!("### Per program (one pass, kernel run-time counts on)");
     println!();
     println!("| workload | configuration | program | runs per op | per run | per op |");
     println!("|---|---|---|---|---|---|");
-    for c in costs {
+    for c in &costs {
         println!(
             "| {} | {} | {} | {:.2} | {:.0} | {:.0} |",
             c.workload,
