@@ -144,8 +144,8 @@ pub struct Counters {
     pub record_unavailable: u64,
     pub lineage_lost: u64,
     /// Lifecycle records the kernel skipped because their recorder was
-    /// already running on the CPU (preempted there, from 7.0 on; see
-    /// `misses`): the recorders' `recursion_misses`.
+    /// already running on the CPU (preempted there, from 7.0 on; see the
+    /// `program_stats` module): the recorders' `recursion_misses`.
     pub lineage_missed: u64,
     pub audited: u64,
 }
