@@ -1,10 +1,9 @@
 //! What the kernel counts per program (`bpf_prog_info`): its recursion
-//! misses, and, while `kernel.bpf_stats_enabled` is set, its run count
-//! and run time.
+//! misses, and, while counting is on ([`RunTimeStats`], or the sysctl
+//! `kernel.bpf_stats_enabled`), its run count and run time.
 //!
 //! Recursion misses are lifecycle records the kernel skipped without
-//! running their program.
-//! The fork, exec and exit recorders are BTF tracepoints. The kernel runs
+//! running their program. The fork, exec and exit recorders are BTF tracepoints. The kernel runs
 //! such a program through `__bpf_trace_run`, which skips it, and counts a
 //! "recursion miss" on the program, when the same program is already
 //! running on that CPU. Up to 6.x a tracepoint's callbacks ran with
@@ -75,7 +74,7 @@ fn info_by_fd<I>(fd: BorrowedFd<'_>, info: &mut I) -> io::Result<()> {
 /// What the kernel counted for one program.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProgramStats {
-    /// Runs, counted only while `kernel.bpf_stats_enabled` is 1.
+    /// Runs, counted only while counting is on ([`RunTimeStats`]).
     pub run_count: u64,
     /// Time spent in the program, counted likewise (under an icount
     /// guest clock: instructions).
