@@ -3,18 +3,19 @@
 //! `kernel.bpf_stats_enabled`), its run count and run time.
 //!
 //! Recursion misses are lifecycle records the kernel skipped without
-//! running their program. The fork, exec and exit recorders are BTF tracepoints. The kernel runs
-//! such a program through `__bpf_trace_run`, which skips it, and counts a
-//! "recursion miss" on the program, when the same program is already
-//! running on that CPU. Up to 6.x a tracepoint's callbacks ran with
-//! preemption disabled, so that could only happen from an interrupt. From
-//! 7.0 (`tracing: Guard __DECLARE_TRACE() use of __DO_TRACE_CALL() with
-//! SRCU-fast`, with `__bpf_trace_run` using `rcu_read_lock_dont_migrate`)
-//! they run preemptible with only migration disabled: a recorder preempted
-//! in the middle of its run makes the same recorder skip every other
-//! task's fork (or exec, or exit) on that CPU until it runs again. The
-//! LSM programs that decide are not affected (the kernel runs them
-//! without that check, so they nest).
+//! running their program. The fork, exec and exit recorders are BTF
+//! tracepoints. The kernel runs such a program through `__bpf_trace_run`,
+//! which skips it, and counts a "recursion miss" on the program, when the
+//! same program is already running on that CPU. Up to 6.x a tracepoint's
+//! callbacks ran with preemption disabled, so that could only happen from
+//! an interrupt. From 7.0 they run preemptible with only migration
+//! disabled (`tracing: Guard __DECLARE_TRACE() use of __DO_TRACE_CALL()
+//! with SRCU-fast`, and `__bpf_trace_run` using
+//! `rcu_read_lock_dont_migrate`): a recorder preempted in the middle of
+//! its run makes the same recorder skip every other task's fork (or exec,
+//! or exit) on that CPU until it runs again. The LSM programs that decide
+//! are not affected (the kernel runs them without that check, so they
+//! nest).
 //!
 //! Nothing in the program sees such a skip; only the kernel's per-program
 //! `recursion_misses` (`bpf_prog_info`) counts it. It is read here so a
