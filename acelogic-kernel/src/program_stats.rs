@@ -23,17 +23,15 @@
 //! no room for, never a silent gap.
 
 use std::{
-    ffi::CString,
     io,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
-    os::unix::ffi::OsStrExt as _,
     path::Path,
 };
 
+use aya::programs::links::{FdLink, PinnedLink};
 use aya_obj::generated::bpf_prog_info;
 
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 /// `bpf(2)` with an attribute struct; the returned value (an fd or 0).
@@ -103,43 +101,19 @@ pub(crate) fn of_pinned_link(path: &Path) -> io::Result<ProgramStats> {
 }
 
 /// The program attached by the link pinned at `path` (`CAP_SYS_ADMIN`).
+/// aya opens the link and reads its program id; opening a program by id
+/// is not public in aya 0.14.
 pub(crate) fn program_of_pinned_link(path: &Path) -> io::Result<OwnedFd> {
-    #[repr(C)]
-    struct ObjGet {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: i32,
-        _pad: u32,
-    }
-    /// The head of `bpf_link_info`: type, id, prog_id.
-    #[repr(C)]
-    #[derive(Default)]
-    struct LinkHead {
-        link_type: u32,
-        id: u32,
-        prog_id: u32,
-        _pad: u32,
-    }
     #[repr(C)]
     struct GetById {
         id: u32,
         next_id: u32,
         open_flags: u32,
     }
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let mut get = ObjGet {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-        path_fd: 0,
-        _pad: 0,
-    };
-    let link = owned(bpf(BPF_OBJ_GET, &mut get)?)?;
-    let mut head = LinkHead::default();
-    info_by_fd(link.as_fd(), &mut head)?;
+    // Dropping the `FdLink` closes the descriptor; the pin stays.
+    let link = FdLink::from(PinnedLink::from_pin(path).map_err(io::Error::other)?);
     let mut by_id = GetById {
-        id: head.prog_id,
+        id: link.info().map_err(io::Error::other)?.program_id(),
         next_id: 0,
         open_flags: 0,
     };
