@@ -1060,6 +1060,17 @@ fn exec_parents_exact_across_daemon_kills() -> anyhow::Result<()> {
         rounds.push(round);
     }
     d.stop()?;
+    // Every restarted daemon adopted the recorders and read their counts
+    // after dropping its privileges (a read that fails is logged, and the
+    // misses it would have counted are journaled late).
+    let log = d.log_text();
+    ensure!(
+        !log.contains("opening an adopted program")
+            && !log.contains("the recorders' recursion misses")
+            && log.contains("lineage_missed="),
+        "a daemon could not read the recorders' recursion misses:\n{}",
+        d.log_tail()
+    );
     // The chain holds across every kill.
     let all = super::journal::journal(&d)?;
     let starts = all
